@@ -1,0 +1,174 @@
+"""Expanding a suite into cells; a cell's id is a stable hash of its resolved config.
+
+A cell is one model at one point of the matrix, with every value resolved (no "native", no defaults
+left implicit), plus the measurements it takes and their full settings. Its id is the SHA-256 of the
+canonical JSON of that config, so the same cell gets the same id in any process, on any machine, from
+any suite: this is what caching, resume and comparisons key on. The device is not part of the id (it is
+recorded in the run's environment), so runs on different hardware can be compared cell by cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bench.models import get_entry
+from bench.suite import Matrix, ModelSpec, Suite
+
+ID_VERSION = "bench-cell-v1"
+ID_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The resolved config of one cell. Plain data; `id` is derived."""
+
+    model: str
+    family: str
+    resolution: int
+    batch_size: int
+    precision: str
+    channels_last: bool
+    compile: bool
+    seed: int
+    num_classes: int
+    measure: tuple[str, ...]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    weights_sha256: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What the id hashes: everything but the weights *path* (its content hash stands in)."""
+        data = asdict(self)
+        data.pop("weights")
+        data["measure"] = list(self.measure)
+        return data
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.identity())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["measure"] = list(self.measure)
+        return {"id": self.id, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+        data = {k: v for k, v in data.items() if k != "id"}
+        data["measure"] = tuple(data["measure"])
+        return cls(**data)
+
+    def label(self) -> str:
+        """A short human label: model@res bs=.. precision [+cl] [+compile] seed=.."""
+        extras = "".join(
+            [" +channels_last" if self.channels_last else "", " +compile" if self.compile else ""]
+        )
+        return f"{self.model}@{self.resolution} bs={self.batch_size} {self.precision}{extras} seed={self.seed}"
+
+
+def canonical_json(data: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, no NaN."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def cell_id(identity: dict[str, Any]) -> str:
+    digest = hashlib.sha256((ID_VERSION + canonical_json(identity)).encode()).hexdigest()
+    return digest[:ID_LENGTH]
+
+
+@lru_cache(maxsize=64)
+def _sha256_file(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _rule_matches(rule: dict[str, list[Any]], cell: Cell, native: int) -> bool:
+    for key, values in rule.items():
+        if key == "resolution":
+            resolved = [native if v == "native" else v for v in values]
+            if cell.resolution not in resolved:
+                return False
+        elif getattr(cell, key) not in values:
+            return False
+    return True
+
+
+def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any]) -> Cell:
+    entry = get_entry(spec.name)
+    resolution = spec.resolution or (entry.native_resolution if point["resolution"] == "native" else point["resolution"])
+    weights = sha = None
+    if spec.weights:
+        path = Path(spec.weights)
+        path = path if path.is_absolute() else suite.base_dir() / path
+        weights, sha = str(path), file_sha256(path)
+    return Cell(
+        model=spec.name,
+        family=entry.family,
+        resolution=int(resolution),
+        batch_size=int(spec.batch_size or point["batch_size"]),
+        precision=point["precision"],
+        channels_last=bool(point["channels_last"]),
+        compile=bool(point["compile"]),
+        seed=int(point["seed"]),
+        num_classes=suite.num_classes,
+        measure=tuple(suite.measure),
+        settings={name: suite.measurement_settings(name) for name in suite.measure},
+        model_kwargs=dict(spec.kwargs),
+        weights=weights,
+        weights_sha256=sha,
+    )
+
+
+def _points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = Matrix.axes()
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def expand(suite: Suite) -> list[Cell]:
+    """All cells of a suite, in a deterministic order: models in suite order, then the matrix product
+    (axes in schema order), minus `exclude` matches, plus `include` entries; duplicates (same id)
+    collapse to their first occurrence. Raises when nothing is left."""
+    matrix = suite.matrix.model_dump()
+    cells: list[Cell] = []
+    for spec in suite.models:
+        native = get_entry(spec.name).native_resolution
+        for point in _points(matrix):
+            cell = _make_cell(suite, spec, point)
+            if not any(_rule_matches(rule, cell, spec.resolution or native) for rule in suite.exclude):
+                cells.append(cell)
+    for rule in suite.include:
+        axes = {name: rule.get(name, matrix[name][:1]) for name in Matrix.axes()}
+        listed = {spec.name for spec in suite.models}
+        extra = [ModelSpec(name=name) for name in rule.get("model", []) if name not in listed]
+        for spec in [*suite.models, *extra]:
+            entry = get_entry(spec.name)
+            if "model" in rule and spec.name not in rule["model"]:
+                continue
+            if "family" in rule and entry.family not in rule["family"]:
+                continue
+            cells.extend(_make_cell(suite, spec, point) for point in _points(axes))
+    unique: dict[str, Cell] = {}
+    for cell in cells:
+        unique.setdefault(cell.id, cell)
+    if not unique:
+        raise suite.error(
+            "the exclude rules remove every cell",
+            field_path=("exclude",),
+            hint="narrow the exclude rules or add an include",
+        )
+    return list(unique.values())

@@ -1,0 +1,255 @@
+"""The `bench` command line (Typer + rich).
+
+Bad input prints one short error per problem (file:line: field: message — hint) and exits with code 2,
+with no Python traceback unless `--debug` is given. `bench run` exits 1 when any cell failed.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bench.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and compare image-classification models.")
+list_app = typer.Typer(no_args_is_help=True, help="List registered models or available suites.")
+app.add_typer(list_app, name="list")
+
+console = Console()
+if not console.is_terminal:  # piped or in CI: wide enough that tables are not cut
+    console = Console(width=200)
+err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 200)
+_STATE = {"debug": False}
+
+SUITE_DIRS = [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+FLOPS_NOTE = "MACs = multiply-accumulates; FLOPs = 2 × MACs (published 'FLOPs' tables usually give MACs)."
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors.")) -> None:
+    _STATE["debug"] = debug
+
+
+def _fail_input(exc: InputError) -> None:
+    if _STATE["debug"]:
+        raise exc
+    for line in str(exc).splitlines():
+        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _load(suite: str, profile: Optional[str]):
+    from bench.cells import expand
+    from bench.suite import find_suite, load_suite
+
+    path = find_suite(suite, SUITE_DIRS)
+    loaded = load_suite(path, profile)
+    return loaded, expand(loaded)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        mag = math.floor(math.log10(abs(value)))
+        return f"{value:.{max(0, digits - 1 - mag)}f}" if mag < digits else f"{value:,.0f}"
+    return str(value)
+
+
+def _results_table(results: list, title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in ("id", "model", "res", "bs", "prec", "status", "params (M)", "GMACs", "GFLOPs", "img/s", "p50 ms", "p99 ms", "peak MB", "reason"):
+        table.add_column(col, overflow="fold", justify="right" if col not in ("id", "model", "prec", "status", "reason") else "left")
+    for r in results:
+        c = r.cell
+        prof = r.measurements.get("profile", {})
+        speed = r.measurements.get("speed", {})
+        style = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(r.status, "")
+        table.add_row(
+            r.id,
+            c.model + (" +cl" if c.channels_last else "") + (" +compile" if c.compile else ""),
+            str(c.resolution),
+            str(c.batch_size),
+            c.precision,
+            f"[{style}]{r.status}[/]",
+            _fmt(prof["params"] / 1e6) if "params" in prof else "—",
+            _fmt(prof.get("gmacs")),
+            _fmt(prof.get("gflops")),
+            _fmt(speed.get("throughput_img_s")),
+            _fmt(speed.get("latency_median_ms")),
+            _fmt(speed.get("latency_p99_ms")),
+            _fmt(speed.get("peak_memory_mb")),
+            r.reason or "",
+        )
+    return table
+
+
+class _RichProgress:
+    """Progress bar: current cell, done/failed counts, ETA."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self.progress, self.task = progress, task
+        self.ok = self.failed = self.skipped = 0
+
+    def _counts(self) -> str:
+        return f"ok {self.ok} · failed {self.failed} · skipped {self.skipped}"
+
+    def cell_started(self, cell, index: int, total: int) -> None:
+        self.progress.update(self.task, description=f"{cell.label()}", counts=self._counts())
+
+    def cell_finished(self, result, reused: bool) -> None:
+        self.ok += result.status == "ok"
+        self.failed += result.status == "failed"
+        self.skipped += result.status == "skipped"
+        if result.status == "failed" and not reused:
+            self.progress.console.print(f"[red]cell {result.id} ({result.cell.label()}) failed:[/] {result.reason}", highlight=False)
+        self.progress.update(self.task, advance=1, counts=self._counts())
+
+
+@app.command()
+def run(
+    suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/ (e.g. smoke)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite (e.g. quick, full)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default results/<suite>/<run-id>). An existing one is resumed."),
+    results_root: Path = typer.Option(Path("results"), "--results-root", help="Where new run directories go."),
+) -> None:
+    """Run a suite: every cell's measurements, recorded under results/."""
+    try:
+        from bench.device import resolve_device
+        from bench.env import capture_env
+        from bench.runner import run_cells
+        from bench.store import RunStore
+
+        loaded, cells = _load(suite, profile)
+        device = resolve_device(loaded.device)
+        store = RunStore.create(out) if out else RunStore.new_in(results_root, loaded.name)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    store.write_json("suite.resolved.json", loaded.resolved_dict())
+    if loaded.path is not None:
+        store.write_text("suite.yaml", loaded.path.read_text(encoding="utf-8"))
+    store.write_json("env.json", capture_env(device, seeds=sorted({c.seed for c in cells})))
+    console.print(
+        f"[bold]{loaded.name}[/]: {len(cells)} cells on {device}"
+        + (f", profile [cyan]{loaded.profile}[/]" if loaded.profile else "")
+        + f" → {store.run_dir}"
+    )
+    columns = [
+        TextColumn("[progress.description]{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("starting", total=len(cells), counts="")
+        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task))
+    console.print(_results_table(summary.results, f"{loaded.name} — {store.run_dir}"))
+    console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
+    console.print(
+        f"{summary.count('ok')} ok, {summary.failed} failed, {summary.count('skipped')} skipped"
+        + (f" ({summary.reused} reused from an earlier run)" if summary.reused else "")
+        + f"; results: {store.run_dir / 'results.csv'}"
+    )
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def plan(
+    suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite."),
+) -> None:
+    """Dry run: the number of cells and a table of them; nothing is executed."""
+    try:
+        loaded, cells = _load(suite, profile)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "seed", "measure"):
+        table.add_column(col)
+    for i, c in enumerate(cells, 1):
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), str(c.seed), ",".join(c.measure))
+    console.print(table)
+    console.print(f"{len(cells)} cells")
+
+
+@list_app.command("models")
+def list_models_cmd(family: Optional[str] = typer.Option(None, help="Only this family.")) -> None:
+    """Registered models with family, source and native resolution."""
+    from bench.models import get_entry, list_models
+
+    table = Table(title="models (any timm or torchvision model also works as timm:NAME / torchvision:NAME)")
+    for col in ("name", "family", "source", "upstream", "native res"):
+        table.add_column(col)
+    for name in list_models(family):
+        e = get_entry(name)
+        table.add_row(e.name, e.family, e.source, e.upstream, str(e.native_resolution))
+    console.print(table)
+
+
+@list_app.command("suites")
+def list_suites_cmd() -> None:
+    """Suites in ./suites (and the package's suites folder)."""
+    from bench.suite import load_suite
+
+    table = Table(title="suites")
+    for col in ("name", "file", "models", "profiles", "description"):
+        table.add_column(col, overflow="fold")
+    seen = set()
+    for folder in SUITE_DIRS:
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            try:
+                s = load_suite(path, profile=None)
+                table.add_row(s.name, str(path), str(len(s.models)), ", ".join(s.profiles), s.description.strip().splitlines()[0] if s.description.strip() else "")
+            except InputError as exc:
+                table.add_row(path.stem, str(path), "—", "—", f"[red]invalid: {exc.format()}[/]")
+    console.print(table)
+
+
+@app.command()
+def show(run_dir: Path = typer.Argument(..., help="A run directory written by `bench run`.")) -> None:
+    """Show a run's results as a table."""
+    from bench.store import RunStore
+
+    try:
+        results = RunStore(run_dir).read_cells()
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    if not results:
+        _fail_input(InputError("no cell results in this run directory", file=run_dir, hint="was the run started?"))
+    console.print(_results_table(results, str(run_dir)))
+    console.print(FLOPS_NOTE)
+
+
+def main() -> None:
+    """Console-script entry point: input errors -> exit 2 without traceback."""
+    try:
+        app()
+    except InputError as exc:  # raised outside a command's own handling
+        if "--debug" in sys.argv:
+            raise
+        for line in str(exc).splitlines():
+            err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

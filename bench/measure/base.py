@@ -1,0 +1,74 @@
+"""Measurements: one registry, one typed settings model and one `measure` method each.
+
+A measurement is what a cell records about its model (`profile`: params and FLOPs; `speed`: inference
+throughput and latency; the training issue adds `train`). Each is a class registered with
+`@register_measurement`, carrying a pydantic `Settings` model that the suite validates under
+`settings.<name>`. `measure` returns plain JSON-able data; rendering happens elsewhere.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from bench.cells import Cell
+    from bench.models import ModelEntry
+
+
+class Settings(BaseModel):
+    """Base of every measurement's settings: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class CellContext:
+    """What the runner hands each measurement of one cell: the built model and where it runs."""
+
+    cell: "Cell"
+    model: torch.nn.Module
+    device: torch.device
+    entry: "ModelEntry"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+class Measurement(ABC):
+    """One kind of measurement. Subclasses set `name`, `Settings` and implement `measure`."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[Settings]] = Settings
+    description: ClassVar[str] = ""
+
+    def __init__(self, settings: Settings | dict[str, Any] | None = None) -> None:
+        if isinstance(settings, Settings):
+            self.settings = settings
+        else:
+            self.settings = self.Settings.model_validate(settings or {})
+
+    @abstractmethod
+    def measure(self, ctx: CellContext) -> dict[str, Any]:
+        """Return plain data. Raise `SkipCell` when the cell cannot run here."""
+
+
+_MEASUREMENTS: dict[str, type[Measurement]] = {}
+
+
+def register_measurement(cls: type[Measurement]) -> type[Measurement]:
+    """Class decorator: add a measurement to the registry under `cls.name`."""
+    if cls.name in _MEASUREMENTS:
+        raise ValueError(f"measurement {cls.name!r} registered twice")
+    _MEASUREMENTS[cls.name] = cls
+    return cls
+
+
+def list_measurements() -> list[str]:
+    return list(_MEASUREMENTS)
+
+
+def get_measurement(name: str) -> type[Measurement]:
+    return _MEASUREMENTS[name]

@@ -1,0 +1,244 @@
+"""The model registry: names -> metadata (data) and builders (code), kept apart as in timm.
+
+A registry entry is plain data (family, source library, upstream name, native resolution). How a model is
+built is decided by its *source*: each source has one builder registered with `@register_source`. Names
+outside the catalogue are reachable by prefix, `timm:NAME` or `torchvision:NAME`. Nothing here downloads:
+models are built with random init, or loaded from a local weights file the suite names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from bench.errors import InputError, did_you_mean
+
+SOURCES = ("torchvision", "timm")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What bench knows about a model before building it."""
+
+    name: str
+    family: str
+    source: str
+    upstream: str
+    native_resolution: int
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # The builder argument that sets the input size, for models whose shape depends on it (ViTs: the
+    # position embedding). None: the model takes any resolution as is.
+    resolution_arg: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "upstream": self.upstream,
+            "native_resolution": self.native_resolution,
+        }
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    source: str,
+    native_resolution: int,
+    upstream: str | None = None,
+    resolution_arg: str | None = None,
+    **kwargs: Any,
+) -> ModelEntry:
+    """Add one catalogue entry; names are unique."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} registered twice")
+    entry = ModelEntry(name, family, source, upstream or name, native_resolution, dict(kwargs), resolution_arg)
+    _MODELS[name] = entry
+    return entry
+
+
+def register_source(source: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator: the function that builds every model of one source library."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _BUILDERS[source] = fn
+        return fn
+
+    return deco
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Registered model names (sorted), optionally of one family."""
+    return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
+
+
+def list_families() -> list[str]:
+    return sorted({e.family for e in _MODELS.values()})
+
+
+def _prefixed_entry(name: str) -> ModelEntry | None:
+    source, _, upstream = name.partition(":")
+    if source == "timm":
+        import timm
+
+        if not timm.is_model(upstream):
+            return None
+        cfg = timm.get_pretrained_cfg(upstream, allow_unregistered=True)
+        size = getattr(cfg, "input_size", None) if cfg is not None else None
+        res = int(size[-1]) if size else 224
+        return ModelEntry(name, f"timm:{upstream.split('_')[0]}", "timm", upstream, res)
+    if source == "torchvision":
+        import torchvision
+
+        if upstream not in torchvision.models.list_models(module=torchvision.models):
+            return None
+        res = 224
+        try:
+            default = torchvision.models.get_model_weights(upstream).DEFAULT
+            res = int(default.transforms().crop_size[0])
+        except Exception:  # some builders have no weights enum; 224 is torchvision's usual size
+            pass
+        return ModelEntry(name, f"torchvision:{upstream.split('_')[0]}", "torchvision", upstream, res)
+    return None
+
+
+def is_model(name: str) -> bool:
+    """True for a catalogue name or a valid `timm:`/`torchvision:` name."""
+    if name in _MODELS:
+        return True
+    if ":" in name:
+        return _prefixed_entry(name) is not None
+    return False
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The entry for `name`; an InputError with a suggestion when it is unknown."""
+    if name in _MODELS:
+        return _MODELS[name]
+    if ":" in name:
+        source = name.partition(":")[0]
+        if source not in SOURCES:
+            raise InputError(
+                f"unknown model source '{source}'",
+                hint=f"use one of {', '.join(s + ':NAME' for s in SOURCES)}",
+            )
+        entry = _prefixed_entry(name)
+        if entry is not None:
+            return entry
+        raise InputError(f"unknown model '{name}'", hint=f"'{source}' has no model of that name")
+    hint = did_you_mean(name, list(_MODELS)) or "`bench list models` shows the names; any timm or torchvision model works as timm:NAME / torchvision:NAME"
+    raise InputError(f"unknown model '{name}'", hint=hint)
+
+
+@register_source("torchvision")
+def _build_torchvision(upstream: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    import torchvision
+
+    return torchvision.models.get_model(upstream, weights=None, num_classes=num_classes, **kwargs)
+
+
+@register_source("timm")
+def _build_timm(upstream: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    import timm
+
+    return timm.create_model(upstream, pretrained=False, num_classes=num_classes, **kwargs)
+
+
+def build_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    resolution: int | None = None,
+    weights: str | Path | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build `name` with random init (or a local weights file), in eval mode, on the CPU.
+
+    `resolution` matters only to models whose shape depends on it (see `ModelEntry.resolution_arg`).
+    """
+    entry = get_entry(name)
+    kwargs = {**entry.kwargs, **kwargs}
+    if entry.resolution_arg and resolution is not None:
+        kwargs.setdefault(entry.resolution_arg, resolution)
+    model = _BUILDERS[entry.source](entry.upstream, num_classes, **kwargs)
+    if weights is not None:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def classifier_prefix(model: nn.Module) -> str | None:
+    """The module path of the final classification layer (the last Linear), e.g. 'fc' or 'heads.head'."""
+    last = None
+    for mod_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = mod_name
+    return last
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict", "model_state"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(
+            "weights file holds no state dict", file=path, hint="save it with torch.save(model.state_dict(), path)"
+        )
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a local state dict with `weights_only=True` (a pickle cannot run code).
+
+    When the class count differs, the classifier keys are left at their fresh init ("head resized");
+    any other missing, unexpected or mis-shaped key means the file is for another architecture: an error.
+    Returns what was done, for the record.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("weights file not found", file=path, hint="give the path of a local .pth/.pt file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused or corrupt file
+        raise InputError(
+            f"cannot load weights safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            file=path,
+            hint="bench loads weights with weights_only=True; save a plain state_dict",
+        ) from None
+    state = _unwrap_state_dict(obj, path)
+    own = model.state_dict()
+    head = classifier_prefix(model)
+    head_keys = {k for k in own if head and k.startswith(head + ".")}
+    resized = sorted(k for k in state if k in own and state[k].shape != own[k].shape and k in head_keys)
+    wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape and k not in head_keys)
+    missing = sorted(k for k in own if k not in state and k not in head_keys)
+    unexpected = sorted(k for k in state if k not in own)
+    if wrong_shape or missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong_shape:
+            detail.append(f"{len(wrong_shape)} of another shape (e.g. {wrong_shape[0]})")
+        raise InputError(
+            "weights do not fit this architecture: " + "; ".join(detail),
+            file=path,
+            hint="check that the file was saved from the same model",
+        )
+    for key in resized:
+        del state[key]
+    model.load_state_dict(state, strict=False)
+    return {"weights": str(path), "head_resized": bool(resized)}

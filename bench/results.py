@@ -1,0 +1,91 @@
+"""A cell's result as plain data: config, status, reason, measurements; `to_dict`/`from_dict`.
+
+Status is one of `ok`, `failed` (an exception: its type and message are the reason, the traceback is
+kept), `skipped` (the cell cannot run here, e.g. a precision the device lacks). Each measurement has
+its own status too, so a cell whose speed was skipped still keeps its params and FLOPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.cells import Cell
+
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: str
+    reason: str | None = None
+    measurements: dict[str, dict[str, Any]] = field(default_factory=dict)
+    traceback: str | None = None
+    started_at: str | None = None
+    duration_s: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.cell.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "config": self.cell.to_dict(),
+            "measurements": self.measurements,
+            "traceback": self.traceback,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CellResult":
+        cell = Cell.from_dict(data["config"])
+        if cell.id != data["id"]:
+            raise ValueError(f"cell file id {data['id']} does not match its config (hash {cell.id})")
+        return cls(
+            cell=cell,
+            status=data["status"],
+            reason=data.get("reason"),
+            measurements=data.get("measurements") or {},
+            traceback=data.get("traceback"),
+            started_at=data.get("started_at"),
+            duration_s=data.get("duration_s"),
+        )
+
+    def flat_row(self) -> dict[str, Any]:
+        """One flat CSV row: config columns, then `<measurement>.<key>` columns of scalar values.
+
+        Raw timing samples and per-op breakdowns stay in the cell JSON; lists of names are joined by ';'.
+        """
+        c = self.cell
+        row: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason or "",
+            "model": c.model,
+            "family": c.family,
+            "resolution": c.resolution,
+            "batch_size": c.batch_size,
+            "precision": c.precision,
+            "channels_last": c.channels_last,
+            "compile": c.compile,
+            "seed": c.seed,
+            "num_classes": c.num_classes,
+            "weights": c.weights or "",
+            "duration_s": self.duration_s,
+        }
+        for name in c.measure:
+            data = self.measurements.get(name, {})
+            row[f"{name}.status"] = data.get("status", "")
+            for key, value in data.items():
+                if key == "status":
+                    continue
+                if isinstance(value, (bool, int, float, str)) or value is None:
+                    row[f"{name}.{key}"] = value
+                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    row[f"{name}.{key}"] = ";".join(value)
+        return row

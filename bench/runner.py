@@ -1,0 +1,145 @@
+"""The runner: executes cells one by one and records each into the store.
+
+A cell's failure is that cell's alone: any exception while building the model or measuring is caught,
+recorded with its type, message and traceback, and the sweep goes on. A cell already finished in the
+run directory (same id, status ok or skipped) is not run again, so rerunning into the same directory
+resumes an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from bench.cells import Cell
+from bench.errors import SkipCell
+from bench.measure import CellContext, get_measurement
+from bench.models import build_model, get_entry
+from bench.results import CellResult
+from bench.store import RunStore
+
+FINISHED = ("ok", "skipped")
+
+
+class Progress(Protocol):
+    """What the runner tells its caller (the CLI draws a progress bar from it)."""
+
+    def cell_started(self, cell: Cell, index: int, total: int) -> None: ...
+
+    def cell_finished(self, result: CellResult, reused: bool) -> None: ...
+
+
+class _Silent:
+    def cell_started(self, cell: Cell, index: int, total: int) -> None:
+        pass
+
+    def cell_finished(self, result: CellResult, reused: bool) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    results: list[CellResult] = field(default_factory=list)
+    reused: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+
+def seed_everything(seed: int) -> None:
+    """One seed drives python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_cell(cell: Cell, device: torch.device) -> CellResult:
+    """Build the cell's model and take each of its measurements; never raises for a cell's own fault."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    measurements: dict[str, dict[str, Any]] = {}
+    result = CellResult(cell=cell, status="ok", started_at=started, measurements=measurements)
+    model = None
+    try:
+        seed_everything(cell.seed)
+        entry = get_entry(cell.model)
+        model = build_model(
+            cell.model,
+            num_classes=cell.num_classes,
+            resolution=cell.resolution,
+            weights=cell.weights,
+            **cell.model_kwargs,
+        ).to(device)
+        for name in cell.measure:
+            ctx = CellContext(cell=cell, model=model, device=device, entry=entry)
+            try:
+                data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
+                measurements[name] = {"status": "ok", **data}
+            except SkipCell as exc:
+                measurements[name] = {"status": "skipped", "reason": str(exc)}
+                if result.status == "ok":
+                    result.status, result.reason = "skipped", f"{name}: {exc}"
+            except Exception as exc:  # recorded as this cell's failure; the sweep goes on
+                measurements[name] = {"status": "failed", "reason": _reason(exc)}
+                result.traceback = (result.traceback or "") + traceback.format_exc()
+                if result.status != "failed":
+                    result.status, result.reason = "failed", f"{name}: {_reason(exc)}"
+            finally:
+                model.to(memory_format=torch.contiguous_format)
+    except Exception as exc:  # building the model failed
+        result.status, result.reason = "failed", f"build: {_reason(exc)}"
+        result.traceback = traceback.format_exc()
+    finally:
+        del model
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    result.duration_s = time.perf_counter() - t0
+    return result
+
+
+def run_cells(
+    cells: list[Cell], store: RunStore, device: torch.device, progress: Progress | None = None
+) -> RunSummary:
+    """Run every cell not already finished in `store`; write each result and results.csv as it lands."""
+    progress = progress or _Silent()
+    summary = RunSummary()
+    store.write_plan(cells)
+    done: dict[str, CellResult] = {}
+    for cell in cells:
+        previous = store.read_cell(cell.id)
+        if previous is not None and previous.status in FINISHED:
+            done[cell.id] = previous
+    for index, cell in enumerate(cells):
+        if cell.id in done:
+            summary.reused += 1
+            progress.cell_finished(done[cell.id], reused=True)
+            continue
+        progress.cell_started(cell, index, len(cells))
+        result = run_cell(cell, device)
+        store.write_cell(result)
+        done[cell.id] = result
+        store.write_csv(done[c.id] for c in cells if c.id in done)
+        progress.cell_finished(result, reused=False)
+    summary.results = [done[c.id] for c in cells]
+    store.write_csv(summary.results)
+    return summary

@@ -1,0 +1,138 @@
+"""The results store: one folder per run, every write atomic.
+
+Layout of `results/<suite>/<run-id>/`:
+- `suite.resolved.json`: the suite as run (profile applied); `suite.yaml`: the file as written;
+- `env.json`: versions, CPU/GPU, git commit, seeds;
+- `plan.json`: the ordered cell ids of the run;
+- `cells/<cell-id>.json`: one per finished cell (config, measurements, status, reason);
+- `results.csv`: one flat row per cell, rewritten after each cell.
+
+A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target,
+so a reader (or a resumed run) sees either the old complete file or the new complete one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from bench.cells import Cell
+from bench.errors import InputError
+from bench.results import CellResult
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+class RunStore:
+    """Reads and writes one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.cells_dir = self.run_dir / "cells"
+
+    @classmethod
+    def create(cls, run_dir: str | Path) -> "RunStore":
+        """Open `run_dir` for writing (created if needed); an unwritable place is an input error."""
+        store = cls(run_dir)
+        try:
+            store.cells_dir.mkdir(parents=True, exist_ok=True)
+            probe = store.run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(
+                f"results directory is not writable ({exc.strerror or exc})",
+                file=store.run_dir,
+                hint="pass --out with a folder you can write to",
+            ) from None
+        return store
+
+    @classmethod
+    def new_in(cls, root: str | Path, suite_name: str) -> "RunStore":
+        base = Path(root) / suite_name
+        run_id = new_run_id()
+        candidate, n = base / run_id, 1
+        while candidate.exists():
+            n += 1
+            candidate = base / f"{run_id}-{n}"
+        return cls.create(candidate)
+
+    # -- writing --------------------------------------------------------------------------------
+    def write_json(self, name: str, data: Any) -> None:
+        atomic_write_json(self.run_dir / name, data)
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.run_dir / name, text)
+
+    def write_cell(self, result: CellResult) -> None:
+        atomic_write_json(self.cells_dir / f"{result.id}.json", result.to_dict())
+
+    def write_csv(self, results: Iterable[CellResult]) -> Path:
+        rows = [r.flat_row() for r in results]
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        path = self.run_dir / "results.csv"
+        atomic_write_text(path, buf.getvalue())
+        return path
+
+    # -- reading --------------------------------------------------------------------------------
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.run_dir / name).read_text(encoding="utf-8"))
+
+    def read_cell(self, cell_id: str) -> CellResult | None:
+        """The stored result of a cell, or None when absent or unreadable (then it is rerun)."""
+        path = self.cells_dir / f"{cell_id}.json"
+        try:
+            return CellResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def read_cells(self) -> list[CellResult]:
+        """All stored cells, in plan order when a plan exists."""
+        if not self.run_dir.is_dir():
+            raise InputError("no such run directory", file=self.run_dir, hint="pass a folder written by `bench run`")
+        order: list[str] = []
+        if (self.run_dir / "plan.json").is_file():
+            order = self.read_json("plan.json").get("cell_ids", [])
+        found = {p.stem for p in self.cells_dir.glob("*.json")} if self.cells_dir.is_dir() else set()
+        ids = [i for i in order if i in found] + sorted(found - set(order))
+        results = [r for r in (self.read_cell(i) for i in ids) if r is not None]
+        return results
+
+    def write_plan(self, cells: list[Cell]) -> None:
+        self.write_json("plan.json", {"cell_ids": [c.id for c in cells], "cells": [c.to_dict() for c in cells]})

@@ -1,0 +1,361 @@
+"""The suite schema: what a person writes in YAML, validated into a `Suite`.
+
+A suite names models, a `matrix` of axes that multiply, `include`/`exclude` rules, the measurements to
+take per cell and their settings, and named `profiles` that override any field (`quick` for a CPU,
+`full` for a GPU). Every error names the file, the line and the field, and suggests the closest valid
+name; see `load_suite`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bench.device import PRECISIONS, resolve_device
+from bench.errors import InputError, did_you_mean
+from bench.measure import get_measurement, list_measurements
+from bench.models import get_entry, list_families
+from bench.yamlio import LineMap, line_of, load_yaml
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(StrictModel):
+    """A model, with optional per-model overrides (these win over the matrix)."""
+
+    name: str
+    resolution: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    weights: str | None = Field(None, description="local state-dict file, relative to the suite file")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the builder")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        try:
+            get_entry(name)
+        except InputError as exc:
+            raise ValueError(exc.message + (f" — {exc.hint}" if exc.hint else "")) from None
+        return name
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class Matrix(StrictModel):
+    """Axes that multiply: every combination (per model) is one cell."""
+
+    precision: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    batch_size: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
+    resolution: list[PositiveInt | Literal["native"]] = Field(default_factory=lambda: ["native"], min_length=1)
+    channels_last: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
+    compile: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
+    seed: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _scalar_to_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @classmethod
+    def axes(cls) -> list[str]:
+        return list(cls.model_fields)
+
+
+RULE_KEYS = ("model", "family")
+
+
+def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule maps `model`/`family`/axis names to a value or a list of values."""
+    if not isinstance(rule, dict) or not rule:
+        raise ValueError("a rule is a non-empty mapping, e.g. {model: vgg16, precision: fp16}")
+    allowed = list(RULE_KEYS) + Matrix.axes()
+    for key, value in rule.items():
+        if key not in allowed:
+            hint = did_you_mean(key, allowed) or f"use one of {', '.join(allowed)}"
+            raise ValueError(f"unknown key '{key}' in rule — {hint}")
+        values = _as_list(value)
+        if not values:
+            raise ValueError(f"'{key}' has an empty list")
+        if key == "model":
+            for name in values:
+                ModelSpec(name=name)
+        elif key == "family":
+            for fam in values:
+                if fam not in list_families():
+                    hint = did_you_mean(fam, list_families()) or f"families: {', '.join(list_families())}"
+                    raise ValueError(f"unknown family '{fam}' — {hint}")
+        else:
+            Matrix.model_validate({key: values})
+    return {k: _as_list(v) for k, v in rule.items()}
+
+
+class Suite(StrictModel):
+    """A validated suite, with the profile (if any) already applied."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="used as the results folder name")
+    description: str = ""
+    models: list[ModelSpec] = Field(min_length=1)
+    matrix: Matrix = Field(default_factory=Matrix)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    measure: list[str] = Field(default_factory=lambda: ["profile", "speed"], min_length=1)
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-measurement settings")
+    num_classes: PositiveInt = 1000
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    default_profile: str | dict[Literal["cpu", "cuda"], str] | None = None
+
+    _path: Path | None = PrivateAttr(None)
+    _lines: LineMap = PrivateAttr(default_factory=dict)
+    _profile: str | None = PrivateAttr(None)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_to_specs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _rules_list(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [_check_rule(rule) for rule in rules]
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _measure_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("measure")
+    @classmethod
+    def _known_measurements(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in list_measurements():
+                hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
+                raise ValueError(f"unknown measurement '{name}' — {hint}")
+        if len(set(names)) != len(names):
+            raise ValueError("a measurement is listed twice")
+        return names
+
+    @model_validator(mode="after")
+    def _settings_valid(self) -> "Suite":
+        for name, values in self.settings.items():
+            if name not in list_measurements():
+                hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
+                raise ValueError(f"settings for unknown measurement '{name}' — {hint}")
+            get_measurement(name).Settings.model_validate(values or {})
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1 and not _differs(self.models, n)})
+        if dupes:
+            raise ValueError(f"model '{dupes[0]}' is listed twice with the same settings — remove one")
+        return self
+
+    # -- where things came from, for errors raised after validation --------------------------------
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def profile(self) -> str | None:
+        return self._profile
+
+    def base_dir(self) -> Path:
+        return self._path.parent if self._path else Path.cwd()
+
+    def error(self, message: str, *, field_path: tuple = (), hint: str | None = None) -> InputError:
+        """An InputError pointing at `field_path` in the suite file."""
+        return InputError(
+            message,
+            file=self._path,
+            line=_line_for(self._lines, field_path, self._profile),
+            field=_dotted(field_path) or None,
+            hint=hint,
+        )
+
+    def measurement_settings(self, name: str) -> dict[str, Any]:
+        """The full settings of a measurement (defaults filled in)."""
+        return get_measurement(name).Settings.model_validate(self.settings.get(name) or {}).model_dump()
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The suite as run (profile applied), for the results store."""
+        data = self.model_dump(mode="json", exclude={"profiles", "default_profile"})
+        data["profile"] = self._profile
+        data["source"] = str(self._path) if self._path else None
+        return data
+
+
+def _differs(models: list[ModelSpec], name: str) -> bool:
+    specs = [m.model_dump() for m in models if m.name == name]
+    return len({repr(sorted(s.items())) for s in specs}) == len(specs)
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_for(lines: LineMap, path: tuple, profile: str | None) -> int | None:
+    """Prefer the line inside the active profile's override, if the field was set there."""
+    if profile is not None:
+        prof_path = ("profiles", profile) + tuple(path)
+        if prof_path in lines:
+            return lines[prof_path]
+    return line_of(lines, tuple(path))
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; lists and scalars in `override` replace."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines: LineMap) -> str | None:
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise InputError("must be a mapping of profile name -> overrides", file=file, line=line_of(lines, ("profiles",)), field="profiles")
+    if profile is None:
+        default = data.get("default_profile")
+        if isinstance(default, dict):
+            device = resolve_device(str(data.get("device", "auto"))).type
+            default = default.get(device)
+        profile = default
+        if profile is None:
+            return None
+    if profile not in profiles:
+        names = sorted(profiles)
+        hint = did_you_mean(profile, names) or (f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles")
+        raise InputError(f"unknown profile '{profile}'", file=file, line=line_of(lines, ("profiles",)), field="profile", hint=hint)
+    override = profiles[profile]
+    if not isinstance(override, dict):
+        raise InputError("a profile is a mapping of fields to override", file=file, line=line_of(lines, ("profiles", profile)), field=f"profiles.{profile}")
+    for key in ("profiles", "default_profile"):
+        if key in override:
+            raise InputError(f"a profile cannot set '{key}'", file=file, line=line_of(lines, ("profiles", profile, key)), field=f"profiles.{profile}.{key}")
+    return profile
+
+
+def _pydantic_errors(exc: ValidationError, file: str, lines: LineMap, profile: str | None, data: dict) -> InputError:
+    errors = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        etype = err["type"]
+        hint = None
+        if etype == "extra_forbidden":
+            parent = _resolve_model_at(loc[:-1])
+            allowed = list(parent.model_fields) if parent else []
+            msg = f"unknown key '{loc[-1]}'"
+            hint = did_you_mean(str(loc[-1]), allowed) or (f"allowed: {', '.join(allowed)}" if allowed else None)
+        elif etype == "too_short" and loc and loc[0] == "matrix":
+            msg = "empty axis: give at least one value (or remove the axis to use its default)"
+        elif etype == "literal_error" and loc[:1] == ("matrix",) and "precision" in loc:
+            value = err.get("input")
+            msg = f"unknown precision '{value}'"
+            hint = did_you_mean(str(value), PRECISIONS) or f"use one of {', '.join(PRECISIONS)}"
+        elif etype == "missing":
+            msg = "required field is missing"
+        elif "input" in err and etype not in ("value_error", "assertion_error"):
+            msg = f"{msg} (got {err['input']!r})"
+        # Literal unions on 'resolution' report one error per branch: keep the first per location.
+        if any(e.field == _dotted(loc[:3] if loc[:1] == ("matrix",) else loc) for e in errors) and loc[:1] == ("matrix",):
+            continue
+        field_loc = loc[:3] if loc[:1] == ("matrix",) else loc
+        field_loc = tuple(p for p in field_loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str", "literal"))))
+        errors.append(InputError(msg, file=file, line=_line_for(lines, field_loc, profile), field=_dotted(field_loc), hint=hint))
+    return InputError.many(errors)
+
+
+def _resolve_model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class at a location of the suite, for 'unknown key' suggestions."""
+    model: type[BaseModel] | None = Suite
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        if model is Suite and part == "models":
+            model = ModelSpec
+        elif model is Suite and part == "matrix":
+            model = Matrix
+        else:
+            return None
+    return model
+
+
+def load_suite(path: str | Path, profile: str | None = None) -> Suite:
+    """Read, profile-merge and validate a suite file. Bad input raises `InputError` (exit code 2)."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    file = str(path)
+    if data is None:
+        raise InputError("the suite is empty", file=file, hint="see suites/smoke.yaml for a small example")
+    if not isinstance(data, dict):
+        raise InputError("a suite is a mapping (name:, models:, matrix:, ...)", file=file, line=1)
+    chosen = _choose_profile(data, profile, file, lines)
+    merged = {k: v for k, v in data.items()}
+    if chosen is not None:
+        merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, data["profiles"][chosen])
+        merged["profiles"] = data["profiles"]
+    try:
+        suite = Suite.model_validate(merged)
+    except ValidationError as exc:
+        raise _pydantic_errors(exc, file, lines, chosen, merged) from None
+    suite._path = path
+    suite._lines = lines
+    suite._profile = chosen
+    for i, spec in enumerate(suite.models):
+        if spec.weights is not None:
+            weights = Path(spec.weights)
+            if not weights.is_absolute():
+                weights = suite.base_dir() / weights
+            if not weights.is_file():
+                raise suite.error(
+                    f"weights file not found: {weights}",
+                    field_path=("models", i, "weights"),
+                    hint="give a local state-dict file, relative to the suite file",
+                )
+    return suite
+
+
+def find_suite(name_or_path: str, search_dirs: list[Path]) -> Path:
+    """A suite by path, or by name in the suite folders (`smoke` -> suites/smoke.yaml)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return path
+    for folder in search_dirs:
+        for ext in (".yaml", ".yml"):
+            candidate = folder / f"{name_or_path}{ext}"
+            if candidate.is_file():
+                return candidate
+    known = sorted({p.stem for d in search_dirs if d.is_dir() for p in d.glob("*.y*ml")})
+    raise InputError(f"no suite '{name_or_path}'", hint=did_you_mean(name_or_path, known) or f"suites: {', '.join(known)}")
