@@ -1,0 +1,121 @@
+"""Suite expansion: exact counts, include/exclude semantics, ids stable across processes."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bench.cells import Cell, cell_id, expand
+from bench.suite import load_suite
+
+THREE_AXES = textwrap.dedent(
+    """
+    name: three-axes
+    models: [resnet18, mobilenet_v2, {name: efficientnet_b0, resolution: 96}]
+    matrix:
+      precision: [fp32, bf16, fp16]
+      batch_size: [1, 8]
+      resolution: [64, native]
+    exclude:
+      - {model: mobilenet_v2, precision: fp16}          # removes 1 x 2 x 2 = 4
+      - {family: resnet, batch_size: 1, resolution: 224}  # removes 3 (one per precision)
+    include:
+      - {model: vgg11, precision: bf16, channels_last: true}  # adds 1 (a model not in the list)
+      - {model: resnet18, precision: fp32, compile: true}     # adds 1 (bs 1, res 64: first values)
+    """
+)
+
+
+def test_exact_cell_count(suite_file):
+    cells = expand(load_suite(suite_file(THREE_AXES)))
+    # resnet18: 3x2x2=12 - 3 = 9; mobilenet_v2: 12 - 4 = 8;
+    # efficientnet_b0: resolution fixed to 96 -> 3x2 = 6 distinct; includes: +2  => 25
+    assert len(cells) == 25
+    assert len({c.id for c in cells}) == 25
+    by_model = {}
+    for c in cells:
+        by_model.setdefault(c.model, []).append(c)
+    assert len(by_model["resnet18"]) == 10
+    assert {c.resolution for c in by_model["efficientnet_b0"]} == {96}
+    assert not [c for c in by_model["mobilenet_v2"] if c.precision == "fp16"]
+    vgg = by_model["vgg11"][0]
+    assert (vgg.precision, vgg.channels_last, vgg.batch_size, vgg.resolution) == ("bf16", True, 1, 64)
+
+
+def test_expansion_is_deterministic(suite_file):
+    path = suite_file(THREE_AXES)
+    assert [c.id for c in expand(load_suite(path))] == [c.id for c in expand(load_suite(path))]
+
+
+def _ids_in_subprocess(path, hashseed):
+    code = "import sys; from bench.suite import load_suite; from bench.cells import expand; print(' '.join(c.id for c in expand(load_suite(sys.argv[1]))))"
+    env = {**os.environ, "PYTHONHASHSEED": str(hashseed)}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+    return out.stdout.split()
+
+
+def test_ids_identical_across_processes(suite_file):
+    path = suite_file(THREE_AXES)
+    first, second = _ids_in_subprocess(path, 1), _ids_in_subprocess(path, 2)
+    assert first == second and len(first) == 25
+    assert first == [c.id for c in expand(load_suite(path))]
+
+
+def test_id_is_hash_of_resolved_config_only(suite_file):
+    """The same cell from two different suites (other name, other order) has the same id."""
+    a = expand(load_suite(suite_file("name: a\nmodels: [resnet18]\nmatrix: {resolution: [64]}\n", "a.yaml")))
+    b = expand(load_suite(suite_file("name: b\ndescription: other\nmodels: [mobilenet_v2, resnet18]\nmatrix: {resolution: 64}\n", "b.yaml")))
+    assert a[0].id == b[1].id
+    # and a known value: the hash is of canonical JSON, so it must not drift between versions silently
+    assert a[0].id == cell_id(a[0].identity())
+
+
+def test_cell_roundtrip():
+    cell = Cell(model="resnet18", family="resnet", resolution=64, batch_size=2, precision="fp32", channels_last=False,
+                compile=False, seed=0, num_classes=10, measure=("profile",), settings={"profile": {"batch_size": 1}})
+    again = Cell.from_dict(json.loads(json.dumps(cell.to_dict())))
+    assert again == cell and again.id == cell.id
+
+
+def test_changed_setting_changes_id(suite_file):
+    base = "name: s\nmodels: [resnet18]\nmatrix: {resolution: [64]}\n"
+    a = expand(load_suite(suite_file(base, "a.yaml")))[0]
+    b = expand(load_suite(suite_file(base + "settings: {speed: {min_repeats: 99}}\n", "b.yaml")))[0]
+    assert a.id != b.id
+
+
+def test_profile_overrides(suite_file):
+    text = textwrap.dedent(
+        """
+        name: p
+        models: [resnet18]
+        matrix: {resolution: [224], precision: [fp32, bf16]}
+        profiles:
+          quick: {matrix: {resolution: [32]}, settings: {speed: {min_time_s: 0.1}}}
+        """
+    )
+    cells = expand(load_suite(suite_file(text), "quick"))
+    assert [(c.resolution, c.precision) for c in cells] == [(32, "fp32"), (32, "bf16")]
+    assert cells[0].settings["speed"]["min_time_s"] == 0.1
+
+
+def test_default_profile_by_device(suite_file):
+    text = "name: p\nmodels: [resnet18]\nprofiles: {quick: {num_classes: 5}, full: {}}\ndefault_profile: {cpu: quick, cuda: full}\n"
+    suite = load_suite(suite_file(text))
+    import torch
+
+    assert suite.profile == ("full" if torch.cuda.is_available() else "quick")
+
+
+@pytest.mark.parametrize("suite", ["smoke", "efficientnet_scaling", "artists"])
+def test_shipped_suites_are_valid(suite):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "suites" / f"{suite}.yaml"
+    loaded = load_suite(path)
+    assert expand(loaded)
+    for name in loaded.profiles:
+        assert expand(load_suite(path, name))
