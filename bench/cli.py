@@ -93,6 +93,58 @@ def _results_table(results: list, title: str) -> Table:
     return table
 
 
+def _paper_table(results: list) -> Table | None:
+    """EfficientNets at native resolution beside the paper's Table 2 (params, MACs), with ratios."""
+    from bench.models import get_entry
+    from bench.reference import EFFICIENTNET_TABLE2
+
+    rows = []
+    seen = set()
+    for r in results:
+        prof = r.measurements.get("profile", {})
+        c = r.cell
+        if c.model not in EFFICIENTNET_TABLE2 or "macs" not in prof or c.model in seen:
+            continue
+        if c.resolution != get_entry(c.model).native_resolution or prof.get("flops_batch_size", 1) != 1:
+            continue
+        seen.add(c.model)
+        p_params, p_macs = EFFICIENTNET_TABLE2[c.model]
+        rows.append((c.model, str(c.resolution), f"{prof['params'] / 1e6:.2f}", f"{p_params / 1e6:#.2g}".rstrip("."),
+                     f"{prof['params'] / p_params:.3f}", f"{prof['macs'] / 1e9:.3f}", f"{p_macs / 1e9:#.2g}".rstrip("."),
+                     f"{prof['macs'] / p_macs:.3f}"))
+    if not rows:
+        return None
+    table = Table(title="EfficientNet vs the paper's Table 2 (the paper's 'FLOPs' are MACs; it rounds to 2 significant figures)")
+    for col in ("model", "res", "params (M)", "paper", "ratio", "GMACs", "paper", "ratio"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _attention_note(results: list) -> str | None:
+    parts, seen = [], set()
+    for r in results:
+        prof = r.measurements.get("profile", {})
+        extra = prof.get("gmacs_attention_handles") or 0
+        key = (r.cell.model, r.cell.resolution)
+        if extra > 0 and key not in seen:
+            seen.add(key)
+            parts.append(f"{r.cell.model}@{r.cell.resolution}: {prof['gmacs']:.3f} GMACs, of which {extra:.3f} from fused attention ops")
+    if not parts:
+        return None
+    return "Attention counted (torch's FlopCounterMode and fvcore alone count these as 0): " + "; ".join(parts)
+
+
+def _print_summary_tables(results: list) -> None:
+    paper = _paper_table(results)
+    if paper is not None:
+        console.print(paper)
+    note = _attention_note(results)
+    if note:
+        console.print(note)
+
+
 class _RichProgress:
     """Progress bar: current cell, done/failed counts, ETA."""
 
@@ -157,6 +209,7 @@ def run(
         task = bar.add_task("starting", total=len(cells), counts="")
         summary = run_cells(cells, store, device, progress=_RichProgress(bar, task))
     console.print(_results_table(summary.results, f"{loaded.name} — {store.run_dir}"))
+    _print_summary_tables(summary.results)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
     console.print(
         f"{summary.count('ok')} ok, {summary.failed} failed, {summary.count('skipped')} skipped"
@@ -236,6 +289,7 @@ def show(run_dir: Path = typer.Argument(..., help="A run directory written by `b
     if not results:
         _fail_input(InputError("no cell results in this run directory", file=run_dir, hint="was the run started?"))
     console.print(_results_table(results, str(run_dir)))
+    _print_summary_tables(results)
     console.print(FLOPS_NOTE)
 
 

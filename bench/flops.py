@@ -89,6 +89,12 @@ class FlopCount:
     def macs(self) -> int:
         return self.flops // 2
 
+    @property
+    def handled_macs(self) -> int:
+        """MACs counted only thanks to bench's handles (EXTRA_FORMULAS): what a plain counter misses."""
+        names = {str(op.__name__) for op in EXTRA_FORMULAS}
+        return sum(v for k, v in self.by_op.items() if k in names) // 2
+
     def to_dict(self) -> dict[str, Any]:
         return {"flops": self.flops, "macs": self.macs, "by_op": self.by_op, "uncounted": self.uncounted}
 

@@ -36,6 +36,7 @@ class Profile(Measurement):
             "flops": count.flops,
             "gmacs": count.macs / 1e9,
             "gflops": count.flops / 1e9,
+            "gmacs_attention_handles": count.handled_macs / 1e9,
             "flops_batch_size": self.settings.batch_size,
             "flops_definition": DEFINITION,
             "flops_by_op": count.by_op,
