@@ -38,6 +38,8 @@ class Cell:
     seed: int
     num_classes: int
     measure: tuple[str, ...]
+    strategy: str = "none"
+    strategy_config: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
@@ -70,7 +72,8 @@ class Cell:
         extras = "".join(
             [" +channels_last" if self.channels_last else "", " +compile" if self.compile else ""]
         )
-        return f"{self.model}@{self.resolution} bs={self.batch_size} {self.precision}{extras} seed={self.seed}"
+        strategy = f" {self.strategy}" if "train" in self.measure else ""
+        return f"{self.model}@{self.resolution} bs={self.batch_size} {self.precision}{extras}{strategy} seed={self.seed}"
 
 
 def canonical_json(data: Any) -> str:
@@ -127,6 +130,8 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any]) -> Cell:
         seed=int(point["seed"]),
         num_classes=suite.num_classes,
         measure=tuple(suite.measure),
+        strategy=point["strategy"],
+        strategy_config=suite.strategy(point["strategy"]).model_dump(),
         settings={name: suite.measurement_settings(name) for name in suite.measure},
         model_kwargs=dict(spec.kwargs),
         weights=weights,

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -41,7 +42,7 @@ def _fail_input(exc: InputError) -> None:
     if _STATE["debug"]:
         raise exc
     for line in str(exc).splitlines():
-        err_console.print(f"[bold red]error:[/] {line}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -88,7 +89,7 @@ def _results_table(results: list, title: str) -> Table:
             _fmt(speed.get("latency_median_ms")),
             _fmt(speed.get("latency_p99_ms")),
             _fmt(speed.get("peak_memory_mb")),
-            r.reason or "",
+            escape(r.reason or ""),
         )
     return table
 
@@ -156,14 +157,14 @@ class _RichProgress:
         return f"ok {self.ok} · failed {self.failed} · skipped {self.skipped}"
 
     def cell_started(self, cell, index: int, total: int) -> None:
-        self.progress.update(self.task, description=f"{cell.label()}", counts=self._counts())
+        self.progress.update(self.task, description=escape(cell.label()), counts=self._counts())
 
     def cell_finished(self, result, reused: bool) -> None:
         self.ok += result.status == "ok"
         self.failed += result.status == "failed"
         self.skipped += result.status == "skipped"
         if result.status == "failed" and not reused:
-            self.progress.console.print(f"[red]cell {result.id} ({result.cell.label()}) failed:[/] {result.reason}", highlight=False)
+            self.progress.console.print(f"[red]cell {result.id} ({result.cell.label()}) failed:[/] {escape(result.reason or '')}", highlight=False)
         self.progress.update(self.task, advance=1, counts=self._counts())
 
 
@@ -207,7 +208,7 @@ def run(
     ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("starting", total=len(cells), counts="")
-        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task))
+        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=loaded.base_dir())
     console.print(_results_table(summary.results, f"{loaded.name} — {store.run_dir}"))
     _print_summary_tables(summary.results)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
@@ -272,7 +273,7 @@ def list_suites_cmd() -> None:
                 s = load_suite(path, profile=None)
                 table.add_row(s.name, str(path), str(len(s.models)), ", ".join(s.profiles), s.description.strip().splitlines()[0] if s.description.strip() else "")
             except InputError as exc:
-                table.add_row(path.stem, str(path), "—", "—", f"[red]invalid: {exc.format()}[/]")
+                table.add_row(path.stem, str(path), "—", "—", f"[red]invalid: {escape(exc.format())}[/]")
     console.print(table)
 
 
@@ -301,7 +302,7 @@ def main() -> None:
         if "--debug" in sys.argv:
             raise
         for line in str(exc).splitlines():
-            err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -14,6 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -72,7 +73,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_cell(cell: Cell, device: torch.device) -> CellResult:
+def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None) -> CellResult:
     """Build the cell's model and take each of its measurements; never raises for a cell's own fault."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
@@ -90,7 +91,9 @@ def run_cell(cell: Cell, device: torch.device) -> CellResult:
             **cell.model_kwargs,
         ).to(device)
         for name in cell.measure:
-            ctx = CellContext(cell=cell, model=model, device=device, entry=entry)
+            ctx = CellContext(
+                cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir
+            )
             try:
                 data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
                 measurements[name] = {"status": "ok", **data}
@@ -118,7 +121,12 @@ def run_cell(cell: Cell, device: torch.device) -> CellResult:
 
 
 def run_cells(
-    cells: list[Cell], store: RunStore, device: torch.device, progress: Progress | None = None
+    cells: list[Cell],
+    store: RunStore,
+    device: torch.device,
+    progress: Progress | None = None,
+    *,
+    base_dir: Path | None = None,
 ) -> RunSummary:
     """Run every cell not already finished in `store`; write each result and results.csv as it lands."""
     progress = progress or _Silent()
@@ -135,7 +143,7 @@ def run_cells(
             progress.cell_finished(done[cell.id], reused=True)
             continue
         progress.cell_started(cell, index, len(cells))
-        result = run_cell(cell, device)
+        result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
         store.write_cell(result)
         done[cell.id] = result
         store.write_csv(done[c.id] for c in cells if c.id in done)

@@ -134,5 +134,9 @@ class RunStore:
         results = [r for r in (self.read_cell(i) for i in ids) if r is not None]
         return results
 
+    def artifact_dir(self, cell_id: str) -> Path:
+        """The folder for a cell's own files (checkpoint, predictions); created by whoever writes."""
+        return self.cells_dir / cell_id
+
     def write_plan(self, cells: list[Cell]) -> None:
         self.write_json("plan.json", {"cell_ids": [c.id for c in cells], "cells": [c.to_dict() for c in cells]})

@@ -29,6 +29,7 @@ from bench.device import PRECISIONS, resolve_device
 from bench.errors import InputError, did_you_mean
 from bench.measure import get_measurement, list_measurements
 from bench.models import get_entry, list_families
+from bench.strategies import BUILTIN_STRATEGIES, Strategy
 from bench.yamlio import LineMap, line_of, load_yaml
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -70,6 +71,7 @@ class Matrix(StrictModel):
     channels_last: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     compile: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     seed: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    strategy: list[str] = Field(default_factory=lambda: ["none"], min_length=1, description="sampling/loss recipes (train)")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -122,6 +124,7 @@ class Suite(StrictModel):
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-measurement settings")
     num_classes: PositiveInt = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_profile: str | dict[Literal["cpu", "cuda"], str] | None = None
 
@@ -169,6 +172,11 @@ class Suite(StrictModel):
                 hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
                 raise ValueError(f"settings for unknown measurement '{name}' — {hint}")
             get_measurement(name).Settings.model_validate(values or {})
+        known = {**BUILTIN_STRATEGIES, **self.strategies}
+        for name in self.matrix.strategy + [v for r in self.include + self.exclude for v in r.get("strategy", [])]:
+            if name not in known:
+                hint = did_you_mean(name, list(known)) or f"use one of {', '.join(known)} or define it under strategies:"
+                raise ValueError(f"unknown strategy '{name}' — {hint}")
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1 and not _differs(self.models, n)})
         if dupes:
@@ -196,6 +204,10 @@ class Suite(StrictModel):
             field=_dotted(field_path) or None,
             hint=hint,
         )
+
+    def strategy(self, name: str) -> Strategy:
+        """A strategy by name: the suite's own first, then the built-in ones."""
+        return {**BUILTIN_STRATEGIES, **self.strategies}[name]
 
     def measurement_settings(self, name: str) -> dict[str, Any]:
         """The full settings of a measurement (defaults filled in)."""
@@ -245,18 +257,21 @@ def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines:
     profiles = data.get("profiles") or {}
     if not isinstance(profiles, dict):
         raise InputError("must be a mapping of profile name -> overrides", file=file, line=line_of(lines, ("profiles",)), field="profiles")
+    where: tuple = ("profiles",)  # an unknown --profile points at the profiles; an unknown default at itself
     if profile is None:
         default = data.get("default_profile")
+        where = ("default_profile",)
         if isinstance(default, dict):
             device = resolve_device(str(data.get("device", "auto"))).type
             default = default.get(device)
+            where += (device,)
         profile = default
         if profile is None:
             return None
     if profile not in profiles:
         names = sorted(profiles)
         hint = did_you_mean(profile, names) or (f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles")
-        raise InputError(f"unknown profile '{profile}'", file=file, line=line_of(lines, ("profiles",)), field="profile", hint=hint)
+        raise InputError(f"unknown profile '{profile}'", file=file, line=line_of(lines, where), field="profile" if where == ("profiles",) else _dotted(where), hint=hint)
     override = profiles[profile]
     if not isinstance(override, dict):
         raise InputError("a profile is a mapping of fields to override", file=file, line=line_of(lines, ("profiles", profile)), field=f"profiles.{profile}")

@@ -18,8 +18,9 @@ from bench.errors import InputError
 LineMap = dict[tuple, int]
 
 
-def _walk(node: yaml.Node, path: tuple, lines: LineMap, file: str) -> None:
-    lines[path] = node.start_mark.line + 1
+def _walk(node: yaml.Node, path: tuple, lines: LineMap, file: str, line: int | None = None) -> None:
+    # A mapping value is located at its key's line (`exclude:`), not where a block value starts below it.
+    lines[path] = line if line is not None else node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -32,7 +33,7 @@ def _walk(node: yaml.Node, path: tuple, lines: LineMap, file: str) -> None:
                     hint="keep one of them",
                 )
             seen[key] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), lines, file)
+            _walk(value_node, path + (key,), lines, file, line=key_node.start_mark.line + 1)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, path + (i,), lines, file)

@@ -2,6 +2,7 @@
 
 from bench.measure import profile as _profile  # noqa: F401
 from bench.measure import speed as _speed  # noqa: F401
+from bench.measure import train as _train  # noqa: F401
 from bench.measure.base import (
     CellContext,
     Measurement,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -34,6 +35,8 @@ class CellContext:
     model: torch.nn.Module
     device: torch.device
     entry: "ModelEntry"
+    base_dir: Path = field(default_factory=Path.cwd)  # the suite's folder: relative data paths start here
+    artifact_dir: Path | None = None  # where the cell may write files (checkpoint, predictions)
     notes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,117 @@
+"""Datasets as plain data: a list of labelled samples, where each image comes from, and how to split.
+
+A dataset kind (`csv`, `imagefolder`, `digits`, `synthetic-artists`) turns its options into a
+`SampleSet`: sample keys, label names, and for each sample either a file path or an in-memory array.
+Decoding, resizing and caching happen in `bench.data.images`; batching in `bench.data.loader`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.errors import InputError, did_you_mean
+
+
+@dataclass
+class SampleSet:
+    """Labelled samples. `paths[i]` is a file, or None when `arrays[i]` holds the image (HxWx3 uint8)."""
+
+    keys: list[str]
+    labels: list[str]
+    paths: list[Path | None]
+    arrays: list[np.ndarray | None] | None = None
+    synthetic: bool = False
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted label names: the label <-> index map is stable across runs and machines."""
+        return sorted(set(self.labels))
+
+    def label_indices(self, classes: list[str] | None = None) -> np.ndarray:
+        index = {c: i for i, c in enumerate(classes or self.classes)}
+        return np.array([index[label] for label in self.labels], dtype=np.int64)
+
+    def subset(self, idx: list[int] | np.ndarray) -> "SampleSet":
+        idx = [int(i) for i in idx]
+        return SampleSet(
+            keys=[self.keys[i] for i in idx],
+            labels=[self.labels[i] for i in idx],
+            paths=[self.paths[i] for i in idx],
+            arrays=[self.arrays[i] for i in idx] if self.arrays is not None else None,
+            synthetic=self.synthetic,
+            description=self.description,
+            notes=list(self.notes),
+        )
+
+    def fingerprint(self) -> str:
+        """Identifies the content: keys, labels and (for files) size + mtime; for arrays, their bytes."""
+        h = hashlib.sha256()
+        for i, key in enumerate(self.keys):
+            h.update(f"{key}\0{self.labels[i]}\0".encode())
+            path = self.paths[i]
+            if path is not None:
+                try:
+                    st = path.stat()
+                    h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+                except OSError:
+                    h.update(f"{path}\0missing\0".encode())
+            elif self.arrays is not None and self.arrays[i] is not None:
+                h.update(np.ascontiguousarray(self.arrays[i]).tobytes())
+        return h.hexdigest()[:16]
+
+
+DatasetFactory = Callable[..., SampleSet]
+_KINDS: dict[str, DatasetFactory] = {}
+
+
+def register_dataset(kind: str) -> Callable[[DatasetFactory], DatasetFactory]:
+    """Decorator: a function(**options, base_dir=Path) -> SampleSet for one dataset kind."""
+
+    def deco(fn: DatasetFactory) -> DatasetFactory:
+        _KINDS[kind] = fn
+        return fn
+
+    return deco
+
+
+def list_dataset_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def load_samples(kind: str, options: dict[str, Any], base_dir: Path) -> SampleSet:
+    if kind not in _KINDS:
+        raise InputError(f"unknown dataset kind '{kind}'", field="data.kind", hint=did_you_mean(kind, _KINDS) or f"use one of {', '.join(sorted(_KINDS))}")
+    return _KINDS[kind](base_dir=base_dir, **options)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val), stratified by class, deterministic in `seed` (scikit-learn's splitter).
+
+    Every class keeps at least one training sample; a class with a single sample goes to training.
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    counts = np.bincount(labels)
+    singles = np.isin(labels, np.flatnonzero(counts == 1))
+    rest = idx[~singles]
+    if len(rest) == 0 or val_fraction <= 0:
+        return idx, np.array([], dtype=np.int64)
+    n_classes = len(np.unique(labels[rest]))
+    n_val = max(int(round(val_fraction * len(rest))), n_classes)
+    if n_val >= len(rest) - n_classes + 1:
+        n_val = len(rest) - n_classes
+    train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    train = np.sort(np.concatenate([train, idx[singles]]))
+    return train, np.sort(val)

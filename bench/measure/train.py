@@ -1,0 +1,347 @@
+"""`train`: train the cell's model on a dataset with its strategy and precision, then evaluate.
+
+One seed (the cell's) drives python, numpy, torch and the DataLoader generator. Per epoch: train loss,
+val loss, val accuracy, val macro-F1, lr, epoch time and train img/s. Early stopping watches a chosen
+metric with a patience; the best checkpoint is kept in the run directory and reloaded for the final
+evaluation, whose predictions (true label, predicted label, class probabilities) are saved beside the
+cell so that any metric can be recomputed later. bf16/fp16 use autocast; fp16 adds a GradScaler.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
+from bench.data.loader import IMAGENET_MEAN, IMAGENET_STD
+from bench.device import autocast, precision_unsupported, synchronize
+from bench.errors import InputError, SkipCell
+from bench.measure.base import CellContext, Measurement, Settings, register_measurement
+from bench.metrics import classification_metrics
+from bench.models import classifier_prefix
+from bench.strategies import Strategy, make_loss, make_sampler
+
+
+class DataSettings(Settings):
+    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists")
+    options: dict[str, Any] = Field(default_factory=dict, description="the kind's options (csv, root, ...)")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = 0
+    subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of the data to use")
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    hflip: bool = True
+    crop_pad: int = Field(0, ge=0, description="random-crop padding in pixels (0: no crop)")
+    on_bad_image: Literal["error", "skip"] = "error"
+    workers: int = Field(0, ge=0)
+
+
+class EarlyStopping(Settings):
+    metric: Literal["val_macro_f1", "val_loss", "val_accuracy"] = "val_macro_f1"
+    patience: int = Field(7, ge=1)
+
+
+class TrainSettings(Settings):
+    data: DataSettings = Field(default_factory=DataSettings)
+    epochs: int = Field(10, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)
+    scheduler: Literal["none", "plateau", "cosine", "step"] = "none"
+    step_size: int = Field(10, ge=1)
+    lr_gamma: float = Field(0.1, gt=0)
+    early_stopping: EarlyStopping | None = Field(default_factory=EarlyStopping)
+    grad_clip: float | None = Field(None, gt=0)
+    freeze_backbone: bool = False
+    deterministic: bool = False
+    eval_batch_size: int = Field(128, ge=1)
+
+
+def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    return torch.optim.RMSprop(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+def _scheduler(s: TrainSettings, opt: torch.optim.Optimizer):
+    if s.scheduler == "plateau":
+        mode = "min" if s.early_stopping and s.early_stopping.metric == "val_loss" else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=s.lr_gamma, patience=2)
+    if s.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+    if s.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.lr_gamma)
+    return None
+
+
+def freeze_all_but_head(model: nn.Module) -> None:
+    """Transfer learning: only the final classification layer trains."""
+    head = classifier_prefix(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_(head is not None and name.startswith(head + "."))
+
+
+class EarlyStopper:
+    """Tracks the best value of a metric; `step` returns True when patience has run out."""
+
+    def __init__(self, patience: int, mode: str) -> None:
+        self.patience, self.mode = patience, mode
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.bad_epochs = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def step(self, epoch: int, value: float) -> bool:
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return False
+        self.bad_epochs += 1
+        return self.bad_epochs >= self.patience
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader, device: torch.device, precision: str, loss_fn: nn.Module | None = None):
+    """(probabilities, true labels, mean loss) over a loader, in eval mode."""
+    was = model.training
+    model.eval()
+    probs, ys, loss_sum, n = [], [], 0.0, 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(x)
+        logits = logits.float()
+        if loss_fn is not None:
+            loss_sum += float(loss_fn(logits, y)) * len(y)
+        n += len(y)
+        probs.append(torch.softmax(logits, dim=1).cpu())
+        ys.append(y.cpu())
+    model.train(was)
+    return torch.cat(probs).numpy(), torch.cat(ys).numpy(), (loss_sum / n if n else float("nan"))
+
+
+def _predictions_csv(keys: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["key", "true_index", "true_label", "pred_index", "pred_label"] + [f"p_{c}" for c in classes])
+    pred = probs.argmax(axis=1)
+    for i, key in enumerate(keys):
+        writer.writerow([key, int(y_true[i]), classes[y_true[i]], int(pred[i]), classes[pred[i]]] + [f"{p:.6g}" for p in probs[i]])
+    return buf.getvalue()
+
+
+def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
+    """Samples -> split -> decoded tensors. Returns (train_ds, val_ds, info)."""
+    samples = load_samples(s.kind, s.options, base_dir)
+    classes = samples.classes
+    if len(classes) < 2:
+        raise InputError(f"the label column has a single class ('{classes[0]}')", field="data", hint="classification needs at least two classes")
+    labels = samples.label_indices(classes)
+    given_split = next((n for n in samples.notes if n.startswith("split:")), None)
+    if s.subset is not None and s.subset < 1:
+        keep, _ = stratified_split(labels, 1 - s.subset, s.split_seed)
+        samples, labels = samples.subset(keep), labels[keep]
+    decoded = decode_all(samples, resolution, on_bad_image=s.on_bad_image, workers=s.workers or None)
+    kept = decoded.kept
+    labels_kept = labels[kept]
+    if given_split is not None and s.subset is None:
+        n_train = int(given_split.split(":")[1])
+        train_idx = np.flatnonzero(kept < n_train)
+        val_idx = np.flatnonzero(kept >= n_train)
+    else:
+        train_idx, val_idx = stratified_split(labels_kept, s.val_fraction, s.split_seed)
+    images = decoded.images
+    y = torch.from_numpy(labels_kept)
+    train_ds = CachedImages(images[train_idx], y[train_idx], mean=s.mean, std=s.std, hflip=s.hflip, crop_pad=s.crop_pad)
+    val_ds = CachedImages(images[val_idx], y[val_idx], mean=s.mean, std=s.std)
+    counts = np.bincount(labels_kept[train_idx], minlength=len(classes))
+    info = {
+        "dataset": samples.description,
+        "synthetic": samples.synthetic,
+        "classes": classes,
+        "train_class_counts": counts.tolist(),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "bad_images_skipped": len(decoded.bad),
+        "bad_images": [f"{f}: {r}" for f, r in decoded.bad[:20]],
+        "converted_to_rgb": decoded.converted,
+        "val_keys": [samples.keys[int(kept[i])] for i in val_idx],
+    }
+    return train_ds, val_ds, info
+
+
+@register_measurement
+class Train(Measurement):
+    name = "train"
+    Settings = TrainSettings
+    description = "train with the cell's strategy and precision; accuracy, macro-F1, per-class metrics, curves"
+
+    def measure(self, ctx: CellContext) -> dict[str, Any]:
+        s: TrainSettings = self.settings
+        cell, device, model = ctx.cell, ctx.device, ctx.model
+        reason = precision_unsupported(device, cell.precision)
+        if reason:
+            raise SkipCell(reason)
+        strategy = Strategy.model_validate(cell.strategy_config or {})
+        if s.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._train(ctx, s, strategy)
+        finally:
+            if s.deterministic:
+                torch.use_deterministic_algorithms(False)
+
+    def _train(self, ctx: CellContext, s: TrainSettings, strategy: Strategy) -> dict[str, Any]:
+        cell, device, model = ctx.cell, ctx.device, ctx.model
+        train_ds, val_ds, info = prepare_data(s.data, cell.resolution, cell.seed, ctx.base_dir)
+        n_classes = len(info["classes"])
+        if n_classes != cell.num_classes:
+            raise InputError(
+                f"the data has {n_classes} classes but the suite's num_classes is {cell.num_classes}",
+                field="num_classes",
+                hint=f"set num_classes: {n_classes}",
+            )
+        if cell.batch_size > len(train_ds):
+            raise InputError(
+                f"batch size {cell.batch_size} is larger than the training set ({len(train_ds)} images)",
+                field="batch_size",
+                hint="use a smaller batch size or more data",
+            )
+        counts = np.asarray(info["train_class_counts"])
+        generator = torch.Generator().manual_seed(cell.seed)
+        sampler = make_sampler(strategy.sampler, train_ds.labels.numpy(), generator)
+        train_loader = make_loader(train_ds, batch_size=cell.batch_size, sampler=sampler, seed=cell.seed, workers=s.data.workers, pin_memory=device.type == "cuda")
+        val_loader = make_loader(val_ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda")
+        loss_fn = make_loss(strategy, counts).to(device)
+        eval_loss = nn.CrossEntropyLoss()  # val loss is plain CE, comparable across strategies
+        if s.freeze_backbone:
+            freeze_all_but_head(model)
+        model.train()
+        memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
+        model.to(memory_format=memory_format)
+        opt = _optimizer(s, [p for p in model.parameters() if p.requires_grad])
+        sched = _scheduler(s, opt)
+        scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
+        es = s.early_stopping
+        mode = "min" if es and es.metric == "val_loss" else "max"
+        stopper = EarlyStopper(es.patience if es else s.epochs + 1, mode)
+        best_state = None
+        curves: list[dict[str, Any]] = []
+        step = 0
+        stopped_early = False
+        train_time = 0.0
+        for epoch in range(1, s.epochs + 1):
+            model.train()
+            t0 = time.perf_counter()
+            seen, loss_sum = 0, 0.0
+            for x, y in train_loader:
+                x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                y = y.to(device, non_blocking=True)
+                with autocast(device, cell.precision):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                step += 1
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"diverged at epoch {epoch} step {step}: loss is {loss.item()}")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if s.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                loss_sum += float(loss) * len(y)
+                seen += len(y)
+            synchronize(device)
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
+            probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
+            pred = probs.argmax(1)
+            from sklearn.metrics import f1_score
+
+            row = {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(seen, 1),
+                "val_loss": val_loss,
+                "val_accuracy": float((pred == y_val).mean()),
+                "val_macro_f1": float(f1_score(y_val, pred, average="macro")),
+                "lr": opt.param_groups[0]["lr"],
+                "epoch_time_s": epoch_time,
+                "train_img_s": seen / epoch_time,
+            }
+            curves.append(row)
+            value = row[es.metric] if es else row["val_macro_f1"]
+            if stopper.improved(value):
+                best_state = copy.deepcopy(model.state_dict())
+            stop = stopper.step(epoch, value)
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(value)
+            elif sched is not None:
+                sched.step()
+            if es and stop:
+                stopped_early = epoch < s.epochs
+                break
+        if best_state is not None:
+            if ctx.artifact_dir is not None:
+                ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
+                torch.save(best_state, ctx.artifact_dir / "best.pt")
+            model.load_state_dict(best_state)
+        probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
+        metrics = classification_metrics(y_val, probs, info["classes"])
+        predictions_file = None
+        if ctx.artifact_dir is not None:
+            from bench.store import atomic_write_text
+
+            predictions_file = "predictions.csv"
+            atomic_write_text(ctx.artifact_dir / predictions_file, _predictions_csv(info["val_keys"], y_val, probs, info["classes"]))
+        train_img_s = [r["train_img_s"] for r in curves]
+        return {
+            **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")},
+            "val_loss": val_loss,
+            "best_epoch": stopper.best_epoch,
+            "epochs_run": len(curves),
+            "stopped_early": stopped_early,
+            "train_time_s": train_time,
+            "train_img_s": float(np.median(train_img_s)),
+            "strategy": cell.strategy,
+            "sampler": strategy.sampler,
+            "loss": strategy.loss,
+            "optimizer": s.optimizer,
+            "lr": s.lr,
+            "batch_size": cell.batch_size,
+            "resolution": cell.resolution,
+            "precision": cell.precision,
+            "grad_scaler": cell.precision == "fp16",
+            "dataset": info["dataset"],
+            "synthetic_data": info["synthetic"],
+            "n_train": info["n_train"],
+            "n_val": info["n_val"],
+            "bad_images_skipped": info["bad_images_skipped"],
+            "bad_images": info["bad_images"],
+            "converted_to_rgb": info["converted_to_rgb"],
+            "label_map": info["classes"],
+            "train_class_counts": info["train_class_counts"],
+            "per_class": metrics["per_class"],
+            "confusion_matrix": metrics["confusion_matrix"],
+            "curves": curves,
+            "checkpoint": "best.pt" if best_state is not None and ctx.artifact_dir is not None else None,
+            "predictions_file": predictions_file,
+        }
