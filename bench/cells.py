@@ -132,7 +132,7 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any]) -> Cell:
         measure=tuple(suite.measure),
         strategy=point["strategy"],
         strategy_config=suite.strategy(point["strategy"]).model_dump(),
-        settings={name: suite.measurement_settings(name) for name in suite.measure},
+        settings={name: suite.measurement_settings(name, spec) for name in suite.measure},
         model_kwargs=dict(spec.kwargs),
         weights=weights,
         weights_sha256=sha,

@@ -46,12 +46,12 @@ def _fail_input(exc: InputError) -> None:
     raise typer.Exit(code=2)
 
 
-def _load(suite: str, profile: Optional[str]):
+def _load(suite: str, profile: Optional[str], overrides: Optional[list[str]] = None):
     from bench.cells import expand
     from bench.suite import find_suite, load_suite
 
     path = find_suite(suite, SUITE_DIRS)
-    loaded = load_suite(path, profile)
+    loaded = load_suite(path, profile, overrides)
     return loaded, expand(loaded)
 
 
@@ -66,32 +66,52 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _m(r, measurement: str, key: str):
+    return r.measurements.get(measurement, {}).get(key)
+
+
+# (header, value getter, measurement it needs or None); a column shows only when some cell has it.
+_COLUMNS = [
+    ("id", lambda r: r.id, None),
+    ("model", lambda r: r.cell.model + (" +cl" if r.cell.channels_last else "") + (" +compile" if r.cell.compile else ""), None),
+    ("res", lambda r: str(r.cell.resolution), None),
+    ("bs", lambda r: str(r.cell.batch_size), None),
+    ("prec", lambda r: r.cell.precision, None),
+    ("strategy", lambda r: r.cell.strategy, "train"),
+    ("seed", lambda r: str(r.cell.seed), "train"),
+    ("status", lambda r: f"[{ {'ok': 'green', 'failed': 'red', 'skipped': 'yellow'}.get(r.status, 'white') }]{r.status}[/]", None),
+    ("params (M)", lambda r: _fmt(_m(r, "profile", "params") / 1e6) if _m(r, "profile", "params") else "—", "profile"),
+    ("GMACs", lambda r: _fmt(_m(r, "profile", "gmacs")), "profile"),
+    ("GFLOPs", lambda r: _fmt(_m(r, "profile", "gflops")), "profile"),
+    ("img/s", lambda r: _fmt(_m(r, "speed", "throughput_img_s")), "speed"),
+    ("p50 ms", lambda r: _fmt(_m(r, "speed", "latency_median_ms")), "speed"),
+    ("p99 ms", lambda r: _fmt(_m(r, "speed", "latency_p99_ms")), "speed"),
+    ("peak MB", lambda r: _fmt(_m(r, "speed", "peak_memory_mb")), "speed"),
+    ("acc", lambda r: _fmt(_m(r, "train", "accuracy")), "train"),
+    ("macro-F1", lambda r: _fmt(_m(r, "train", "macro_f1")), "train"),
+    ("epochs", lambda r: _fmt(_m(r, "train", "epochs_run")), "train"),
+    ("train img/s", lambda r: _fmt(_m(r, "train", "train_img_s")), "train"),
+    ("reason", lambda r: escape(r.reason or ""), None),
+]
+_LEFT = {"id", "model", "prec", "strategy", "status", "reason"}
+
+
 def _results_table(results: list, title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    for col in ("id", "model", "res", "bs", "prec", "status", "params (M)", "GMACs", "GFLOPs", "img/s", "p50 ms", "p99 ms", "peak MB", "reason"):
-        table.add_column(col, overflow="fold", justify="right" if col not in ("id", "model", "prec", "status", "reason") else "left")
+    present = {name for r in results for name in r.cell.measure}
+    columns = [c for c in _COLUMNS if c[2] is None or c[2] in present]
+    table = Table(title=escape(title), show_lines=False)
+    for header, _, _ in columns:
+        table.add_column(header, overflow="fold", justify="left" if header in _LEFT else "right")
     for r in results:
-        c = r.cell
-        prof = r.measurements.get("profile", {})
-        speed = r.measurements.get("speed", {})
-        style = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(r.status, "")
-        table.add_row(
-            r.id,
-            c.model + (" +cl" if c.channels_last else "") + (" +compile" if c.compile else ""),
-            str(c.resolution),
-            str(c.batch_size),
-            c.precision,
-            f"[{style}]{r.status}[/]",
-            _fmt(prof["params"] / 1e6) if "params" in prof else "—",
-            _fmt(prof.get("gmacs")),
-            _fmt(prof.get("gflops")),
-            _fmt(speed.get("throughput_img_s")),
-            _fmt(speed.get("latency_median_ms")),
-            _fmt(speed.get("latency_p99_ms")),
-            _fmt(speed.get("peak_memory_mb")),
-            escape(r.reason or ""),
-        )
+        table.add_row(*(getter(r) for _, getter, _ in columns))
     return table
+
+
+def _synthetic_banner(results: list) -> str | None:
+    datasets = sorted({_m(r, "train", "dataset") for r in results if _m(r, "train", "synthetic_data")})
+    if not datasets:
+        return None
+    return "[bold yellow]SYNTHETIC DATA:[/] these results come from a synthetic stand-in, not real paintings: " + escape("; ".join(datasets))
 
 
 def _paper_table(results: list) -> Table | None:
@@ -138,6 +158,9 @@ def _attention_note(results: list) -> str | None:
 
 
 def _print_summary_tables(results: list) -> None:
+    banner = _synthetic_banner(results)
+    if banner:
+        console.print(banner)
     paper = _paper_table(results)
     if paper is not None:
         console.print(paper)
@@ -174,6 +197,7 @@ def run(
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite (e.g. quick, full)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default results/<suite>/<run-id>). An existing one is resumed."),
     results_root: Path = typer.Option(Path("results"), "--results-root", help="Where new run directories go."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
 ) -> None:
     """Run a suite: every cell's measurements, recorded under results/."""
     try:
@@ -182,7 +206,7 @@ def run(
         from bench.runner import run_cells
         from bench.store import RunStore
 
-        loaded, cells = _load(suite, profile)
+        loaded, cells = _load(suite, profile, overrides)
         device = resolve_device(loaded.device)
         store = RunStore.create(out) if out else RunStore.new_in(results_root, loaded.name)
     except InputError as exc:
@@ -225,18 +249,20 @@ def run(
 def plan(
     suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite."),
+    overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
 ) -> None:
     """Dry run: the number of cells and a table of them; nothing is executed."""
     try:
-        loaded, cells = _load(suite, profile)
+        loaded, cells = _load(suite, profile, overrides)
     except InputError as exc:
         _fail_input(exc)
         return
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "seed", "measure"):
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", "measure"):
         table.add_column(col)
     for i, c in enumerate(cells, 1):
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), str(c.seed), ",".join(c.measure))
+        strategy = c.strategy if "train" in c.measure else "—"
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed), ",".join(c.measure))
     console.print(table)
     console.print(f"{len(cells)} cells")
 

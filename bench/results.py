@@ -74,6 +74,7 @@ class CellResult:
             "channels_last": c.channels_last,
             "compile": c.compile,
             "seed": c.seed,
+            "strategy": c.strategy,
             "num_classes": c.num_classes,
             "weights": c.weights or "",
             "duration_s": self.duration_s,

@@ -47,6 +47,9 @@ class ModelSpec(StrictModel):
     batch_size: PositiveInt | None = None
     weights: str | None = Field(None, description="local state-dict file, relative to the suite file")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the builder")
+    settings: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-measurement settings for this model, merged over the suite's"
+    )
 
     @field_validator("name")
     @classmethod
@@ -172,6 +175,12 @@ class Suite(StrictModel):
                 hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
                 raise ValueError(f"settings for unknown measurement '{name}' — {hint}")
             get_measurement(name).Settings.model_validate(values or {})
+        for spec in self.models:
+            for name, values in spec.settings.items():
+                if name not in list_measurements():
+                    hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
+                    raise ValueError(f"settings for unknown measurement '{name}' in model '{spec.name}' — {hint}")
+                get_measurement(name).Settings.model_validate(deep_merge(self.settings.get(name) or {}, values or {}))
         known = {**BUILTIN_STRATEGIES, **self.strategies}
         for name in self.matrix.strategy + [v for r in self.include + self.exclude for v in r.get("strategy", [])]:
             if name not in known:
@@ -209,9 +218,12 @@ class Suite(StrictModel):
         """A strategy by name: the suite's own first, then the built-in ones."""
         return {**BUILTIN_STRATEGIES, **self.strategies}[name]
 
-    def measurement_settings(self, name: str) -> dict[str, Any]:
-        """The full settings of a measurement (defaults filled in)."""
-        return get_measurement(name).Settings.model_validate(self.settings.get(name) or {}).model_dump()
+    def measurement_settings(self, name: str, spec: ModelSpec | None = None) -> dict[str, Any]:
+        """The full settings of a measurement (defaults filled in), with a model's own overrides."""
+        values = self.settings.get(name) or {}
+        if spec is not None and spec.settings.get(name):
+            values = deep_merge(values, spec.settings[name])
+        return get_measurement(name).Settings.model_validate(values).model_dump(mode="json")
 
     def resolved_dict(self) -> dict[str, Any]:
         """The suite as run (profile applied), for the results store."""
@@ -327,8 +339,33 @@ def _resolve_model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def load_suite(path: str | Path, profile: str | None = None) -> Suite:
-    """Read, profile-merge and validate a suite file. Bad input raises `InputError` (exit code 2)."""
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["a.b=1", "c=[x, y]"]` -> {"a": {"b": 1}, "c": ["x", "y"]}; values are YAML (safe loader)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set expects KEY=VALUE, got '{item}'", field="--set", hint="e.g. --set settings.train.epochs=3")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {key}: value is not valid YAML ({exc})", field="--set") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"--set {key}: '{part}' is set twice", field="--set")
+        node[parts[-1]] = value
+    return out
+
+
+def load_suite(path: str | Path, profile: str | None = None, overrides: list[str] | None = None) -> Suite:
+    """Read, profile-merge and validate a suite file; `overrides` (KEY=VALUE, dotted keys) apply last.
+
+    Bad input raises `InputError` (exit code 2)."""
     path = Path(path)
     data, lines = load_yaml(path)
     file = str(path)
@@ -341,6 +378,8 @@ def load_suite(path: str | Path, profile: str | None = None) -> Suite:
     if chosen is not None:
         merged = deep_merge({k: v for k, v in data.items() if k != "profiles"}, data["profiles"][chosen])
         merged["profiles"] = data["profiles"]
+    if overrides:
+        merged = deep_merge(merged, parse_overrides(overrides))
     try:
         suite = Suite.model_validate(merged)
     except ValidationError as exc:

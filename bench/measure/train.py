@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -69,10 +68,12 @@ class TrainSettings(Settings):
 
 
 def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
+    # fused Adam/AdamW: one kernel per step instead of foreach temporaries; on a CPU this is ~10x
+    # faster for large layers (VGG16's 102M-weight FC: 0.05 s vs 0.6 s a step, measured here).
     if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
     if s.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+        return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     return torch.optim.RMSprop(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
@@ -261,14 +262,14 @@ class Train(Measurement):
                 step += 1
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"diverged at epoch {epoch} step {step}: loss is {loss.item()}")
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=False)  # reuse grad buffers: no re-allocation per step
                 scaler.scale(loss).backward()
                 if s.grad_clip:
                     scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
                 scaler.step(opt)
                 scaler.update()
-                loss_sum += float(loss) * len(y)
+                loss_sum += float(loss.detach()) * len(y)
                 seen += len(y)
             synchronize(device)
             epoch_time = time.perf_counter() - t0
