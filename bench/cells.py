@@ -111,7 +111,7 @@ def _rule_matches(rule: dict[str, list[Any]], cell: Cell, native: int) -> bool:
     return True
 
 
-def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any]) -> Cell:
+def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_settings: dict | None = None) -> Cell:
     entry = get_entry(spec.name)
     resolution = spec.resolution or (entry.native_resolution if point["resolution"] == "native" else point["resolution"])
     weights = sha = None
@@ -132,7 +132,7 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any]) -> Cell:
         measure=tuple(suite.measure),
         strategy=point["strategy"],
         strategy_config=suite.strategy(point["strategy"]).model_dump(),
-        settings={name: suite.measurement_settings(name, spec) for name in suite.measure},
+        settings={name: suite.measurement_settings(name, spec, extra_settings) for name in suite.measure},
         model_kwargs=dict(spec.kwargs),
         weights=weights,
         weights_sha256=sha,
@@ -166,7 +166,7 @@ def expand(suite: Suite) -> list[Cell]:
                 continue
             if "family" in rule and entry.family not in rule["family"]:
                 continue
-            cells.extend(_make_cell(suite, spec, point) for point in _points(axes))
+            cells.extend(_make_cell(suite, spec, point, rule.get("settings")) for point in _points(axes))
     unique: dict[str, Cell] = {}
     for cell in cells:
         unique.setdefault(cell.id, cell)

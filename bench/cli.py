@@ -169,6 +169,27 @@ def _print_summary_tables(results: list) -> None:
         console.print(note)
 
 
+def _print_seed_summary(results: list, store) -> None:
+    """summary.csv: cells differing only by seed -> mean, std, 95% CI; printed when seeds repeat."""
+    from bench.aggregate import aggregate_seeds
+
+    rows = aggregate_seeds(results)
+    if not rows:
+        return
+    store.write_rows_csv("summary.csv", rows)
+    multi = [r for r in rows if len(r["seeds"].split(";")) > 1 and "train.macro_f1.mean" in r]
+    if not multi:
+        return
+    table = Table(title="over seeds: macro-F1 mean ± std [95% CI]")
+    for col in ("model", "res", "prec", "strategy", "seeds", "macro-F1", "accuracy"):
+        table.add_column(col)
+    for r in multi:
+        f1 = f"{r['train.macro_f1.mean']:.3f} ± {r['train.macro_f1.std']:.3f} [{r['train.macro_f1.ci_low']:.3f}, {r['train.macro_f1.ci_high']:.3f}]"
+        acc = f"{r['train.accuracy.mean']:.3f} ± {r['train.accuracy.std']:.3f}"
+        table.add_row(r["model"], str(r["resolution"]), r["precision"], r["strategy"], r["seeds"], f1, acc)
+    console.print(table)
+
+
 class _RichProgress:
     """Progress bar: current cell, done/failed counts, ETA."""
 
@@ -235,6 +256,7 @@ def run(
         summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=loaded.base_dir())
     console.print(_results_table(summary.results, f"{loaded.name} — {store.run_dir}"))
     _print_summary_tables(summary.results)
+    _print_seed_summary(summary.results, store)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
     console.print(
         f"{summary.count('ok')} ok, {summary.failed} failed, {summary.count('skipped')} skipped"

@@ -98,7 +98,11 @@ class RunStore:
         atomic_write_json(self.cells_dir / f"{result.id}.json", result.to_dict())
 
     def write_csv(self, results: Iterable[CellResult]) -> Path:
-        rows = [r.flat_row() for r in results]
+        """results.csv: one flat row per cell."""
+        return self.write_rows_csv("results.csv", [r.flat_row() for r in results])
+
+    def write_rows_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        """A CSV of dict rows; the columns are the union of the rows' keys, in first-seen order."""
         columns: list[str] = []
         for row in rows:
             columns.extend(k for k in row if k not in columns)
@@ -106,7 +110,7 @@ class RunStore:
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        path = self.run_dir / "results.csv"
+        path = self.run_dir / name
         atomic_write_text(path, buf.getvalue())
         return path
 

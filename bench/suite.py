@@ -89,11 +89,21 @@ class Matrix(StrictModel):
 RULE_KEYS = ("model", "family")
 
 
-def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    """A rule maps `model`/`family`/axis names to a value or a list of values."""
+def _check_rule(rule: dict[str, Any], *, include: bool = False) -> dict[str, Any]:
+    """A rule maps `model`/`family`/axis names to a value or a list of values. An include rule may
+    also carry `settings` (per-measurement overrides for the cells it adds)."""
     if not isinstance(rule, dict) or not rule:
         raise ValueError("a rule is a non-empty mapping, e.g. {model: vgg16, precision: fp16}")
-    allowed = list(RULE_KEYS) + Matrix.axes()
+    allowed = list(RULE_KEYS) + Matrix.axes() + (["settings"] if include else [])
+    rule = dict(rule)
+    settings = rule.pop("settings", None) if include else None
+    if settings is not None:
+        if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+            raise ValueError("an include rule's settings map a measurement name to its settings")
+        for name, values in settings.items():
+            if name not in list_measurements():
+                hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
+                raise ValueError(f"settings for unknown measurement '{name}' — {hint}")
     for key, value in rule.items():
         if key not in allowed:
             hint = did_you_mean(key, allowed) or f"use one of {', '.join(allowed)}"
@@ -111,7 +121,10 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
                     raise ValueError(f"unknown family '{fam}' — {hint}")
         else:
             Matrix.model_validate({key: values})
-    return {k: _as_list(v) for k, v in rule.items()}
+    checked = {k: _as_list(v) for k, v in rule.items()}
+    if settings is not None:
+        checked["settings"] = settings
+    return checked
 
 
 class Suite(StrictModel):
@@ -147,9 +160,14 @@ class Suite(StrictModel):
     def _rules_list(cls, value: Any) -> Any:
         return [] if value is None else value
 
-    @field_validator("include", "exclude")
+    @field_validator("include")
     @classmethod
-    def _rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _include_rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [_check_rule(rule, include=True) for rule in rules]
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [_check_rule(rule) for rule in rules]
 
     @field_validator("measure", mode="before")
@@ -181,6 +199,9 @@ class Suite(StrictModel):
                     hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
                     raise ValueError(f"settings for unknown measurement '{name}' in model '{spec.name}' — {hint}")
                 get_measurement(name).Settings.model_validate(deep_merge(self.settings.get(name) or {}, values or {}))
+        for rule in self.include:
+            for name, values in (rule.get("settings") or {}).items():
+                get_measurement(name).Settings.model_validate(deep_merge(self.settings.get(name) or {}, values))
         known = {**BUILTIN_STRATEGIES, **self.strategies}
         for name in self.matrix.strategy + [v for r in self.include + self.exclude for v in r.get("strategy", [])]:
             if name not in known:
@@ -218,11 +239,16 @@ class Suite(StrictModel):
         """A strategy by name: the suite's own first, then the built-in ones."""
         return {**BUILTIN_STRATEGIES, **self.strategies}[name]
 
-    def measurement_settings(self, name: str, spec: ModelSpec | None = None) -> dict[str, Any]:
-        """The full settings of a measurement (defaults filled in), with a model's own overrides."""
+    def measurement_settings(
+        self, name: str, spec: ModelSpec | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The full settings of a measurement (defaults filled in): the suite's, then the model's own
+        overrides, then an include rule's."""
         values = self.settings.get(name) or {}
         if spec is not None and spec.settings.get(name):
             values = deep_merge(values, spec.settings[name])
+        if extra and extra.get(name):
+            values = deep_merge(values, extra[name])
         return get_measurement(name).Settings.model_validate(values).model_dump(mode="json")
 
     def resolved_dict(self) -> dict[str, Any]:

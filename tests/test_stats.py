@@ -31,3 +31,14 @@ def test_errors():
         Stats.of([])
     with pytest.raises(ValueError):
         percentile([1.0], 101)
+
+
+def test_seed_aggregate_mean_std_ci_exact():
+    from bench.aggregate import mean_std_ci
+
+    out = mean_std_ci([0.5, 0.6, 0.7])
+    assert out["n"] == 3 and out["mean"] == pytest.approx(0.6) and out["std"] == pytest.approx(0.1)
+    # t(0.975, 2) = 4.302653: half-width 4.302653 * 0.1 / sqrt(3) = 0.2484138
+    assert out["ci_low"] == pytest.approx(0.6 - 0.2484138, abs=1e-6)
+    assert out["ci_high"] == pytest.approx(0.6 + 0.2484138, abs=1e-6)
+    assert mean_std_ci([0.4])["ci_low"] is None

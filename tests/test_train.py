@@ -1,0 +1,151 @@
+"""Training end to end on real data (scikit-learn's digits), early stopping, precisions, bad data."""
+
+import csv
+import json
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import f1_score
+from typer.testing import CliRunner
+
+from bench.cells import expand
+from bench.cli import app
+from bench.measure.train import EarlyStopper
+from bench.models import build_model
+from bench.runner import run_cells
+from bench.store import RunStore
+from bench.suite import load_suite
+
+DIGITS = textwrap.dedent(
+    """
+    name: digits-test
+    models: [resnet18]
+    num_classes: 10
+    matrix: {{resolution: [16], batch_size: [32], precision: {precision}, strategy: {strategy}}}
+    measure: [train]
+    settings:
+      train:
+        data: {{kind: digits, options: {{imbalance: 5}}, val_fraction: 0.3, hflip: false}}
+        epochs: {epochs}
+        lr: {lr}
+        early_stopping: {early}
+    """
+)
+
+
+def _run(suite_file, tmp_path, *, precision="[fp32]", strategy="[none]", epochs=6, lr=0.002, early="null"):
+    suite = load_suite(suite_file(DIGITS.format(precision=precision, strategy=strategy, epochs=epochs, lr=lr, early=early)))
+    store = RunStore.create(tmp_path / "run")
+    return run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path), store
+
+
+def test_digits_learns_and_macro_f1_recomputes_exactly(suite_file, tmp_path):
+    summary, store = _run(suite_file, tmp_path)
+    result = summary.results[0]
+    assert result.status == "ok", result.reason
+    train = result.measurements["train"]
+    assert train["macro_f1"] > 0.6  # chance is 0.1 on 10 classes
+    assert len(train["curves"]) == 6 and train["train_img_s"] > 0
+    preds = pd.read_csv(store.artifact_dir(result.id) / train["predictions_file"])
+    assert len(preds) == train["n_val"]
+    recomputed = f1_score(preds["true_index"], preds["pred_index"], average="macro")
+    assert recomputed == train["macro_f1"]  # exactly
+    probs = preds[[c for c in preds.columns if c.startswith("p_")]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4) and list(probs.argmax(1)) == list(preds["pred_index"])
+    assert train["label_map"] == [f"digit_{i}" for i in range(10)]
+    assert len(train["per_class"]["f1"]) == 10 and len(train["confusion_matrix"]) == 10
+
+
+def test_early_stopper_exact_sequence():
+    stopper = EarlyStopper(patience=3, mode="max")
+    values = [0.1, 0.3, 0.2, 0.25, 0.29, 0.5]
+    stops = [stopper.step(epoch, v) for epoch, v in enumerate(values, 1)]
+    assert stops == [False, False, False, False, True, False] and stopper.best_epoch == 2
+    low = EarlyStopper(patience=1, mode="min")
+    assert [low.step(e, v) for e, v in enumerate([1.0, 0.5, 0.7], 1)] == [False, False, True]
+
+
+def test_early_stopping_stops_and_evaluates_best_checkpoint(suite_file, tmp_path):
+    # lr so small that nothing improves after epoch 1: stop after 1 + patience epochs
+    summary, store = _run(suite_file, tmp_path, epochs=10, lr=1e-9, early="{metric: val_macro_f1, patience: 2}")
+    result = summary.results[0]
+    train = result.measurements["train"]
+    assert train["epochs_run"] == 3 and train["stopped_early"] and train["best_epoch"] == 1
+    # the evaluated model is the saved best checkpoint: reload it and predict again
+    ckpt = torch.load(store.artifact_dir(result.id) / "best.pt", weights_only=True)
+    model = build_model("resnet18", num_classes=10)
+    model.load_state_dict(ckpt)
+    from bench.measure.train import TrainSettings, prepare_data, predict, make_loader
+
+    s = TrainSettings.model_validate(result.cell.settings["train"])
+    _, val_ds, _ = prepare_data(s.data, 16, 0, tmp_path)
+    probs, y, _ = predict(model, make_loader(val_ds, batch_size=64), torch.device("cpu"), "fp32")
+    assert f1_score(y, probs.argmax(1), average="macro") == train["macro_f1"]
+    assert train["curves"][0]["val_macro_f1"] == train["macro_f1"]
+
+
+def test_reduced_precisions_run_or_skip_never_crash(suite_file, tmp_path):
+    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1)
+    for r in summary.results:
+        assert r.status in ("ok", "skipped"), r.reason
+    fp16 = [r for r in summary.results if r.cell.precision == "fp16"][0]
+    if fp16.status == "ok":
+        assert fp16.measurements["train"]["grad_scaler"] is True
+        assert fp16.measurements["train"]["grad_scale_final"] > 0
+    bf16 = [r for r in summary.results if r.cell.precision == "bf16"][0]
+    if bf16.status == "ok":
+        assert bf16.measurements["train"]["grad_scaler"] is False
+
+
+def test_bad_data_fails_one_cell_not_the_sweep(suite_file, tmp_path):
+    """Two cells: one on a CSV with a truncated image, one on digits. One fails with the file named."""
+    from PIL import Image
+
+    rows = []
+    for c in ("a", "b"):
+        for i in range(6):
+            p = tmp_path / f"img/{c}{i}.jpg"
+            p.parent.mkdir(exist_ok=True)
+            Image.new("RGB", (16, 16), (200 if c == "a" else 0, 50, 50)).save(p)
+            rows.append((f"{c}{i}", f"img/{c}{i}.jpg", c))
+    broken = tmp_path / "img/a0.jpg"
+    for name, keep in (("data.csv", rows), ("good.csv", rows[1:])):
+        with open(tmp_path / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([("id", "img_path", "artist"), *keep])
+    broken.write_bytes(broken.read_bytes()[:40])
+    text = textwrap.dedent(
+        """
+        name: mixed
+        models:
+          - {name: resnet18, settings: {train: {data: {options: {csv: data.csv}}}}}
+          - {name: mobilenet_v2}
+        num_classes: 2
+        matrix: {resolution: [16], batch_size: [4]}
+        measure: [train]
+        settings:
+          train: {data: {kind: csv, options: {csv: good.csv}, val_fraction: 0.3}, epochs: 1}
+        """
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(suite_file(text)), "--out", str(out)])
+    assert result.exit_code == 1
+    df = pd.read_csv(out / "results.csv")
+    assert list(df["model"]) == ["resnet18", "mobilenet_v2"]
+    assert list(df["status"]) == ["failed", "ok"]
+    assert "a0.jpg" in df.loc[0, "reason"] and "bad image" in df.loc[0, "reason"]
+    assert df.loc[1, "train.n_train"] + df.loc[1, "train.n_val"] == 11
+
+
+def test_num_classes_mismatch_is_a_clear_cell_failure(suite_file, tmp_path):
+    text = DIGITS.format(precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null").replace("num_classes: 10", "num_classes: 3")
+    summary, _ = _run_text(suite_file, tmp_path, text)
+    assert summary.results[0].status == "failed"
+    assert "the data has 10 classes but the suite's num_classes is 3" in summary.results[0].reason
+
+
+def _run_text(suite_file, tmp_path, text):
+    store = RunStore.create(tmp_path / "run")
+    return run_cells(expand(load_suite(suite_file(text))), store, torch.device("cpu"), base_dir=tmp_path), store
