@@ -38,17 +38,30 @@ def group_key(row: dict[str, Any]) -> str:
     return row.get("_group") or ""
 
 
-def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
-    """One row per group of finished cells that differ only in `seed`: config + metric statistics."""
+def group_over(results: Iterable, *fields: str) -> dict[str, list]:
+    """Finished cells grouped by their identity without `fields` (e.g. "seed"): key -> cells, in order."""
     groups: dict[str, list] = {}
     for r in results:
         if r.status != "ok":
             continue
         identity = r.cell.identity()
-        identity.pop("seed")
+        for name in fields:
+            identity.pop(name, None)
         groups.setdefault(cell_id(identity), []).append(r)
+    return groups
+
+
+def metric_values(members: Iterable, metric: str) -> list[float]:
+    """The numeric values of `measurement.key` over cells (absent or non-numeric values left out)."""
+    measurement, _, name = metric.partition(".")
+    values = [m.measurements.get(measurement, {}).get(name) for m in members]
+    return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
+    """One row per group of finished cells that differ only in `seed`: config + metric statistics."""
     rows = []
-    for key, members in groups.items():
+    for key, members in group_over(results, "seed").items():
         first = members[0].cell
         row: dict[str, Any] = {
             "group": key,
@@ -60,9 +73,7 @@ def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS)
             "seeds": ";".join(str(m.cell.seed) for m in members),
         }
         for metric in metrics:
-            measurement, _, name = metric.partition(".")
-            values = [m.measurements.get(measurement, {}).get(name) for m in members]
-            values = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            values = metric_values(members, metric)
             if not values:
                 continue
             for stat, value in mean_std_ci(values).items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -52,8 +53,9 @@ class Cell:
         data["measure"] = list(self.measure)
         return data
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
+        """Cached: a cell is frozen, and reports over thousands of cells ask for ids many times."""
         return cell_id(self.identity())
 
     def to_dict(self) -> dict[str, Any]:

@@ -56,14 +56,9 @@ def _load(suite: str, profile: Optional[str], overrides: Optional[list[str]] = N
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        mag = math.floor(math.log10(abs(value)))
-        return f"{value:.{max(0, digits - 1 - mag)}f}" if mag < digits else f"{value:,.0f}"
-    return str(value)
+    from bench.fmt import format_number
+
+    return format_number(value, digits)
 
 
 def _m(r, measurement: str, key: str):
@@ -108,38 +103,27 @@ def _results_table(results: list, title: str) -> Table:
 
 
 def _synthetic_banner(results: list) -> str | None:
-    datasets = sorted({_m(r, "train", "dataset") for r in results if _m(r, "train", "synthetic_data")})
+    from bench.results import SYNTHETIC_NOTICE, synthetic_datasets
+
+    datasets = synthetic_datasets(results)
     if not datasets:
         return None
-    return "[bold yellow]SYNTHETIC DATA:[/] these results come from a synthetic stand-in, not real paintings: " + escape("; ".join(datasets))
+    return f"[bold yellow]SYNTHETIC DATA:[/] {SYNTHETIC_NOTICE}: " + escape("; ".join(datasets))
 
 
 def _paper_table(results: list) -> Table | None:
     """EfficientNets at native resolution beside the paper's Table 2 (params, MACs), with ratios."""
-    from bench.models import get_entry
-    from bench.reference import EFFICIENTNET_TABLE2
+    from bench.reference import efficientnet_paper_rows, paper_figure
 
-    rows = []
-    seen = set()
-    for r in results:
-        prof = r.measurements.get("profile", {})
-        c = r.cell
-        if c.model not in EFFICIENTNET_TABLE2 or "macs" not in prof or c.model in seen:
-            continue
-        if c.resolution != get_entry(c.model).native_resolution or prof.get("flops_batch_size", 1) != 1:
-            continue
-        seen.add(c.model)
-        p_params, p_macs = EFFICIENTNET_TABLE2[c.model]
-        rows.append((c.model, str(c.resolution), f"{prof['params'] / 1e6:.2f}", f"{p_params / 1e6:#.2g}".rstrip("."),
-                     f"{prof['params'] / p_params:.3f}", f"{prof['macs'] / 1e9:.3f}", f"{p_macs / 1e9:#.2g}".rstrip("."),
-                     f"{prof['macs'] / p_macs:.3f}"))
+    rows = efficientnet_paper_rows(results)
     if not rows:
         return None
     table = Table(title="EfficientNet vs the paper's Table 2 (the paper's 'FLOPs' are MACs; it rounds to 2 significant figures)")
     for col in ("model", "res", "params (M)", "paper", "ratio", "GMACs", "paper", "ratio"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for row in rows:
-        table.add_row(*row)
+    for r in rows:
+        table.add_row(r["model"], str(r["resolution"]), f"{r['params'] / 1e6:.2f}", paper_figure(r["paper_params"] / 1e6),
+                      f"{r['params_ratio']:.3f}", f"{r['macs'] / 1e9:.3f}", paper_figure(r["paper_macs"] / 1e9), f"{r['macs_ratio']:.3f}")
     return table
 
 
@@ -219,8 +203,9 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default results/<suite>/<run-id>). An existing one is resumed."),
     results_root: Path = typer.Option(Path("results"), "--results-root", help="Where new run directories go."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not render report.html / report.md at the end."),
 ) -> None:
-    """Run a suite: every cell's measurements, recorded under results/."""
+    """Run a suite: every cell's measurements, recorded under results/, then its report."""
     try:
         from bench.device import resolve_device
         from bench.env import capture_env
@@ -263,8 +248,43 @@ def run(
         + (f" ({summary.reused} reused from an earlier run)" if summary.reused else "")
         + f"; results: {store.run_dir / 'results.csv'}"
     )
+    _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _render_after_run(run_dir: Path, skip: bool) -> None:
+    """The run's own report, rendered from what it wrote; a report error never fails the run."""
+    if skip:
+        return
+    from bench.report import render_report
+
+    try:
+        paths = render_report([run_dir])
+    except Exception as exc:  # noqa: BLE001 - the results are safe on disk; say why the report is missing
+        if _STATE["debug"]:
+            raise
+        err_console.print(f"[yellow]report not rendered:[/] {escape(type(exc).__name__ + ': ' + str(exc))} (retry with `bench report {run_dir}`)")
+        return
+    console.print("report: " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories written by `bench run`; with several, the first is the baseline the others are compared with."),
+    formats: str = typer.Option("html,md", "--format", "-f", help="Comma-separated: html, md."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.html / report.md (default: the last run directory)."),
+) -> None:
+    """Render a comparison report (self-contained HTML and GitHub Markdown) from results on disk."""
+    from bench.report import render_report
+
+    try:
+        paths = render_report(run_dirs, out, [f.strip() for f in formats.split(",") if f.strip()])
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    for fmt, path in paths.items():
+        console.print(f"{fmt}: {path}")
 
 
 @app.command()

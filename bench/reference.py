@@ -18,3 +18,39 @@ EFFICIENTNET_TABLE2: dict[str, tuple[float, float]] = {
     "efficientnet_b6": (43e6, 19e9),
     "efficientnet_b7": (66e6, 37e9),
 }
+
+
+def efficientnet_paper_rows(results) -> list[dict]:
+    """EfficientNets measured at native resolution and batch 1, beside Table 2: one row per model.
+
+    `results` are CellResults; a model measured in several cells appears once (its first such cell).
+    """
+    from bench.models import get_entry
+
+    rows: list[dict] = []
+    seen: set[str] = set()
+    for r in results:
+        prof = r.measurements.get("profile", {})
+        c = r.cell
+        if c.model not in EFFICIENTNET_TABLE2 or "macs" not in prof or c.model in seen:
+            continue
+        if c.resolution != get_entry(c.model).native_resolution or prof.get("flops_batch_size", 1) != 1:
+            continue
+        seen.add(c.model)
+        paper_params, paper_macs = EFFICIENTNET_TABLE2[c.model]
+        rows.append({
+            "model": c.model,
+            "resolution": c.resolution,
+            "params": prof["params"],
+            "paper_params": paper_params,
+            "params_ratio": prof["params"] / paper_params,
+            "macs": prof["macs"],
+            "paper_macs": paper_macs,
+            "macs_ratio": prof["macs"] / paper_macs,
+        })
+    return sorted(rows, key=lambda row: row["model"])
+
+
+def paper_figure(value: float) -> str:
+    """A Table 2 figure as the paper prints it: two significant figures ('5.3', '66', '0.39')."""
+    return f"{value:#.2g}".rstrip(".")

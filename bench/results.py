@@ -90,3 +90,16 @@ class CellResult:
                 elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                     row[f"{name}.{key}"] = ";".join(value)
         return row
+
+
+SYNTHETIC_NOTICE = "these results come from a synthetic stand-in, not real paintings"
+
+
+def synthetic_datasets(results) -> list[str]:
+    """The synthetic datasets that any of `results` trained on (empty when the data was real)."""
+    found = set()
+    for r in results:
+        train = r.measurements.get("train", {})
+        if train.get("synthetic_data"):
+            found.add(str(train.get("dataset")))
+    return sorted(found)

@@ -1,0 +1,510 @@
+"""Report sections: a registry filled by a decorator, one builder per section.
+
+A builder takes the report's context (the runs, read from the store) and returns the plain data its
+templates need, or None when its data is absent, so that a section only appears when it has something
+to show. Each section `NAME` renders with `report_templates/sections/NAME.html.j2` and `NAME.md.j2`; a
+test renders every registered section, so a new one is tested for free.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.aggregate import group_over, mean_std_ci, metric_values
+from bench.report import plots
+from bench.report.data import RunData
+from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
+from bench.results import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
+
+MAX_CURVE_PANELS = 16
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    alt: str
+
+
+@dataclass
+class ReportContext:
+    """The runs a report covers (the last is the one reported on; the first is the baseline of a
+    comparison) and the figures made so far."""
+
+    runs: list[RunData]
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    @property
+    def current(self) -> RunData:
+        return self.runs[-1]
+
+    def figure(self, name: str, png: bytes, alt: str) -> str:
+        self.figures[name] = Figure(name, png, alt)
+        return name
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    order: int
+    build: Callable[[ReportContext], dict | None]
+
+
+_SECTIONS: dict[str, Section] = {}
+
+
+def register_section(name: str, title: str, order: int):
+    def wrap(fn: Callable[[ReportContext], dict | None]):
+        if name in _SECTIONS:
+            raise ValueError(f"report section '{name}' registered twice")
+        _SECTIONS[name] = Section(name, title, order, fn)
+        return fn
+
+    return wrap
+
+
+def list_sections() -> list[Section]:
+    return sorted(_SECTIONS.values(), key=lambda s: s.order)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _m(r: CellResult, key: str) -> Any:
+    measurement, _, name = key.partition(".")
+    return r.measurements.get(measurement, {}).get(name)
+
+
+@dataclass
+class Stat:
+    """A metric over the seeds of a group: mean, 95% CI half-width (None with one seed), n."""
+
+    mean: float
+    half: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "Stat | None":
+        if not values:
+            return None
+        s = mean_std_ci(values)
+        half = None if s["ci_high"] is None else (s["ci_high"] - s["mean"])
+        return cls(s["mean"], half, s["n"])
+
+
+_CONFIG_FIELDS = ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile")
+
+
+def _config(cell) -> dict[str, Any]:
+    return {f: getattr(cell, f) for f in _CONFIG_FIELDS}
+
+
+def _varying(cells: list, fields=_CONFIG_FIELDS) -> list[str]:
+    """Config fields whose value differs between `cells` (the others go in a caption, not a column)."""
+    return [f for f in fields if len({getattr(c, f) for c in cells}) > 1]
+
+
+def _short(cell, varying: list[str]) -> str:
+    parts = [cell.model]
+    for f in varying:
+        value = getattr(cell, f)
+        if f == "resolution":
+            parts.append(f"@{value}")
+        elif f == "batch_size":
+            parts.append(f"bs{value}")
+        elif isinstance(value, bool):
+            if value:
+                parts.append(f"+{f}")
+        else:
+            parts.append(str(value))
+    return " ".join(parts)
+
+
+def _is_train(r: CellResult) -> bool:
+    return r.status == "ok" and isinstance(_m(r, "train.macro_f1"), (int, float))
+
+
+# -- header ----------------------------------------------------------------------------------------------
+
+@register_section("header", "Run", 0)
+def header(ctx: ReportContext) -> dict:
+    run = ctx.current
+    env = run.env
+    counts = {s: sum(r.status == s for r in run.results) for s in ("ok", "failed", "skipped")}
+    synthetic = sorted({d for rd in ctx.runs for d in synthetic_datasets(rd.results)})
+    gpu = env.get("gpu_name")
+    return {
+        "suite": run.name,
+        "description": (run.suite.get("description") or "").strip(),
+        "runs": [rd.label for rd in ctx.runs],
+        "run_dir": str(run.run_dir),
+        "date": env.get("time_utc") or run.run_dir.name,
+        "git_commit": env.get("git_commit") or "unknown",
+        "profile": run.suite.get("profile") or "none",
+        "env": [
+            ("python", env.get("python")), ("torch", env.get("torch")), ("torchvision", env.get("torchvision")),
+            ("timm", env.get("timm")), ("device", env.get("device")),
+            ("CPU", f"{env.get('cpu_model')} ({env.get('cpu_cores_usable')} of {env.get('cpu_cores')} cores usable, {env.get('torch_threads')} torch threads)"
+             if env.get("cpu_model") else None),
+            ("GPU", f"{gpu} (driver {env.get('gpu_driver')})" if gpu else None),
+        ],
+        "counts": counts,
+        "total": len(run.results),
+        "synthetic": synthetic,
+        "synthetic_notice": SYNTHETIC_NOTICE,
+    }
+
+
+# -- comparison of runs ---------------------------------------------------------------------------------
+
+COMPARE_METRICS = (
+    ("img/s", "speed.throughput_img_s", "higher"),
+    ("p50 ms", "speed.latency_median_ms", "lower"),
+    ("accuracy", "train.accuracy", "higher"),
+    ("macro-F1", "train.macro_f1", "higher"),
+    ("params", "profile.params", "exact"),
+    ("GMACs", "profile.gmacs", "exact"),
+)
+
+
+@register_section("comparison", "Runs compared (cells matched by id)", 5)
+def comparison(ctx: ReportContext) -> dict | None:
+    if len(ctx.runs) < 2:
+        return None
+    base = ctx.runs[0]
+    base_by_id = {r.id: r for r in base.results}
+    blocks = []
+    for other in ctx.runs[1:]:
+        other_by_id = {r.id: r for r in other.results}
+        matched = [i for i in other_by_id if i in base_by_id]
+        metrics = [m for m in COMPARE_METRICS if any(_m(base_by_id[i], m[1]) is not None and _m(other_by_id[i], m[1]) is not None for i in matched)]
+        rows = []
+        for i in matched:
+            a, b = base_by_id[i], other_by_id[i]
+            cells = []
+            for _, key, direction in metrics:
+                va, vb = _m(a, key), _m(b, key)
+                if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
+                    cells.append(None)
+                    continue
+                rel = (vb - va) / abs(va) if va else (0.0 if vb == va else math.inf)
+                better = None if direction == "exact" or vb == va else ((vb > va) == (direction == "higher"))
+                cells.append({"base": va, "current": vb, "rel": rel, "better": better, "changed": vb != va})
+            rows.append({"id": i, "label": b.cell.label(), "status": f"{a.status} → {b.status}", "cells": cells})
+        blocks.append({
+            "baseline": base.label,
+            "current": other.label,
+            "metrics": [m[0] for m in metrics],
+            "rows": rows,
+            "only_baseline": sorted(set(base_by_id) - set(other_by_id)),
+            "only_current": sorted(set(other_by_id) - set(base_by_id)),
+        })
+    return {"blocks": blocks}
+
+
+# -- leaderboard -----------------------------------------------------------------------------------------
+
+LEADERBOARD_COLUMNS = (
+    # header, metric, scale, better
+    ("params (M)", "profile.params", 1e-6, "lower"),
+    ("GMACs", "profile.gmacs", 1.0, "lower"),
+    ("img/s", "speed.throughput_img_s", 1.0, "higher"),
+    ("latency p50 (ms)", "speed.latency_median_ms", 1.0, "lower"),
+    ("accuracy", "train.accuracy", 1.0, "higher"),
+    ("macro-F1", "train.macro_f1", 1.0, "higher"),
+    ("train time (s)", "train.train_time_s", 1.0, "lower"),
+)
+
+
+def _groups(run: RunData) -> list[list[CellResult]]:
+    return list(group_over(run.results, "seed").values())
+
+
+@register_section("leaderboard", "Leaderboard", 10)
+def leaderboard(ctx: ReportContext) -> dict | None:
+    groups = _groups(ctx.current)
+    if not groups:
+        return None
+    firsts = [g[0].cell for g in groups]
+    varying = _varying(firsts)
+    rows = []
+    for members in groups:
+        c = members[0].cell
+        stats = {key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS}
+        rows.append({"model": c.model, "family": c.family, "config": [getattr(c, f) for f in varying],
+                     "seeds": len(members), "stats": stats})
+    columns = [col for col in LEADERBOARD_COLUMNS if any(r["stats"][col[1]] is not None for r in rows)]
+    best = {}
+    for header_, key, _, better in columns:
+        values = [r["stats"][key].mean for r in rows if r["stats"][key] is not None]
+        if len(set(values)) > 1:  # a column where every row is equal has no best
+            best[key] = (max if better == "higher" else min)(values)
+    sort_key = next((k for k in ("train.macro_f1", "speed.throughput_img_s", "profile.gmacs") if any(c[1] == k for c in columns)), None)
+    if sort_key:
+        sign = -1 if sort_key != "profile.gmacs" else 1
+        rows.sort(key=lambda r: (r["stats"][sort_key] is None, sign * (r["stats"][sort_key].mean if r["stats"][sort_key] else 0)))
+    fixed = {f: getattr(firsts[0], f) for f in _CONFIG_FIELDS if f not in varying}
+    return {
+        "config_headers": varying,
+        "fixed": fixed,
+        "columns": [{"header": h, "key": k, "better": b} for h, k, _, b in columns],
+        "rows": rows,
+        "best": best,
+        "sorted_by": next((h for h, k, _, _ in columns if k == sort_key), None),
+        "multi_seed": any(r["seeds"] > 1 for r in rows),
+    }
+
+
+# -- Pareto frontiers and cost --------------------------------------------------------------------------
+
+def _points(run: RunData, x_key: str, y_key: str, x_scale: float = 1.0) -> list[plots.Point]:
+    groups = _groups(run)
+    firsts = [g[0].cell for g in groups]
+    varying = _varying(firsts)
+    points = []
+    for members in groups:
+        xs, ys = metric_values(members, x_key), metric_values(members, y_key)
+        if not xs or not ys:
+            continue
+        y = Stat.of(ys)
+        points.append(plots.Point(_short(members[0].cell, varying), members[0].cell.family, float(np.mean(xs)) * x_scale, y.mean, y.half))
+    return points
+
+
+PARETO_AXES = (
+    ("gmacs", "profile.gmacs", 1.0, "GMACs (batch 1, log)", False),
+    ("params", "profile.params", 1e-6, "params (M, log)", False),
+    ("throughput", "speed.throughput_img_s", 1.0, "inference img/s (log)", True),
+)
+
+
+@register_section("pareto", "Pareto frontiers: macro-F1 against cost", 20)
+def pareto(ctx: ReportContext) -> dict | None:
+    figures = []
+    for name, key, scale, label, higher in PARETO_AXES:
+        pts = _points(ctx.current, key, "train.macro_f1", scale)
+        if len(pts) < 2:
+            continue
+        png = plots.scatter(pts, x_label=label, y_label="macro-F1 (validation)", title=f"macro-F1 vs {name}", higher_x_better=higher)
+        on_front = [p.label for p in plots.frontier(pts, higher)]
+        figures.append({"figure": ctx.figure(f"pareto_{name}", png, f"macro-F1 vs {name}; frontier: {', '.join(on_front)}"),
+                        "axis": name, "frontier": on_front})
+    return {"figures": figures} if figures else None
+
+
+@register_section("cost", "Throughput against compute", 25)
+def cost(ctx: ReportContext) -> dict | None:
+    pts = _points(ctx.current, "profile.gmacs", "speed.throughput_img_s")
+    if len(pts) < 2:
+        return None
+    png = plots.scatter(pts, x_label="GMACs (batch 1, log)", y_label="inference img/s (log)", title="throughput vs GMACs",
+                        higher_x_better=None, log_y=True)
+    return {"figure": ctx.figure("cost_throughput_gmacs", png, "inference throughput against GMACs, coloured by family")}
+
+
+# -- EfficientNet vs the paper ---------------------------------------------------------------------------
+
+@register_section("efficientnet", "EfficientNet scaling vs the paper's Table 2", 30)
+def efficientnet(ctx: ReportContext) -> dict | None:
+    from bench.reference import efficientnet_paper_rows, paper_figure
+
+    rows = efficientnet_paper_rows(ctx.current.results)
+    if not rows:
+        return None
+    for r in rows:
+        r["paper_params_text"] = paper_figure(r["paper_params"] / 1e6)
+        r["paper_gmacs_text"] = paper_figure(r["paper_macs"] / 1e9)
+    return {"rows": rows}
+
+
+# -- strategy and precision comparisons ------------------------------------------------------------------
+
+def _paired_deltas(run: RunData, ref: list[CellResult], other: list[CellResult]) -> np.ndarray | None:
+    """Paired bootstrap of macro-F1(other) - macro-F1(ref), averaged over the seeds both sides have,
+    when their predictions cover the same validation images in the same order."""
+    ref_by_seed = {r.cell.seed: r for r in ref}
+    per_seed = []
+    for o in other:
+        r = ref_by_seed.get(o.cell.seed)
+        if r is None:
+            continue
+        pa, pb = run.predictions(r), run.predictions(o)
+        if pa is None or pb is None or pa.keys != pb.keys or not np.array_equal(pa.y_true, pb.y_true):
+            continue
+        per_seed.append(paired_bootstrap_delta(pa.y_true, pa.y_pred, pb.y_pred, max(pa.n_classes, pb.n_classes), seed=o.cell.seed))
+    return np.mean(per_seed, axis=0) if per_seed else None
+
+
+def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, str]:
+    """Error-bar half-width of a group's macro-F1: CI over seeds (n >= 2), else a bootstrap over images."""
+    st = Stat.of(metric_values(members, "train.macro_f1"))
+    if st and st.half is not None:
+        return st.half, "seeds"
+    p = run.predictions(members[0])
+    if p is None:
+        return None, "none"
+    low, high = percentile_interval(bootstrap_macro_f1(p.y_true, p.y_pred, p.n_classes, seed=members[0].cell.seed))
+    return (high - low) / 2, "bootstrap"
+
+
+def _delta_row(run: RunData, ref: list[CellResult], other: list[CellResult], key: str = "train.macro_f1") -> dict:
+    verdict = judge_delta(metric_values(ref, key), metric_values(other, key),
+                          _paired_deltas(run, ref, other) if key == "train.macro_f1" else None)
+    return verdict.to_dict()
+
+
+@register_section("strategies", "Strategy comparison: macro-F1 by sampling/loss strategy", 40)
+def strategies(ctx: ReportContext) -> dict | None:
+    run = ctx.current
+    train = [r for r in run.results if _is_train(r)]
+    blocks = []
+    for members in group_over(train, "seed", "strategy", "strategy_config").values():
+        by_strategy: dict[str, list[CellResult]] = {}
+        for r in members:
+            by_strategy.setdefault(r.cell.strategy, []).append(r)
+        if len(by_strategy) < 2:
+            continue
+        ref_name = "none" if "none" in by_strategy else next(iter(by_strategy))
+        ref = by_strategy[ref_name]
+        rows = []
+        for name, cells in by_strategy.items():
+            f1 = Stat.of(metric_values(cells, "train.macro_f1"))
+            acc = Stat.of(metric_values(cells, "train.accuracy"))
+            err, err_kind = _f1_error(run, cells)
+            rows.append({"strategy": name, "f1": f1, "acc": acc, "err": err, "err_kind": err_kind,
+                         "delta": None if name == ref_name else _delta_row(run, ref, cells)})
+        c = members[0].cell
+        blocks.append({"title": _short(c, ["resolution", "precision"]), "model": c.model, "reference": ref_name, "rows": rows})
+    if not blocks:
+        return None
+    names = list(dict.fromkeys(row["strategy"] for b in blocks for row in b["rows"]))
+    values = {(b["title"], row["strategy"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
+    png = plots.grouped_bars([b["title"] for b in blocks], names, values, y_label="macro-F1", title="macro-F1 by strategy (error bars: 95% CI)")
+    return {"blocks": blocks, "figure": ctx.figure("strategies", png, "macro-F1 by strategy per model, with 95% intervals")}
+
+
+@register_section("precisions", "Precision comparison: speed-up and accuracy cost over fp32", 50)
+def precisions(ctx: ReportContext) -> dict | None:
+    run = ctx.current
+    blocks = []
+    for members in group_over(run.results, "seed", "precision").values():
+        by_precision: dict[str, list[CellResult]] = {}
+        for r in members:
+            by_precision.setdefault(r.cell.precision, []).append(r)
+        if "fp32" not in by_precision or len(by_precision) < 2:
+            continue
+        ref = by_precision["fp32"]
+
+        def mean(cells, key):
+            values = metric_values(cells, key)
+            return float(np.mean(values)) if values else None
+
+        rows = []
+        for name, cells in by_precision.items():
+            if name == "fp32":
+                continue
+            row = {"precision": name}
+            for label, key in (("infer", "speed.throughput_img_s"), ("train", "train.train_img_s")):
+                a, b = mean(ref, key), mean(cells, key)
+                row[f"{label}_speedup"] = b / a if a and b else None
+            for label, key in (("acc", "train.accuracy"), ("f1", "train.macro_f1")):
+                a, b = mean(ref, key), mean(cells, key)
+                row[f"{label}_delta"] = None if a is None or b is None else b - a
+            row["f1_verdict"] = _delta_row(run, ref, cells)["verdict"] if row["f1_delta"] is not None else None
+            rows.append(row)
+        c = members[0].cell
+        blocks.append({"title": _short(c, ["resolution", "batch_size", "strategy"] if "train" in c.measure else ["resolution", "batch_size"]),
+                       "fp32_img_s": mean(ref, "speed.throughput_img_s"), "fp32_train_img_s": mean(ref, "train.train_img_s"),
+                       "fp32_f1": mean(ref, "train.macro_f1"), "rows": rows})
+    return {"blocks": blocks} if blocks else None
+
+
+# -- training curves and the long tail -------------------------------------------------------------------
+
+@register_section("curves", "Training curves", 60)
+def curves(ctx: ReportContext) -> dict | None:
+    train = [r for r in ctx.current.results if _is_train(r) and _m(r, "train.curves")]
+    if not train:
+        return None
+    shown = sorted(train, key=lambda r: -_m(r, "train.macro_f1"))[:MAX_CURVE_PANELS] if len(train) > MAX_CURVE_PANELS else train
+    varying = _varying([r.cell for r in train], _CONFIG_FIELDS + ("seed",))
+    panels = [(_short(r.cell, varying) + f" (best ep {_m(r, 'train.best_epoch')})", _m(r, "train.curves")) for r in shown]
+    png = plots.curves_grid(panels)
+    return {"figure": ctx.figure("curves", png, "loss and validation macro-F1 per epoch, one panel per cell"),
+            "shown": len(shown), "total": len(train)}
+
+
+@register_section("long_tail", "Long tail: per-class F1 of the best cell", 70)
+def long_tail(ctx: ReportContext) -> dict | None:
+    candidates = [r for r in ctx.current.results if _is_train(r) and _m(r, "train.per_class") and _m(r, "train.train_class_counts")]
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda r: _m(r, "train.macro_f1"))
+    per_class = _m(best, "train.per_class")
+    counts = list(_m(best, "train.train_class_counts"))
+    classes, f1 = per_class["class"], per_class["f1"]
+    if len(counts) != len(classes):
+        return None
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr(counts, f1).statistic) if len(set(counts)) > 1 and len(set(f1)) > 1 else None
+    table = sorted(({"class": c, "count": n, "f1": f, "support": s, "precision": p, "recall": rc}
+                    for c, n, f, s, p, rc in zip(classes, counts, f1, per_class["support"], per_class["precision"], per_class["recall"])),
+                   key=lambda row: -row["count"])
+    label = best.cell.label()
+    out = {
+        "cell": label,
+        "cell_id": best.id,
+        "macro_f1": _m(best, "train.macro_f1"),
+        "spearman": rho,
+        "rows": table,
+        "worst": sorted(table, key=lambda row: row["f1"])[:5],
+        "scatter": ctx.figure("long_tail", plots.per_class_vs_frequency(counts, f1, classes, f"per-class F1 vs class size — {label}"),
+                              "per-class F1 against the number of training images of the class"),
+    }
+    matrix = _m(best, "train.confusion_matrix")
+    if matrix:
+        out["confusion"] = ctx.figure("confusion", plots.confusion(matrix, classes, f"confusion (row-normalised) — {label}"),
+                                      "row-normalised confusion matrix of the best cell")
+    return out
+
+
+# -- failures and reproduction ---------------------------------------------------------------------------
+
+@register_section("failures", "Failed and skipped cells", 80)
+def failures(ctx: ReportContext) -> dict | None:
+    rows = [{"id": r.id, "label": r.cell.label(), "status": r.status, "reason": (r.reason or "").strip()}
+            for r in ctx.current.results if r.status != "ok"]
+    # a cell can be ok while one of its measurements was skipped (e.g. speed at a precision the device lacks)
+    for r in ctx.current.results:
+        if r.status != "ok":
+            continue
+        for name, data in r.measurements.items():
+            if isinstance(data, dict) and data.get("status") in ("skipped", "failed"):
+                rows.append({"id": r.id, "label": f"{r.cell.label()} [{name}]", "status": data["status"],
+                             "reason": str(data.get("reason") or "").strip()})
+    return {"rows": rows} if rows else None
+
+
+@register_section("reproduce", "How to reproduce", 90)
+def reproduce(ctx: ReportContext) -> dict:
+    run = ctx.current
+    argv = run.env.get("command") or []
+    if argv:
+        argv = ["bench", *argv[1:]] if str(argv[0]).endswith("bench") or "bench" in str(argv[0]) else list(argv)
+        command = shlex.join(str(a) for a in argv)
+    else:
+        source = run.suite.get("source") or f"{run.run_dir}/suite.yaml"
+        command = f"bench run {shlex.quote(str(source))}" + (f" --profile {run.suite['profile']}" if run.suite.get("profile") else "")
+    return {
+        "command": command,
+        "commit": run.env.get("git_commit") or "unknown",
+        "suite_yaml": run.suite_yaml,
+        "suite_file": f"{run.run_dir}/suite.yaml",
+        "report_command": "bench report " + " ".join(shlex.quote(str(rd.run_dir)) for rd in ctx.runs),
+    }

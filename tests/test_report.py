@@ -1,0 +1,291 @@
+"""Reports from real runs: every section renders, partial runs render, HTML is self-contained and opens in
+headless Chromium without errors, Markdown tables are well-formed GFM.
+
+The runs are made by the real runner on small real work (scikit-learn's digits, resnet18 at 32 px), once
+per test session.
+"""
+
+import json
+import re
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from markdown_it import MarkdownIt
+from typer.testing import CliRunner
+
+from bench.cells import expand
+from bench.cli import app
+from bench.report import list_sections, render_report
+from bench.report.render import TEMPLATE_DIR, build_sections
+from bench.report.data import load_runs
+from bench.runner import run_cells
+from bench.store import RunStore
+from bench.suite import load_suite
+
+FAST_SPEED = "  speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}\n"
+
+TRAINED = textwrap.dedent(
+    """
+    name: report-trained
+    description: digits, two strategies, two precisions, one failing model
+    models:
+      - resnet18
+      - {name: mobilenet_v2, kwargs: {no_such_argument: 1}}
+    num_classes: 10
+    matrix: {resolution: [32], batch_size: [32], precision: [fp32, bf16], strategy: [none, weighted_loss]}
+    exclude:
+      - {model: mobilenet_v2, precision: bf16}
+      - {model: mobilenet_v2, strategy: weighted_loss}
+    measure: [profile, speed, train]
+    settings:
+      train:
+        data: {kind: digits, options: {imbalance: 10}, val_fraction: 0.3, hflip: false}
+        epochs: 3
+        lr: 0.001
+        early_stopping: null
+    """
+) + FAST_SPEED
+
+PROFILE_ONLY = textwrap.dedent(
+    """
+    name: report-profile
+    models: [efficientnet_b0, resnet18]
+    matrix: {resolution: [native]}
+    measure: [profile]
+    """
+)
+
+ONE_MODEL = textwrap.dedent(
+    """
+    name: report-one
+    models: [resnet18]
+    matrix: {resolution: [32], batch_size: [4]}
+    measure: [profile, speed]
+    settings:
+    """
+) + FAST_SPEED
+
+
+def _run(tmp_path_factory, text: str, name: str) -> Path:
+    folder = tmp_path_factory.mktemp(name)
+    suite_path = folder / "suite.yaml"
+    suite_path.write_text(text)
+    suite = load_suite(suite_path)
+    store = RunStore.create(folder / "results" / name / "run")
+    store.write_json("suite.resolved.json", suite.resolved_dict())
+    store.write_text("suite.yaml", text)
+    run_cells(expand(suite), store, torch.device("cpu"), base_dir=suite.base_dir())
+    return store.run_dir
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return _run(tmp_path_factory, TRAINED, "trained")
+
+
+@pytest.fixture(scope="module")
+def profile_run(tmp_path_factory):
+    return _run(tmp_path_factory, PROFILE_ONLY, "profile")
+
+
+@pytest.fixture(scope="module")
+def one_model_run(tmp_path_factory):
+    return _run(tmp_path_factory, ONE_MODEL, "one")
+
+
+@pytest.fixture(scope="module")
+def slower_copy(one_model_run, tmp_path_factory):
+    """The one-model run again, with its throughput halved and its latency doubled, as a second run."""
+    copy = tmp_path_factory.mktemp("slower") / "results" / "report-one" / "run-2"
+    shutil.copytree(one_model_run, copy)
+    for path in (copy / "cells").glob("*.json"):
+        data = json.loads(path.read_text())
+        data["measurements"]["speed"]["throughput_img_s"] /= 2
+        data["measurements"]["speed"]["latency_median_ms"] *= 2
+        path.write_text(json.dumps(data))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def reports(trained_run, profile_run, one_model_run, slower_copy, tmp_path_factory):
+    """name -> (sections rendered, html text, md text, out dir)."""
+    out = {}
+    for name, dirs in {"trained": [trained_run], "profile": [profile_run], "one": [one_model_run],
+                       "compare": [one_model_run, slower_copy]}.items():
+        folder = tmp_path_factory.mktemp(f"report-{name}")
+        paths = render_report(dirs, folder)
+        sections, _ = build_sections(load_runs(dirs))
+        out[name] = ([s["name"] for s in sections], paths["html"].read_text(), paths["md"].read_text(), folder)
+    return out
+
+
+# -- every registered section: templates exist, and some test report shows it -----------------------------
+
+@pytest.mark.parametrize("section", [s.name for s in list_sections()])
+def test_every_section_has_templates_and_is_rendered_somewhere(section, reports):
+    for ext in ("html", "md"):
+        assert (TEMPLATE_DIR / "sections" / f"{section}.{ext}.j2").is_file(), f"missing template for {section}"
+    shown_in = [name for name, (sections, html, md, _) in reports.items() if section in sections]
+    assert shown_in, f"no test report shows section '{section}': extend the fixtures so it is exercised"
+    for name in shown_in:
+        _, html, md, _ = reports[name]
+        assert f'<section id="{section}">' in html
+
+
+def test_trained_report_sections_and_numbers(reports, trained_run):
+    sections, html, md, folder = reports["trained"]
+    assert sections == ["header", "leaderboard", "pareto", "cost", "strategies", "precisions", "curves",
+                        "long_tail", "failures", "reproduce"]
+    # the failing cell is listed with its reason
+    assert "no_such_argument" in html and "no_such_argument" in md
+    # the leaderboard shows each trained cell's macro-F1 as stored
+    stored = [json.loads(p.read_text()) for p in (trained_run / "cells").glob("*.json")]
+    for cell in stored:
+        if cell["status"] == "ok":
+            assert f"{cell['measurements']['train']['macro_f1']:.3f}" in md
+    # Markdown figures exist beside the report
+    for link in re.findall(r"\]\((report_files/[^)]+\.png)\)", md):
+        assert (folder / link).is_file()
+    assert "weighted_loss" in md and "Δ macro-F1 vs none" in md
+
+
+def test_profile_only_run_renders(reports):
+    sections, html, md, _ = reports["profile"]
+    assert sections == ["header", "leaderboard", "efficientnet", "reproduce"]
+    assert "efficientnet_b0" in md and "| 5.3 |" in md  # the paper's params beside ours
+
+
+def test_one_model_run_renders(reports):
+    sections, _, md, _ = reports["one"]
+    assert sections == ["header", "leaderboard", "reproduce"]
+    assert "resnet18" in md
+
+
+def test_two_runs_are_compared_by_cell_id(reports):
+    sections, html, md, _ = reports["compare"]
+    assert sections[:3] == ["header", "comparison", "leaderboard"]
+    assert "(-50.0%)" in md  # throughput halved
+    assert "(+100.0%)" in md  # latency doubled
+    assert "1 cells matched by id" in md
+
+
+def test_cli_report_and_bad_format(one_model_run, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", str(one_model_run), "--out", str(tmp_path), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.html").exists()
+    bad = runner.invoke(app, ["report", str(one_model_run), "--format", "pdf"])
+    assert bad.exit_code == 2 and "--format" in bad.output and "html, md" in bad.output
+    missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such run directory" in missing.output
+
+
+# -- self-contained HTML -------------------------------------------------------------------------------------
+
+EXTERNAL = [
+    re.compile(r"""(?:src|href|action|poster)\s*=\s*["']?(?!data:|#)[^"'\s>]""", re.I),
+    re.compile(r"https?://", re.I),
+    re.compile(r"url\(", re.I),
+    re.compile(r"@import", re.I),
+    re.compile(r"//cdn", re.I),
+]
+
+
+def test_html_references_no_external_url(reports):
+    for name, (_, html, _, _) in reports.items():
+        for pattern in EXTERNAL:
+            found = pattern.search(html)
+            assert found is None, f"{name}: external reference {html[max(0, found.start() - 40):found.end() + 40]!r}"
+
+
+def test_external_url_check_can_fail():
+    html = '<img src="https://example.org/x.png"><a href="#ok">'
+    assert any(p.search(html) for p in EXTERNAL)
+
+
+# -- headless Chromium ---------------------------------------------------------------------------------------
+
+def test_report_in_headless_chromium(reports):
+    from tests.browser import chromium_driver
+
+    driver, reason = chromium_driver()
+    if driver is None:
+        pytest.skip(reason)
+    _, _, _, folder = reports["trained"]
+    try:
+        driver.get((folder / "report.html").resolve().as_uri())
+        ids = driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id)")
+        assert ids == ["header", "leaderboard", "pareto", "cost", "strategies", "precisions", "curves", "long_tail", "failures", "reproduce"]
+        images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert images and all(done and width > 100 for done, width in images)
+        # sorting: click the macro-F1 header twice, the table stays whole and the order flips
+        rows = lambda: driver.execute_script(  # noqa: E731
+            "return Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => r.innerText)")
+        before = rows()
+        header = next(th for th in driver.find_elements("css selector", "#leaderboard-table th") if th.text.startswith("macro-F1"))
+        header.click()
+        first = rows()
+        header.click()
+        second = rows()
+        assert sorted(first) == sorted(before) and first == list(reversed(second)) and first != second
+        f1_column = [float(r.split("\t")[-2].split(" ")[0]) for r in first]
+        assert f1_column == sorted(f1_column)
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+    finally:
+        driver.quit()
+
+
+# -- GitHub-flavoured Markdown -------------------------------------------------------------------------------
+
+_DELIMITER = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+$")
+
+
+def _cells(line: str) -> int:
+    return len(re.split(r"(?<!\\)\|", line.strip())) - 2
+
+
+def table_problems(md: str) -> list[str]:
+    """Every block of lines starting with '|' must be a GFM table: a header, a delimiter row with as many
+    columns, body rows with as many cells, and markdown-it (GFM tables) must parse it with every row."""
+    problems = []
+    blocks, current = [], []
+    in_code = False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if not in_code and line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    parser = MarkdownIt("commonmark").enable("table")
+    for block in blocks:
+        head = _cells(block[0])
+        if len(block) < 2 or not _DELIMITER.match(block[1].strip()):
+            problems.append(f"no delimiter row under {block[0]!r}")
+            continue
+        for line in block[1:]:
+            if _cells(line) != head:
+                problems.append(f"{_cells(line)} cells, header has {head}: {line!r}")
+        tokens = parser.parse("\n".join(block) + "\n")
+        rows = sum(t.type == "tr_open" for t in tokens)
+        if rows != len(block) - 1:
+            problems.append(f"markdown-it parsed {rows} rows of {len(block) - 1}: {block[0]!r}")
+    return problems
+
+
+def test_markdown_tables_are_well_formed(reports):
+    for name, (_, _, md, _) in reports.items():
+        assert md.count("\n|") > 3
+        assert table_problems(md) == [], name
+
+
+def test_table_check_can_fail():
+    assert table_problems("| a | b |\n|---|---|\n| 1 |\n")
+    assert table_problems("| a | b |\n| 1 | 2 |\n")
