@@ -198,9 +198,10 @@ class _RichProgress:
 
 @app.command()
 def run(
-    suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/ (e.g. smoke)."),
+    suite: Optional[str] = typer.Argument(None, help="Suite file, or the name of one in suites/ (e.g. smoke)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite (e.g. quick, full)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default results/<suite>/<run-id>). An existing one is resumed."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Resume an interrupted run directory from its own plan: finished cells are kept, failed and unfinished ones run."),
     results_root: Path = typer.Option(Path("results"), "--results-root", help="Where new run directories go."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not render report.html / report.md at the end."),
@@ -212,19 +213,36 @@ def run(
         from bench.runner import run_cells
         from bench.store import RunStore
 
-        loaded, cells = _load(suite, profile, overrides)
-        device = resolve_device(loaded.device)
-        store = RunStore.create(out) if out else RunStore.new_in(results_root, loaded.name)
+        if resume is not None:
+            if suite or out or profile or overrides:
+                raise InputError("--resume takes the run directory's own plan", field="--resume",
+                                 hint="give either SUITE (with --out to resume into a folder) or --resume RUN_DIR alone")
+            planned = _resume_plan(resume)
+        elif suite is None:
+            raise InputError("no suite given", hint="bench run SUITE (e.g. bench run suites/artists.yaml) or bench run --resume RUN_DIR")
+        else:
+            loaded, cells = _load(suite, profile, overrides)
+            planned = {"name": loaded.name, "profile": loaded.profile, "device": loaded.device, "base_dir": loaded.base_dir(),
+                       "cells": cells, "resolved": loaded.resolved_dict(),
+                       "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None}
+        cells = planned["cells"]
+        device = resolve_device(planned["device"])
+        if resume is not None:
+            store = RunStore(resume)
+        else:
+            store = RunStore.create(out) if out else RunStore.new_in(results_root, planned["name"])
     except InputError as exc:
         _fail_input(exc)
         return
-    store.write_json("suite.resolved.json", loaded.resolved_dict())
-    if loaded.path is not None:
-        store.write_text("suite.yaml", loaded.path.read_text(encoding="utf-8"))
+    if resume is None:
+        store.write_json("suite.resolved.json", planned["resolved"])
+        if planned["yaml"] is not None:
+            store.write_text("suite.yaml", planned["yaml"])
     store.write_json("env.json", capture_env(device, seeds=sorted({c.seed for c in cells})))
+    loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
-        f"[bold]{loaded.name}[/]: {len(cells)} cells on {device}"
-        + (f", profile [cyan]{loaded.profile}[/]" if loaded.profile else "")
+        f"[bold]{loaded_name}[/]: {len(cells)} cells on {device}"
+        + (f", profile [cyan]{loaded_profile}[/]" if loaded_profile else "")
         + f" → {store.run_dir}"
     )
     columns = [
@@ -238,8 +256,8 @@ def run(
     ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("starting", total=len(cells), counts="")
-        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=loaded.base_dir())
-    console.print(_results_table(summary.results, f"{loaded.name} — {store.run_dir}"))
+        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"])
+    console.print(_results_table(summary.results, f"{loaded_name} — {store.run_dir}"))
     _print_summary_tables(summary.results)
     _print_seed_summary(summary.results, store)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
@@ -251,6 +269,25 @@ def run(
     _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _resume_plan(run_dir: Path) -> dict[str, Any]:
+    """What a run directory says about itself: its planned cells (plan.json) and its suite."""
+    from bench.cells import Cell
+    from bench.store import RunStore
+
+    store = RunStore(run_dir)
+    if not (run_dir / "plan.json").is_file():
+        raise InputError("not a run directory (no plan.json)", file=run_dir, hint="pass a folder written by `bench run`")
+    try:
+        plan = store.read_json("plan.json")
+        cells = [Cell.from_dict(c) for c in plan["cells"]]
+        resolved = store.read_json("suite.resolved.json") if (run_dir / "suite.resolved.json").is_file() else {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"unreadable plan ({exc})", file=run_dir / "plan.json", hint="start a new run instead") from None
+    source = resolved.get("source")
+    return {"name": resolved.get("name") or run_dir.parent.name, "profile": resolved.get("profile"), "device": resolved.get("device", "auto"),
+            "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells}
 
 
 def _render_after_run(run_dir: Path, skip: bool) -> None:
@@ -360,6 +397,89 @@ def show(run_dir: Path = typer.Argument(..., help="A run directory written by `b
     console.print(_results_table(results, str(run_dir)))
     _print_summary_tables(results)
     console.print(FLOPS_NOTE)
+
+
+baseline_app = typer.Typer(no_args_is_help=True, help="Save runs as baselines (results/baselines/NAME, meant to be committed).")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `bench run`."),
+    name: str = typer.Option(..., "--name", "-n", help="Baseline name: written to results/baselines/NAME."),
+    root: Path = typer.Option(Path("results/baselines"), "--root", help="Where baselines live."),
+) -> None:
+    """Copy a run's results (not its checkpoints) into a baseline folder."""
+    from bench.baseline import save_baseline
+
+    try:
+        target = save_baseline(run_dir, name, root)
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    console.print(f"baseline saved: {target}")
+
+
+@app.command()
+def compare(
+    baseline: str = typer.Argument(..., help="Baseline run directory, or the name of a saved baseline."),
+    current: Path = typer.Argument(..., help="Current run directory."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON here."),
+    allow_hardware_mismatch: bool = typer.Option(False, "--allow-hardware-mismatch", help="Compare timings even when the machines differ."),
+    baselines_root: Path = typer.Option(Path("results/baselines"), "--baselines-root", help="Where named baselines live."),
+) -> None:
+    """Compare two runs cell by cell (matched by id). Exit 0: no regression; 1: regression; 2: bad input."""
+    import json as _json
+
+    from bench.baseline import resolve_run_or_baseline
+    from bench.regression import compare_results, hardware_mismatch, markdown_summary, thresholds_from
+    from bench.report.data import load_run
+
+    try:
+        base_run = load_run(resolve_run_or_baseline(baseline, baselines_root))
+        cur_run = load_run(current)
+        section = cur_run.suite.get("regression") or base_run.suite.get("regression") or {}
+        thresholds = thresholds_from(section, where=f"{cur_run.run_dir}/suite.resolved.json: regression")
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    mismatch = hardware_mismatch(base_run.env, cur_run.env)
+    comp = compare_results(base_run.results, cur_run.results, thresholds,
+                           hardware_independent_only=bool(mismatch) and not allow_hardware_mismatch)
+    if mismatch:
+        comp.warnings.append("different hardware/software (" + "; ".join(mismatch) + ")" +
+                             (": timings compared anyway (--allow-hardware-mismatch)" if allow_hardware_mismatch
+                              else ": only hardware-independent metrics compared (accuracy, F1, params, MACs)"))
+    for w in comp.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}")
+    table = Table(title=f"{cur_run.label} against {base_run.label}")
+    for col in ("cell", "metric", "baseline", "current", "change", "allowed", "verdict", "note"):
+        table.add_column(col, justify="right" if col in ("baseline", "current", "change", "allowed") else "left", overflow="fold")
+    for f in comp.findings:
+        verdict = "[red]REGRESSION[/]" if f.regression else ("[green]better[/]" if f.improvement else "ok")
+        change = f"{f.relative * 100:+.1f}%" if f.relative is not None else f"{f.change:+g}"
+        table.add_row(f"{f.cell_id} {escape(f.label)}", f.metric, _fmt(f.baseline), _fmt(f.current), change, _fmt(f.allowed), verdict, escape(f.note))
+    console.print(table)
+    for c in comp.failed_cells:
+        console.print(f"[red]newly failed:[/] {c['id']} {escape(c['label'])}: {escape(c['reason'])}")
+    for c in comp.missing_cells:
+        console.print(f"[red]missing in current:[/] {c}")
+    for c in comp.new_cells:
+        console.print(f"new in current: {c}")
+    md = markdown_summary(comp, base_run.label, cur_run.label)
+    if markdown:
+        with open(markdown, "a", encoding="utf-8") as fh:  # append: $GITHUB_STEP_SUMMARY may hold more
+            fh.write(md)
+    if json_out:
+        from bench.store import atomic_write_text
+
+        atomic_write_text(json_out, _json.dumps(comp.to_dict(), indent=2) + "\n")
+    if comp.regressed:
+        names = sorted({f"{f.cell_id}:{f.metric}" for f in comp.regressions} | {f"{c['id']}:failed" for c in comp.failed_cells} | {f"{c}:missing" for c in comp.missing_cells})
+        err_console.print(f"[bold red]regression:[/] {len(names)} finding(s): " + ", ".join(names))
+        raise typer.Exit(code=1)
+    console.print(f"no regression: {len(comp.findings)} metrics compared over {len({f.cell_id for f in comp.findings})} cells")
 
 
 def main() -> None:

@@ -128,8 +128,14 @@ def run_cells(
     *,
     base_dir: Path | None = None,
 ) -> RunSummary:
-    """Run every cell not already finished in `store`; write each result and results.csv as it lands."""
-    progress = progress or _Silent()
+    """Run every cell not already finished in `store`; write each result and results.csv as it lands.
+
+    The run directory is locked for the whole sweep: a second writer is refused with an input error."""
+    with store.lock():
+        return _run_locked(cells, store, device, progress or _Silent(), base_dir)
+
+
+def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None) -> RunSummary:
     summary = RunSummary()
     store.write_plan(cells)
     done: dict[str, CellResult] = {}

@@ -13,7 +13,9 @@ so a reader (or a resumed run) sees either the old complete file or the new comp
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -86,6 +88,37 @@ class RunStore:
             n += 1
             candidate = base / f"{run_id}-{n}"
         return cls.create(candidate)
+
+    # -- one writer at a time ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run directory's write lock (an flock on `.lock`), released however the process ends,
+        SIGKILL included, because the kernel drops it with the file descriptor. A second writer gets an
+        input error naming the holder. Stale temporary files of a killed writer are removed."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise InputError(f"another bench run (pid {holder}) is writing this run directory", file=self.run_dir,
+                                 hint="wait for it to finish, or run into another --out folder") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self.remove_stale_temp_files()
+            yield self
+        finally:
+            os.close(fd)
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Temporary files left by a writer that was killed mid-write (call only under the lock)."""
+        removed = []
+        for folder in (self.run_dir, self.cells_dir):
+            for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
 
     # -- writing --------------------------------------------------------------------------------
     def write_json(self, name: str, data: Any) -> None:

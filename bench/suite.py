@@ -141,6 +141,7 @@ class Suite(StrictModel):
     num_classes: PositiveInt = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
+    regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_profile: str | dict[Literal["cpu", "cuda"], str] | None = None
 
@@ -169,6 +170,17 @@ class Suite(StrictModel):
     @classmethod
     def _exclude_rules(cls, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [_check_rule(rule) for rule in rules]
+
+    @field_validator("regression")
+    @classmethod
+    def _regression_thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from bench.regression import thresholds_from
+
+        try:
+            thresholds_from(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("measure", mode="before")
     @classmethod

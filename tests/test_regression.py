@@ -1,0 +1,159 @@
+"""Regression checks on tiny hand-made results: thresholds parsed, directions, timing noise, exact metrics,
+matching by id (never by row order), and the CLI's exit codes."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cells import Cell
+from bench.cli import app
+from bench.errors import InputError
+from bench.regression import METRICS, Threshold, compare_results, judge, thresholds_from
+from bench.results import CellResult
+from bench.store import RunStore
+
+
+def _cell(model="resnet18", seed=0):
+    return Cell(model=model, family="resnet", resolution=32, batch_size=4, precision="fp32", channels_last=False,
+                compile=False, seed=seed, num_classes=10, measure=("profile", "speed", "train"))
+
+
+def _result(cell, *, samples=(0.010, 0.011, 0.010, 0.012, 0.010), f1=0.80, params=100, status="ok"):
+    med = sorted(samples)[len(samples) // 2]
+    return CellResult(cell=cell, status=status, measurements={
+        "profile": {"status": "ok", "params": params, "macs": 1000},
+        "speed": {"status": "ok", "throughput_img_s": cell.batch_size / med, "latency_median_ms": med * 1e3, "samples_s": list(samples)},
+        "train": {"status": "ok", "macro_f1": f1, "accuracy": f1 + 0.1},
+    })
+
+
+def test_threshold_parsing_exact():
+    assert Threshold.parse("10%") == Threshold(relative=0.10)
+    assert Threshold.parse("0.01") == Threshold(absolute=0.01)
+    assert Threshold.parse("5%+0.02") == Threshold(relative=0.05, absolute=0.02)
+    assert Threshold.parse(0.5) == Threshold(absolute=0.5)
+    assert Threshold.parse("exact").exact
+    assert Threshold.parse("5%+0.02").allowed(1.0) == pytest.approx(0.05)
+    assert Threshold.parse("5%+0.02").allowed(0.1) == pytest.approx(0.02)
+    for bad in ("ten", "%", "", "5%%"):
+        with pytest.raises(InputError, match="bad threshold"):
+            Threshold.parse(bad)
+
+
+def test_unknown_metric_named_with_a_suggestion():
+    with pytest.raises(InputError, match="did you mean 'train.macro_f1'"):
+        thresholds_from({"train.macro_f": "1%"})
+
+
+def test_directions_on_plain_values():
+    t = Threshold.parse("0.01")
+    f1 = METRICS["train.macro_f1"]
+    assert judge(f1, t, 0.80, 0.785)[0] is True  # dropped 0.015 > 0.01
+    assert judge(f1, t, 0.80, 0.795)[0] is False  # within 0.01
+    assert judge(f1, t, 0.80, 0.90)[:2] == (False, True)  # improvement
+    lat = METRICS["speed.peak_memory_mb"]
+    assert judge(lat, Threshold.parse("10%"), 100.0, 111.0)[0] is True  # lower is better: grew 11%
+    assert judge(lat, Threshold.parse("10%"), 100.0, 89.0)[:2] == (False, True)
+    params = METRICS["profile.params"]
+    assert judge(params, Threshold.parse("exact"), 100, 101)[0] is True
+    assert judge(params, Threshold.parse("exact"), 100, 100)[0] is False
+
+
+def test_timing_regression_needs_threshold_noise_and_significance():
+    thr = METRICS["speed.throughput_img_s"]
+    base = [100.0, 101.0, 99.0, 100.5, 99.5, 100.0, 100.2, 99.8]
+    slow = [v * 0.7 for v in base]  # 30% slower, tight: a regression
+    assert judge(thr, Threshold.parse("10%"), 100.0, 70.0, base, slow)[0] is True
+    # 12% slower but each run's repeats spread +-20%: within the measured noise
+    noisy_base = [80.0, 90.0, 100.0, 110.0, 120.0, 85.0, 115.0, 100.0]
+    noisy_cur = [v * 0.88 for v in noisy_base]
+    regression, _, allowed, note, _ = judge(thr, Threshold.parse("10%"), 100.0, 88.0, noisy_base, noisy_cur)
+    assert regression is False and allowed > 12.0 and "noise" in note
+    # 15% slower on 3 vs 3 overlapping repeats: beyond the threshold, not significant
+    regression, _, _, note, p = judge(thr, Threshold.parse("10%"), 100.0, 85.0, [100.0, 60.0, 101.0], [85.0, 99.0, 84.0])
+    assert regression is False and p >= 0.01
+
+
+def test_matched_by_id_not_by_row_order():
+    a, b = _cell("resnet18"), _cell("mobilenet_v2")
+    base = [_result(a, f1=0.80), _result(b, f1=0.60)]
+    cur = [_result(b, f1=0.60), _result(a, f1=0.80)]  # same numbers, other order
+    comp = compare_results(base, cur, thresholds_from({}))
+    assert not comp.regressed and len(comp.findings) == 2 * 6
+
+
+def test_findings_lower_f1_slower_new_missing_failed():
+    a, b, c, d = _cell("resnet18"), _cell("mobilenet_v2"), _cell("vgg16"), _cell("vit_small_patch16_224")
+    base = [_result(a), _result(b), _result(c)]
+    slow = tuple(s * 1.5 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
+    cur = [_result(a, f1=0.70), _result(b, samples=slow), _result(d), _result(c, status="failed")]
+    cur[3].reason = "RuntimeError: boom"
+    comp = compare_results(base, cur, thresholds_from({}))
+    regs = {(f.cell_id, f.metric) for f in comp.regressions}
+    assert (a.id, "train.macro_f1") in regs and (a.id, "train.accuracy") in regs
+    assert (b.id, "speed.throughput_img_s") in regs and (b.id, "speed.latency_median_ms") in regs
+    assert comp.new_cells == [d.id] and comp.missing_cells == []
+    assert comp.failed_cells == [{"id": c.id, "label": c.label(), "reason": "RuntimeError: boom"}]
+    assert comp.regressed
+
+
+def test_hardware_independent_only_skips_timings():
+    a = _cell()
+    slow = tuple(s * 2 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
+    comp = compare_results([_result(a)], [_result(a, samples=slow)], thresholds_from({}), hardware_independent_only=True)
+    assert not comp.regressed
+    assert {f.metric for f in comp.findings} == {"train.macro_f1", "train.accuracy", "profile.params", "profile.macs"}
+
+
+def _write_run(folder, results, env=None, regression=None):
+    store = RunStore.create(folder)
+    for r in results:
+        store.write_cell(r)
+    store.write_plan([r.cell for r in results])
+    store.write_json("env.json", env or {"cpu_model": "X", "cpu_cores_usable": 2, "device": "cpu", "gpu_name": None, "torch": "2"})
+    store.write_json("suite.resolved.json", {"name": "t", "regression": regression or {}})
+    return folder
+
+
+def test_cli_compare_exit_codes_markdown_json_and_baseline(tmp_path):
+    a = _cell()
+    base = _write_run(tmp_path / "base", [_result(a)])
+    same = _write_run(tmp_path / "same", [_result(a)])
+    worse = _write_run(tmp_path / "worse", [_result(a, f1=0.70)])
+    runner = CliRunner()
+    saved = runner.invoke(app, ["baseline", "save", str(base), "--name", "unit", "--root", str(tmp_path / "baselines")])
+    assert saved.exit_code == 0, saved.output
+    assert json.loads((tmp_path / "baselines" / "unit" / "baseline.json").read_text())["cells"] == 1
+
+    ok = runner.invoke(app, ["compare", "unit", str(same), "--baselines-root", str(tmp_path / "baselines")])
+    assert ok.exit_code == 0, ok.output
+    md, js = tmp_path / "summary.md", tmp_path / "c.json"
+    bad = runner.invoke(app, ["compare", str(base), str(worse), "--markdown", str(md), "--json", str(js)])
+    assert bad.exit_code == 1
+    assert f"{a.id}:train.macro_f1" in bad.output
+    assert "REGRESSION" in md.read_text() and "train.macro_f1" in md.read_text()
+    assert json.loads(js.read_text())["regressed"] is True
+    missing = runner.invoke(app, ["compare", str(tmp_path / "nope"), str(same)])
+    assert missing.exit_code == 2
+
+
+def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_path):
+    a = _cell()
+    slow = tuple(s * 2 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
+    base = _write_run(tmp_path / "base", [_result(a)])
+    other = _write_run(tmp_path / "other", [_result(a, samples=slow)], env={"cpu_model": "Y", "cpu_cores_usable": 8, "device": "cpu", "gpu_name": None, "torch": "2"})
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", str(base), str(other)])
+    assert res.exit_code == 0 and "hardware" in res.output
+    forced = runner.invoke(app, ["compare", str(base), str(other), "--allow-hardware-mismatch"])
+    assert forced.exit_code == 1
+
+
+def test_regression_section_of_a_suite_is_validated(suite_file):
+    from bench.suite import load_suite
+
+    path = suite_file("name: x\nmodels: [resnet18]\nregression:\n  train.macro_f1: lots\n")
+    with pytest.raises(InputError, match="bad threshold"):
+        load_suite(path)

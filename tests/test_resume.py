@@ -1,0 +1,115 @@
+"""A run killed with SIGKILL at three points resumes to every cell exactly once, results.csv consistent with
+the cell files; finished cells are not redone; a second writer is locked out."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.cells import expand
+from bench.errors import InputError
+from bench.runner import run_cells
+from bench.store import RunStore
+from bench.suite import load_suite
+
+SUITE = textwrap.dedent(
+    """
+    name: resume
+    models: [resnet18, mobilenet_v2, efficientnet_b0]
+    matrix: {resolution: [32, 48], batch_size: [4]}
+    measure: [profile, speed]
+    settings:
+      speed: {warmup_iters: 2, min_repeats: 5, min_time_s: 0.4}
+    """
+)
+
+
+def _start(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *args, "--no-report"], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _cell_files(run_dir):
+    folder = run_dir / "cells"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _kill_when(proc, condition, timeout=240.0):
+    t0 = time.monotonic()
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before the kill point: {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("kill point not reached in time")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_sigkill_at_three_points_then_resume(tmp_path):
+    suite = tmp_path / "resume.yaml"
+    suite.write_text(SUITE)
+    run_dir = tmp_path / "run"
+    planned = [c.id for c in expand(load_suite(suite))]
+    assert len(planned) == 6
+
+    # 1: killed right after the plan is written, before any cell has finished
+    _kill_when(_start([str(suite), "--out", str(run_dir)], tmp_path), lambda: (run_dir / "plan.json").is_file())
+    assert len(_cell_files(run_dir)) == 0
+    # 2: resumed with --resume, killed after two cells
+    _kill_when(_start(["--resume", str(run_dir)], tmp_path), lambda: len(_cell_files(run_dir)) >= 2)
+    after_two = {p.name: p.read_bytes() for p in _cell_files(run_dir)}
+    # 3: resumed by running the suite into the same folder, killed after four
+    _kill_when(_start([str(suite), "--out", str(run_dir)], tmp_path), lambda: len(_cell_files(run_dir)) >= 4)
+    assert 4 <= len(_cell_files(run_dir)) < 6
+
+    done = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--resume", str(run_dir), "--no-report"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reused from an earlier run" in done.stdout
+
+    files = _cell_files(run_dir)
+    assert sorted(p.stem for p in files) == sorted(planned)  # every cell exactly once
+    for name, content in after_two.items():  # finished cells were not redone
+        assert (run_dir / "cells" / name).read_bytes() == content
+    df = pd.read_csv(run_dir / "results.csv")
+    assert list(df["id"]) == planned and df["id"].is_unique
+    for _, row in df.iterrows():
+        cell = json.loads((run_dir / "cells" / f"{row['id']}.json").read_text())
+        assert row["status"] == cell["status"] == "ok"
+        assert row["speed.throughput_img_s"] == pytest.approx(cell["measurements"]["speed"]["throughput_img_s"], rel=1e-12)
+        assert row["profile.params"] == cell["measurements"]["profile"]["params"]
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_second_writer_is_locked_out(tmp_path):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(SUITE)
+    cells = expand(load_suite(suite))[:1]
+    store = RunStore.create(tmp_path / "run")
+    with store.lock():
+        with pytest.raises(InputError, match="another bench run .* is writing this run directory"):
+            run_cells(cells, RunStore(tmp_path / "run"), torch.device("cpu"))
+    # released: the run goes through
+    assert run_cells(cells, store, torch.device("cpu")).count("ok") == 1
+
+
+def test_stale_temp_files_are_removed_under_the_lock(tmp_path):
+    store = RunStore.create(tmp_path / "run")
+    stale = store.cells_dir / ".abc.json.123.tmp"
+    stale.write_text("{half")
+    with store.lock():
+        assert not stale.exists()
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--resume", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no plan.json" in proc.stderr and "Traceback" not in proc.stderr
