@@ -29,10 +29,23 @@ from bench.errors import InputError
 from bench.results import CellResult
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask); mkstemp's own 0o600 would hide
+    results from the other users of a shared machine."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
