@@ -38,11 +38,12 @@ def group_key(row: dict[str, Any]) -> str:
     return row.get("_group") or ""
 
 
-def group_over(results: Iterable, *fields: str) -> dict[str, list]:
-    """Finished cells grouped by their identity without `fields` (e.g. "seed"): key -> cells, in order."""
+def group_over(results: Iterable, *fields: str, statuses: tuple[str, ...] = ("ok",)) -> dict[str, list]:
+    """Cells of the given statuses grouped by their identity without `fields` (e.g. "seed"): key -> cells,
+    in order."""
     groups: dict[str, list] = {}
     for r in results:
-        if r.status != "ok":
+        if r.status not in statuses:
             continue
         identity = r.cell.identity()
         for name in fields:

@@ -61,6 +61,21 @@ def precision_unsupported(device: torch.device, precision: str) -> str | None:
     return _probe(device.type, precision)
 
 
+def cpu_precision_is_native(precision: str) -> bool:
+    """Whether this CPU has arithmetic units for `precision` (AVX512-BF16/AMX for bf16, AMX-FP16 for fp16).
+
+    Without them autocast still runs, but emulated: every op converts to and from fp32, which measured
+    25-45x slower than fp32 for resnet18 training on AVX2/AVX512 machines here. oneDNN's own probe decides.
+    """
+    if precision == "fp32":
+        return True
+    probe = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+    try:
+        return bool(getattr(torch.ops.mkldnn, probe)())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN: no native path either
+        return False
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

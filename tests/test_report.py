@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from bench.cells import expand
 from bench.cli import app
+from bench.device import cpu_precision_is_native
 from bench.report import list_sections, render_report
 from bench.report.render import TEMPLATE_DIR, build_sections
 from bench.report.data import load_runs
@@ -30,15 +31,16 @@ FAST_SPEED = "  speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}\n"
 TRAINED = textwrap.dedent(
     """
     name: report-trained
-    description: digits, two strategies, two precisions, one failing model
+    description: digits, two strategies, three precisions, one failing model
     models:
       - resnet18
       - {name: mobilenet_v2, kwargs: {no_such_argument: 1}}
     num_classes: 10
-    matrix: {resolution: [32], batch_size: [32], precision: [fp32, bf16], strategy: [none, weighted_loss]}
+    matrix: {resolution: [32], batch_size: [32], precision: [fp32, bf16, fp16], strategy: [none, weighted_loss]}
     exclude:
-      - {model: mobilenet_v2, precision: bf16}
+      - {model: mobilenet_v2, precision: [bf16, fp16]}
       - {model: mobilenet_v2, strategy: weighted_loss}
+      - {precision: fp16, strategy: weighted_loss}
     measure: [profile, speed, train]
     settings:
       train:
@@ -150,6 +152,11 @@ def test_trained_report_sections_and_numbers(reports, trained_run):
     for link in re.findall(r"\]\((report_files/[^)]+\.png)\)", md):
         assert (folder / link).is_file()
     assert "weighted_loss" in md and "Δ macro-F1 vs none" in md
+    # emulated fp16 training on a CPU is skipped with its reason; its inference speed-up is still compared
+    precision_part = md.split("## Precision comparison")[1].split("\n## ")[0]
+    assert "| fp16 |" in precision_part and "×" in precision_part
+    if not cpu_precision_is_native("fp16"):
+        assert "emulated" in precision_part
 
 
 def test_profile_only_run_renders(reports):

@@ -392,11 +392,12 @@ def strategies(ctx: ReportContext) -> dict | None:
 def precisions(ctx: ReportContext) -> dict | None:
     run = ctx.current
     blocks = []
-    for members in group_over(run.results, "seed", "precision").values():
+    # skipped cells count too: a cell whose training was skipped (fp16 on a CPU) still measured its speed
+    for members in group_over(run.results, "seed", "precision", statuses=("ok", "skipped")).values():
         by_precision: dict[str, list[CellResult]] = {}
         for r in members:
             by_precision.setdefault(r.cell.precision, []).append(r)
-        if "fp32" not in by_precision or len(by_precision) < 2:
+        if "fp32" not in by_precision or len(by_precision) < 2 or all(r.status != "ok" for r in by_precision["fp32"]):
             continue
         ref = by_precision["fp32"]
 
@@ -416,6 +417,7 @@ def precisions(ctx: ReportContext) -> dict | None:
                 a, b = mean(ref, key), mean(cells, key)
                 row[f"{label}_delta"] = None if a is None or b is None else b - a
             row["f1_verdict"] = _delta_row(run, ref, cells)["verdict"] if row["f1_delta"] is not None else None
+            row["note"] = "; ".join(sorted({c.reason for c in cells if c.status != "ok" and c.reason}))
             rows.append(row)
         c = members[0].cell
         blocks.append({"title": _short(c, ["resolution", "batch_size", "strategy"] if "train" in c.measure else ["resolution", "batch_size"]),
