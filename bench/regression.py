@@ -43,6 +43,7 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in (
     MetricSpec("speed.throughput_img_s", HIGHER, timing=True, hardware_dependent=True),
     MetricSpec("speed.latency_median_ms", LOWER, timing=True, hardware_dependent=True),
     MetricSpec("speed.latency_p90_ms", LOWER, timing=True, hardware_dependent=True),
+    MetricSpec("speed.latency_vs_reference", LOWER, timing=True, hardware_dependent=True),
     MetricSpec("speed.peak_memory_mb", LOWER, hardware_dependent=True),
     MetricSpec("train.accuracy", HIGHER),
     MetricSpec("train.macro_f1", HIGHER),
@@ -56,6 +57,7 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "speed.throughput_img_s": "10%",
     "speed.latency_median_ms": "10%",
     "speed.latency_p90_ms": "15%",
+    "speed.latency_vs_reference": "10%",
     "speed.peak_memory_mb": "10%",
     "train.accuracy": "0.01",
     "train.macro_f1": "0.01",
@@ -181,6 +183,9 @@ def _timing_samples(result, key: str) -> list[float] | None:
     samples = speed.get("samples_s")
     if not samples:
         return None
+    if key == "speed.latency_vs_reference":
+        refs = speed.get("reference_samples_s") or []
+        return [a / b for a, b in zip(samples, refs) if b > 0] or None
     if key == "speed.throughput_img_s":
         bs = result.cell.batch_size
         return [bs / s for s in samples if s > 0]
