@@ -24,7 +24,7 @@ from torch import nn
 from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
 from bench.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from bench.device import autocast, cpu_precision_is_native, precision_unsupported, synchronize
-from bench.errors import InputError, SkipCell
+from bench.errors import Diverged, InputError, SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
 from bench.metrics import classification_metrics
 from bench.models import classifier_prefix
@@ -262,15 +262,15 @@ class Train(Measurement):
             model.train()
             t0 = time.perf_counter()
             seen, loss_sum = 0, 0.0
-            for x, y in train_loader:
+            for epoch_step, (x, y) in enumerate(train_loader, 1):
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                 y = y.to(device, non_blocking=True)
                 with autocast(device, cell.precision):
                     logits = model(x)
                 loss = loss_fn(logits.float(), y)
                 step += 1
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"diverged at epoch {epoch} step {step}: loss is {loss.item()}")
+                if not torch.isfinite(loss):  # fail the cell now: NaN weights would only waste the epochs left
+                    raise Diverged(epoch, epoch_step, float(loss.item()))
                 opt.zero_grad(set_to_none=False)  # reuse grad buffers: no re-allocation per step
                 scaler.scale(loss).backward()
                 if s.grad_clip:
@@ -312,7 +312,9 @@ class Train(Measurement):
         if best_state is not None:
             if ctx.artifact_dir is not None:
                 ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(best_state, ctx.artifact_dir / "best.pt")
+                from bench.store import atomic_write
+
+                atomic_write(ctx.artifact_dir / "best.pt", lambda fh: torch.save(best_state, fh), binary=True)
             model.load_state_dict(best_state)
         probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
         metrics = classification_metrics(y_val, probs, info["classes"])
