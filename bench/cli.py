@@ -146,6 +146,10 @@ def _print_summary_tables(results: list) -> None:
     banner = _synthetic_banner(results)
     if banner:
         console.print(banner)
+    for r in results:
+        note = r.measurements.get("train", {}).get("data_notes")
+        if note:
+            console.print(f"[yellow]note:[/] cell {r.id} ({escape(r.cell.label())}): {escape(note)}", highlight=False)
     paper = _paper_table(results)
     if paper is not None:
         console.print(paper)

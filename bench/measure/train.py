@@ -156,7 +156,7 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
     samples = load_samples(s.kind, s.options, base_dir)
     classes = samples.classes
     if len(classes) < 2:
-        raise InputError(f"the label column has a single class ('{classes[0]}')", field="data", hint="classification needs at least two classes")
+        raise InputError(f"the label column has a single class ('{classes[0]}') in {samples.description}", field="data", hint="classification needs at least two classes")
     labels = samples.label_indices(classes)
     given_split = next((n for n in samples.notes if n.startswith("split:")), None)
     if s.subset is not None and s.subset < 1:
@@ -189,6 +189,18 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
         "val_keys": [samples.keys[int(kept[i])] for i in val_idx],
     }
     return train_ds, val_ds, info
+
+
+def _data_notes(info: dict[str, Any]) -> str | None:
+    """One line on what was done to the data: colour modes converted to RGB, bad images skipped."""
+    notes = []
+    converted = info["converted_to_rgb"]
+    if converted:
+        modes = ", ".join(f"{mode} {n}" for mode, n in sorted(converted.items()))
+        notes.append(f"{sum(converted.values())} images converted to RGB ({modes}; alpha composited on white)")
+    if info["bad_images_skipped"]:
+        notes.append(f"{info['bad_images_skipped']} bad images skipped (on_bad_image: skip), e.g. {info['bad_images'][0]}")
+    return "; ".join(notes) or None
 
 
 @register_measurement
@@ -350,6 +362,7 @@ class Train(Measurement):
             "bad_images_skipped": info["bad_images_skipped"],
             "bad_images": info["bad_images"],
             "converted_to_rgb": info["converted_to_rgb"],
+            "data_notes": _data_notes(info),
             "label_map": info["classes"],
             "train_class_counts": info["train_class_counts"],
             "per_class": metrics["per_class"],
