@@ -76,8 +76,7 @@ class Diverged(BenchError):
 
     def __init__(self, epoch: int, step: int, loss: float) -> None:
         self.epoch, self.step, self.loss = epoch, step, loss
-        super().__init__(f"diverged at epoch {epoch} step {step} (loss {loss}) — lower the learning rate, "
-                         "add grad_clip, or train in fp32")
+        super().__init__(f"diverged at epoch {epoch} step {step} (loss {loss}) — lower the learning rate or set grad_clip")
 
 
 class StorageError(BenchError):

@@ -88,6 +88,18 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the frames an exception keeps (they hold the model, its activations and optimizer state), so
+    that a failed cell's memory can be released even if the exception object lives on somewhere."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+            exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
 def release_memory(device: torch.device) -> None:
     """After a cell (and above all after an out-of-memory one): collect the cell's objects and hand the
     cached GPU blocks back, so the next cell starts from an empty device."""
@@ -127,6 +139,7 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
     except Exception as exc:  # building the model failed
         result.status, result.reason = "failed", f"build: {_reason(exc)}"
         result.traceback = traceback.format_exc()
+        _forget_frames(exc)
         return
     for name in cell.measure:
         ctx = CellContext(
@@ -144,6 +157,7 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
             result.traceback = (result.traceback or "") + traceback.format_exc()
             if result.status != "failed":
                 result.status, result.reason = "failed", f"{name}: {_reason(exc)}"
+            _forget_frames(exc)
         finally:
             del ctx
             try:
