@@ -321,12 +321,19 @@ def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines:
         default = data.get("default_profile")
         where = ("default_profile",)
         if isinstance(default, dict):
-            device = resolve_device(str(data.get("device", "auto"))).type
+            device_name = data.get("device", "auto")
+            if device_name not in ("auto", "cpu", "cuda"):
+                raise InputError(f"unknown device {device_name!r}", file=file, line=line_of(lines, ("device",)), field="device",
+                                 hint="use auto, cpu or cuda")
+            device = resolve_device(device_name).type
             default = default.get(device)
             where += (device,)
         profile = default
         if profile is None:
             return None
+        if not isinstance(profile, str):
+            raise InputError(f"a profile name is a string (got {profile!r})", file=file, line=line_of(lines, where), field=_dotted(where),
+                             hint="e.g. default_profile: quick, or {cpu: quick, cuda: full}")
     if profile not in profiles:
         names = sorted(profiles)
         hint = did_you_mean(profile, names) or (f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles")
