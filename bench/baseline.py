@@ -3,6 +3,10 @@
 A baseline keeps what comparisons and reports read (cell JSONs with their raw timing samples,
 results.csv, env.json, the suite) and leaves out checkpoints; predictions are kept (they are small
 and let a report recompute the noise of a macro-F1 difference).
+
+Saved from several runs of the same suite (`bench baseline save RUN1 RUN2 RUN3 --name nightly`), the first
+is the reference and the others' cell JSONs go to `repeats/<k>/cells/`: `bench compare` then judges each
+metric against the median of the runs and their spread (see bench.regression).
 """
 
 from __future__ import annotations
@@ -18,9 +22,18 @@ BASELINES_ROOT = Path("results") / "baselines"
 _KEEP = ("env.json", "suite.yaml", "suite.resolved.json", "plan.json", "results.csv", "summary.csv")
 
 
-def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_ROOT) -> Path:
+def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_ROOT,
+                  repeat_dirs: list[str | Path] = ()) -> Path:
     run_dir = Path(run_dir)
     results = RunStore(run_dir).read_cells()  # raises InputError for a folder that is not a run
+    ids = {r.id for r in results}
+    repeats = []
+    for d in map(Path, repeat_dirs):
+        rep = RunStore(d).read_cells()
+        if not ids & {r.id for r in rep}:
+            raise InputError("this run shares no cell with the first run given", file=d,
+                             hint="a baseline's repeats must be runs of the same suite and profile")
+        repeats.append((d, rep))
     if not results:
         raise InputError("no cell results in this run directory", file=run_dir, hint="run the suite first")
     if not name or "/" in name or name.startswith("."):
@@ -39,7 +52,16 @@ def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_R
         if preds.is_file():
             (staging / "cells" / r.id).mkdir(exist_ok=True)
             shutil.copy2(preds, staging / "cells" / r.id / "predictions.csv")
-    atomic_write_json(staging / "baseline.json", {"name": name, "source": str(run_dir), "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cells": len(results)})
+    for k, (d, rep) in enumerate(repeats, start=1):
+        (staging / "repeats" / str(k) / "cells").mkdir(parents=True)
+        for item in ("env.json", "plan.json"):
+            if (d / item).is_file():
+                shutil.copy2(d / item, staging / "repeats" / str(k) / item)
+        for r in rep:
+            shutil.copy2(d / "cells" / f"{r.id}.json", staging / "repeats" / str(k) / "cells" / f"{r.id}.json")
+    atomic_write_json(staging / "baseline.json", {
+        "name": name, "source": str(run_dir), "repeats": [str(d) for d, _ in repeats],
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cells": len(results)})
     # swap in whole: a reader sees the old baseline or the new one
     if target.exists():
         old = Path(root) / f".{name}.old"
@@ -51,6 +73,14 @@ def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_R
     else:
         staging.rename(target)
     return target
+
+
+def load_repeats(baseline_dir: str | Path) -> list[list]:
+    """The CellResults of a baseline's further runs (none for a plain run directory)."""
+    folder = Path(baseline_dir) / "repeats"
+    if not folder.is_dir():
+        return []
+    return [RunStore(d).read_cells() for d in sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)]
 
 
 def resolve_run_or_baseline(value: str | Path, root: str | Path = BASELINES_ROOT) -> Path:

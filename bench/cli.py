@@ -436,15 +436,15 @@ app.add_typer(baseline_app, name="baseline")
 
 @baseline_app.command("save")
 def baseline_save(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `bench run`."),
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories written by `bench run`: one, or several runs of the same suite (the first is the reference; the others give the between-run spread)."),
     name: str = typer.Option(..., "--name", "-n", help="Baseline name: written to results/baselines/NAME."),
     root: Path = typer.Option(Path("results/baselines"), "--root", help="Where baselines live."),
 ) -> None:
-    """Copy a run's results (not its checkpoints) into a baseline folder."""
+    """Copy runs' results (not their checkpoints) into a baseline folder."""
     from bench.baseline import save_baseline
 
     try:
-        target = save_baseline(run_dir, name, root)
+        target = save_baseline(run_dirs[0], name, root, repeat_dirs=run_dirs[1:])
     except InputError as exc:
         _fail_input(exc)
         return
@@ -463,12 +463,14 @@ def compare(
     """Compare two runs cell by cell (matched by id). Exit 0: no regression; 1: regression; 2: bad input."""
     import json as _json
 
-    from bench.baseline import resolve_run_or_baseline
+    from bench.baseline import load_repeats, resolve_run_or_baseline
     from bench.regression import compare_results, hardware_mismatch, markdown_summary, thresholds_from
     from bench.report.data import load_run
 
     try:
-        base_run = load_run(resolve_run_or_baseline(baseline, baselines_root))
+        base_dir = resolve_run_or_baseline(baseline, baselines_root)
+        base_run = load_run(base_dir)
+        repeats = load_repeats(base_dir)
         cur_run = load_run(current)
         section = cur_run.suite.get("regression") or base_run.suite.get("regression") or {}
         thresholds = thresholds_from(section, where=f"{cur_run.run_dir}/suite.resolved.json: regression")
@@ -476,7 +478,7 @@ def compare(
         _fail_input(exc)
         return
     mismatch = hardware_mismatch(base_run.env, cur_run.env)
-    comp = compare_results(base_run.results, cur_run.results, thresholds,
+    comp = compare_results(base_run.results, cur_run.results, thresholds, baseline_repeats=repeats,
                            hardware_independent_only=bool(mismatch) and not allow_hardware_mismatch)
     if mismatch:
         comp.warnings.append("different hardware/software (" + "; ".join(mismatch) + ")" +

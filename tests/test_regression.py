@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from bench.cells import Cell
 from bench.cli import app
 from bench.errors import InputError
-from bench.regression import METRICS, Threshold, compare_results, judge, thresholds_from
+from bench.regression import METRICS, Threshold, between_run_spread, compare_results, judge, thresholds_from
 from bench.results import CellResult
 from bench.store import RunStore
 
@@ -76,6 +76,40 @@ def test_timing_regression_needs_threshold_noise_and_significance():
     assert regression is False and p >= 0.01
 
 
+def test_between_run_spread_exact():
+    assert between_run_spread([100.0]) == 0.0
+    assert between_run_spread([100.0, 110.0, 90.0]) == pytest.approx(0.10)  # median 100, largest deviation 10
+    assert between_run_spread([50.0, 60.0]) == pytest.approx(5 / 55)
+
+
+def test_a_baseline_of_several_runs_widens_to_their_spread_and_uses_their_median():
+    a = _cell()
+
+    def run(img_s, f1=0.80):
+        r = _result(a, f1=f1)
+        r.measurements["train"]["train_img_s"] = img_s
+        return r
+
+    thresholds = thresholds_from({"train.train_img_s": "10%"})
+    # three baseline runs: 100, 110, 90 img/s -> median 100, spread 10% -> allowed 2 x 10% = 20%
+    repeats = [[run(110.0)], [run(90.0)]]
+
+    def finding(current, metric="train.train_img_s", reps=repeats):
+        comp = compare_results([run(100.0)], [current], thresholds, baseline_repeats=reps)
+        return next(f for f in comp.findings if f.metric == metric)
+
+    f = finding(run(85.0))  # 15% slower: beyond the 10% threshold, within the baseline runs' spread
+    assert (f.baseline, f.allowed, f.regression) == (100.0, pytest.approx(20.0), False)
+    assert "3 baseline runs" in f.note and "10.0%" in f.note
+    assert finding(run(79.0)).regression is True  # 21% slower: beyond twice the spread
+    assert finding(run(85.0), reps=[]).regression is True  # one baseline run: the plain 10% holds
+    # the baseline value is the median of the runs, not the first run's
+    assert finding(run(100.0), reps=[[run(120.0)], [run(130.0)]]).baseline == 120.0
+    # a deterministic metric has no spread: F1 keeps its absolute threshold
+    f1 = finding(run(100.0, f1=0.78), metric="train.macro_f1")
+    assert f1.regression is True and f1.allowed == pytest.approx(0.01)
+
+
 def test_matched_by_id_not_by_row_order():
     a, b = _cell("resnet18"), _cell("mobilenet_v2")
     base = [_result(a, f1=0.80), _result(b, f1=0.60)]
@@ -137,6 +171,16 @@ def test_cli_compare_exit_codes_markdown_json_and_baseline(tmp_path):
     assert json.loads(js.read_text())["regressed"] is True
     missing = runner.invoke(app, ["compare", str(tmp_path / "nope"), str(same)])
     assert missing.exit_code == 2
+
+    # a baseline of several runs keeps the others as repeats; a run of another suite is refused
+    multi = runner.invoke(app, ["baseline", "save", str(base), str(same), "--name", "multi", "--root", str(tmp_path / "baselines")])
+    assert multi.exit_code == 0, multi.output
+    assert (tmp_path / "baselines" / "multi" / "repeats" / "1" / "cells" / f"{a.id}.json").is_file()
+    assert json.loads((tmp_path / "baselines" / "multi" / "baseline.json").read_text())["repeats"] == [str(same)]
+    assert runner.invoke(app, ["compare", "multi", str(same), "--baselines-root", str(tmp_path / "baselines")]).exit_code == 0
+    other = _write_run(tmp_path / "other", [_result(_cell("mobilenet_v2"))])
+    refused = runner.invoke(app, ["baseline", "save", str(base), str(other), "--name", "x", "--root", str(tmp_path / "baselines")])
+    assert refused.exit_code == 2 and "shares no cell" in refused.output
 
 
 def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_path):

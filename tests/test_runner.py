@@ -4,6 +4,8 @@ import json
 import textwrap
 
 import pandas as pd
+import statistics
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -13,7 +15,7 @@ from bench.cli import app
 from bench.runner import run_cells
 from bench.store import RunStore, atomic_write_text
 from bench.suite import load_suite
-from bench.timing import time_loop
+from bench.timing import TimingResult, time_loop
 
 FAST = "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}}\n"
 
@@ -104,6 +106,10 @@ def test_speed_records_what_it_ran(suite_file, tmp_path):
     assert speed["latency_median_ms"] <= speed["latency_p90_ms"] <= speed["latency_p99_ms"]
     assert speed["throughput_img_s"] == pytest.approx(3 / (speed["latency_median_ms"] / 1e3))
     assert speed["peak_memory_mb"] > 0
+    assert len(speed["reference_samples_s"]) == speed["repeats"]
+    ratios = sorted(a / b for a, b in zip(speed["samples_s"], speed["reference_samples_s"]))
+    assert speed["latency_vs_reference"] == pytest.approx(statistics.median(ratios))
+    assert speed["reference_median_ms"] > 0
 
 
 def test_time_loop_counts_and_excludes_warmup():
@@ -112,6 +118,29 @@ def test_time_loop_counts_and_excludes_warmup():
     assert len(calls) == 11 and len(result.samples) == 7 and result.warmup_iters == 4
     capped = time_loop(lambda: None, device=torch.device("cpu"), warmup_iters=0, min_repeats=5, min_time_s=100.0, max_repeats=12)
     assert len(capped.samples) == 12
+
+
+def test_time_loop_times_the_reference_beside_each_call_and_ratios_are_exact():
+    calls, refs = [], []
+    result = time_loop(lambda: calls.append("m"), device=torch.device("cpu"), warmup_iters=2, min_repeats=5,
+                       min_time_s=0.0, reference=lambda: calls.append("r"))
+    assert calls == ["m", "r"] * 7  # warmed up together, then one reference right after each timed call
+    assert len(result.samples) == len(result.reference_samples) == 5
+    hand = TimingResult(samples=(0.020, 0.030, 0.010), warmup_iters=1, method="perf_counter", reference_samples=(0.010, 0.010, 0.005))
+    assert hand.ratios == pytest.approx((2.0, 3.0, 2.0))
+    assert TimingResult(samples=(0.02,), warmup_iters=1, method="perf_counter").ratios == ()
+
+
+def test_latency_vs_reference_cancels_a_machine_slowing_both():
+    """A slow machine state slows the model and the reference alike: the ratio stays, the raw time moves."""
+    from bench.regression import METRICS, Threshold, judge
+
+    spec = METRICS["speed.latency_vs_reference"]
+    base_ratios = [5.0, 5.1, 4.9, 5.0, 5.05, 4.95]
+    busy_ratios = [r * 1.02 for r in base_ratios]  # raw latency 40% up, ratio 2%: no regression
+    assert judge(spec, Threshold.parse("10%"), 5.0, 5.1, base_ratios, busy_ratios)[0] is False
+    slower_model = [r * 1.3 for r in base_ratios]  # the model itself 30% slower: a regression
+    assert judge(spec, Threshold.parse("10%"), 5.0, 6.5, base_ratios, slower_model)[0] is True
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -183,3 +183,19 @@ def test_digits_suite_learns_and_f1_recomputes_from_predictions(tmp_path):
     for _, row in df.iterrows():
         preds = pd.read_csv(out / "cells" / row["id"] / "predictions.csv")
         assert f1_score(preds["true_index"], preds["pred_index"], average="macro") == row["train.macro_f1"]
+
+
+def test_a_trailing_batch_of_one_image_is_dropped_not_a_batchnorm_crash(suite_file, tmp_path):
+    """Found by the nightly suite: 1 training image left over made BatchNorm raise in train mode."""
+    from bench.measure.train import TrainSettings, prepare_data
+
+    text = DIGITS.format(precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false")
+    (cell,) = expand(load_suite(suite_file(text)))
+    train_ds, _, _ = prepare_data(TrainSettings.model_validate(cell.settings["train"]).data, 16, 0, tmp_path)
+    n = len(train_ds)
+    suite = load_suite(suite_file(text.replace("batch_size: [32]", f"batch_size: [{(n - 1) // 2}]")))
+    store = RunStore.create(tmp_path / "run")
+    (result,) = run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path).results
+    assert (n - 1) % ((n - 1) // 2) == 0  # two full batches and one image over
+    assert result.status == "ok", result.reason
+    assert result.measurements["train"]["curves"][0]["epoch"] == 1

@@ -75,8 +75,13 @@ def make_loader(
     seed: int = 0,
     workers: int = 0,
     pin_memory: bool = False,
+    drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose shuffling and augmentation are driven by `seed` (its own generator)."""
+    """A DataLoader whose shuffling and augmentation are driven by `seed` (its own generator).
+
+    Training loaders drop the last partial batch (as timm's do): a trailing batch of one image cannot go
+    through BatchNorm in training mode, and a tiny last batch gives one noisy, over-weighted step.
+    """
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
@@ -88,4 +93,5 @@ def make_loader(
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
         generator=generator,
+        drop_last=drop_last,
     )

@@ -5,6 +5,10 @@ pre-allocated on the device, autocast for bf16/fp16, channels_last and torch.com
 warm-up iterations untimed, device synchronised around each timed batch, repeated until a minimum time
 and count. Throughput is batch_size / median batch latency (robust on a shared machine); the mean-based
 figure (images / total time, as timm reports) is kept beside it.
+
+Beside each timed batch a fixed reference matmul is timed (bench.timing.reference_workload), and
+`latency_vs_reference` = median over batches of batch time / reference time: a machine-independent-ish
+ratio in which a shared machine's load cancels, which is what the regression gate judges best.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from bench.errors import SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
 from bench.memory import PeakMemory
 from bench.stats import Stats
-from bench.timing import time_loop
+from bench.timing import reference_workload, time_loop
 
 
 class SpeedSettings(Settings):
@@ -28,6 +32,7 @@ class SpeedSettings(Settings):
     min_time_s: float = Field(1.0, ge=0, description="and at least this many seconds of timed batches")
     max_repeats: int = Field(10_000, ge=1)
     max_time_s: float = Field(60.0, gt=0, description="stop timing after this long even if min_repeats is not met")
+    reference: bool = Field(True, description="time a fixed reference matmul beside each batch (latency_vs_reference)")
 
 
 @register_measurement
@@ -49,6 +54,7 @@ class Speed(Measurement):
         if cell.compile:
             model = torch.compile(model)
         s = self.settings
+        reference = reference_workload(device) if s.reference else None
         with torch.inference_mode(), autocast(device, cell.precision), PeakMemory(device) as peak:
             timing = time_loop(
                 lambda: model(x),
@@ -58,9 +64,13 @@ class Speed(Measurement):
                 min_time_s=s.min_time_s,
                 max_repeats=s.max_repeats,
                 max_time_s=s.max_time_s,
+                reference=None if reference is None else _fp32(device, reference),
             )
         st = Stats.of(timing.samples)
+        ratios = timing.ratios
         return {
+            "latency_vs_reference": Stats.of(ratios).median if ratios else None,
+            "reference_median_ms": Stats.of(timing.reference_samples).median * 1e3 if ratios else None,
             "throughput_img_s": cell.batch_size / st.median,
             "throughput_mean_img_s": cell.batch_size * st.n / st.total,
             "latency_median_ms": st.median * 1e3,
@@ -81,4 +91,13 @@ class Speed(Measurement):
             "memory_added_mb": ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,
             "samples_s": list(timing.samples),
+            "reference_samples_s": list(timing.reference_samples),
         }
+
+
+def _fp32(device: torch.device, fn):
+    """The reference runs in fp32 whatever the cell's autocast, so its time means the same in every cell."""
+    def run():
+        with torch.autocast(device_type=device.type, enabled=False):
+            return fn()
+    return run

@@ -250,7 +250,8 @@ class Train(Measurement):
         counts = np.asarray(info["train_class_counts"])
         generator = torch.Generator().manual_seed(cell.seed)
         sampler = make_sampler(strategy.sampler, train_ds.labels.numpy(), generator)
-        train_loader = make_loader(train_ds, batch_size=cell.batch_size, sampler=sampler, seed=cell.seed, workers=s.data.workers, pin_memory=device.type == "cuda")
+        train_loader = make_loader(train_ds, batch_size=cell.batch_size, sampler=sampler, seed=cell.seed, workers=s.data.workers,
+                                   pin_memory=device.type == "cuda", drop_last=True)
         val_loader = make_loader(val_ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda")
         loss_fn = make_loss(strategy, counts).to(device)
         eval_loss = nn.CrossEntropyLoss()  # val loss is plain CE, comparable across strategies
