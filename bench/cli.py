@@ -7,6 +7,7 @@ with no Python traceback unless `--debug` is given. `bench run` exits 1 when any
 from __future__ import annotations
 
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bench.errors import InputError
+from bench.errors import BenchError, InputError, StorageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and compare image-classification models.")
 list_app = typer.Typer(no_args_is_help=True, help="List registered models or available suites.")
@@ -145,6 +146,10 @@ def _print_summary_tables(results: list) -> None:
     banner = _synthetic_banner(results)
     if banner:
         console.print(banner)
+    for r in results:
+        note = r.measurements.get("train", {}).get("data_notes")
+        if note:
+            console.print(f"[yellow]note:[/] cell {r.id} ({escape(r.cell.label())}): {escape(note)}", highlight=False)
     paper = _paper_table(results)
     if paper is not None:
         console.print(paper)
@@ -195,6 +200,9 @@ class _RichProgress:
             self.progress.console.print(f"[red]cell {result.id} ({result.cell.label()}) failed:[/] {escape(result.reason or '')}", highlight=False)
         self.progress.update(self.task, advance=1, counts=self._counts())
 
+    def notice(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]{escape(message)}[/]", highlight=False)
+
 
 @app.command()
 def run(
@@ -234,11 +242,17 @@ def run(
     except InputError as exc:
         _fail_input(exc)
         return
-    if resume is None:
-        store.write_json("suite.resolved.json", planned["resolved"])
-        if planned["yaml"] is not None:
-            store.write_text("suite.yaml", planned["yaml"])
-    store.write_json("env.json", capture_env(device, seeds=sorted({c.seed for c in cells})))
+    try:
+        if resume is None:
+            store.write_json("suite.resolved.json", planned["resolved"])
+            if planned["yaml"] is not None:
+                store.write_text("suite.yaml", planned["yaml"])
+        store.write_json("env.json", capture_env(device, seeds=sorted({c.seed for c in cells})))
+    except StorageError as exc:
+        if _STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))} — free space or fix permissions", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code) from None
     loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
         f"[bold]{loaded_name}[/]: {len(cells)} cells on {device}"
@@ -254,9 +268,26 @@ def run(
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("starting", total=len(cells), counts="")
-        summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"])
+    resume_cmd = f"bench run --resume {shlex.quote(str(store.run_dir))}"
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("starting", total=len(cells), counts="")
+            summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"])
+    except KeyboardInterrupt:
+        # Ctrl-C: the current cell is abandoned (nothing of it is written), finished cells stay on disk.
+        finished = sum(1 for c in cells if (r := store.read_cell(c.id)) is not None and r.status in ("ok", "skipped"))
+        err_console.print(f"[bold yellow]interrupted:[/] {finished} of {len(cells)} cells finished and kept in "
+                          f"{escape(str(store.run_dir))}; resume with: {escape(resume_cmd)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    except StorageError as exc:
+        if _STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))} — free space (or fix permissions), then resume with: "
+                          f"{escape(resume_cmd)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code) from None
+    except InputError as exc:  # e.g. another bench run holds the directory's lock
+        _fail_input(exc)
+        return
     console.print(_results_table(summary.results, f"{loaded_name} — {store.run_dir}"))
     _print_summary_tables(summary.results)
     _print_seed_summary(summary.results, store)
@@ -488,12 +519,12 @@ def main() -> None:
     """Console-script entry point: input errors -> exit 2 without traceback."""
     try:
         app()
-    except InputError as exc:  # raised outside a command's own handling
+    except BenchError as exc:  # raised outside a command's own handling: input errors exit 2, others 1
         if "--debug" in sys.argv:
             raise
         for line in str(exc).splitlines():
             err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

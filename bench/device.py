@@ -24,7 +24,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("device 'cuda' asked for, but no CUDA GPU is available", field="device", hint="use 'auto' or 'cpu'")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {name!r}", field="device", hint="use auto, cpu or cuda") from None
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -14,7 +14,9 @@ from typing import Iterable
 
 
 class BenchError(Exception):
-    """Base class of bench's own errors."""
+    """Base class of bench's own errors: their message is what a user reads (no traceback)."""
+
+    exit_code = 1
 
 
 class InputError(BenchError):
@@ -67,6 +69,25 @@ class InputError(BenchError):
 
 class SkipCell(BenchError):
     """Raised by a measurement when the cell cannot run on this device; recorded as skipped."""
+
+
+class Diverged(BenchError):
+    """The training loss became NaN or infinite: the cell fails with where it happened."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        self.epoch, self.step, self.loss = epoch, step, loss
+        super().__init__(f"diverged at epoch {epoch} step {step} (loss {loss}) — lower the learning rate or set grad_clip")
+
+
+class StorageError(BenchError):
+    """A results file could not be written (disk full, permissions): the run stops, nothing half-written
+    is left, and the finished cells can be resumed. Exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self, path: str | Path, exc: OSError) -> None:
+        self.path, self.errno = str(path), exc.errno
+        super().__init__(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -80,18 +80,21 @@ class Threshold:
     relative: float | None = None
     absolute: float | None = None
     exact: bool = False
+    off: bool = False  # reported, never a regression
 
     @classmethod
     def parse(cls, text: str | float | int, *, where: str = "regression") -> "Threshold":
-        """'10%', '0.01', '5%+0.01', 'exact', or a number (absolute)."""
+        """'10%', '0.01', '5%+0.01', 'exact', 'off' (reported, not judged), or a number (absolute)."""
         if isinstance(text, (int, float)) and not isinstance(text, bool):
             return cls(absolute=float(text))
         s = str(text).strip()
         if s.lower() == "exact":
             return cls(exact=True)
+        if s.lower() == "off":
+            return cls(off=True)
         m = _THRESHOLD.match(s)
         if not s or not m or (m.group("rel") is None and m.group("abs") is None):
-            raise InputError(f"bad threshold {text!r}", field=where, hint="write '10%' (relative), '0.01' (absolute), '5%+0.01' (both) or 'exact'")
+            raise InputError(f"bad threshold {text!r}", field=where, hint="write '10%' (relative), '0.01' (absolute), '5%+0.01' (both), 'exact' or 'off'")
         return cls(relative=float(m.group("rel")) / 100 if m.group("rel") else None,
                    absolute=float(m.group("abs")) if m.group("abs") else None)
 
@@ -99,11 +102,15 @@ class Threshold:
         """The largest change in the bad direction that is still not a regression."""
         if self.exact:
             return 0.0
+        if self.off:
+            return math.inf
         return max(abs(baseline) * (self.relative or 0.0), self.absolute or 0.0)
 
     def __str__(self) -> str:
         if self.exact:
             return "exact"
+        if self.off:
+            return "off"
         parts = ([f"{self.relative * 100:g}%"] if self.relative is not None else []) + ([f"{self.absolute:g}"] if self.absolute is not None else [])
         return "+".join(parts)
 
@@ -216,6 +223,8 @@ def judge(spec: MetricSpec, threshold: Threshold, base: float, cur: float,
     if spec.direction == EXACT or threshold.exact:
         return change != 0, False, 0.0, "must be identical" if change else "", None
     worse = -change if spec.direction == HIGHER else change
+    if threshold.off:
+        return False, False, math.inf, "not judged (threshold off)", None
     allowed = threshold.allowed(base)
     note, p = "", None
     if between_runs and between_runs[0] > 0:

@@ -46,6 +46,8 @@ class CellResult:
         cell = Cell.from_dict(data["config"])
         if cell.id != data["id"]:
             raise ValueError(f"cell file id {data['id']} does not match its config (hash {cell.id})")
+        if data["status"] not in STATUSES:
+            raise ValueError(f"unknown status {data['status']!r}")
         return cls(
             cell=cell,
             status=data["status"],

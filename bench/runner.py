@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.cells import Cell
-from bench.errors import SkipCell
+from bench.errors import BenchError, SkipCell
 from bench.measure import CellContext, get_measurement
 from bench.models import build_model, get_entry
 from bench.results import CellResult
@@ -37,6 +37,8 @@ class Progress(Protocol):
 
     def cell_finished(self, result: CellResult, reused: bool) -> None: ...
 
+    def notice(self, message: str) -> None: ...
+
 
 class _Silent:
     def cell_started(self, cell: Cell, index: int, total: int) -> None:
@@ -45,11 +47,15 @@ class _Silent:
     def cell_finished(self, result: CellResult, reused: bool) -> None:
         pass
 
+    def notice(self, message: str) -> None:
+        pass
+
 
 @dataclass
 class RunSummary:
     results: list[CellResult] = field(default_factory=list)
     reused: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)  # (cell id, problem) of unreadable cell files
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -66,20 +72,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or a RuntimeError saying so (CPU allocators, MPS, older torch)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, (oom, MemoryError)) or "out of memory" in str(exc).lower()
+
+
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return f"out of memory: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+    """One line for the results table: bench's own errors as they read, others with their type."""
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if is_out_of_memory(exc):
+        return f"out of memory ({text or type(exc).__name__}) — lower the batch size or resolution"
+    if isinstance(exc, BenchError):
+        return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the frames an exception keeps (they hold the model, its activations and optimizer state), so
+    that a failed cell's memory can be released even if the exception object lives on somewhere."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+            exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
+def release_memory(device: torch.device) -> None:
+    """After a cell (and above all after an out-of-memory one): collect the cell's objects and hand the
+    cached GPU blocks back, so the next cell starts from an empty device."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None) -> CellResult:
-    """Build the cell's model and take each of its measurements; never raises for a cell's own fault."""
+    """Build the cell's model and take each of its measurements; never raises for a cell's own fault
+    (KeyboardInterrupt and SystemExit do pass through)."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     measurements: dict[str, dict[str, Any]] = {}
     result = CellResult(cell=cell, status="ok", started_at=started, measurements=measurements)
-    model = None
+    try:
+        _measure_cell(cell, device, result, base_dir, artifact_dir)
+    finally:
+        release_memory(device)  # the model, its optimizer and activations are unreachable by now
+    result.duration_s = time.perf_counter() - t0
+    return result
+
+
+def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir: Path | None, artifact_dir: Path | None) -> None:
+    # Everything that holds the model lives in this frame, so it is freed when this returns (or raises).
+    measurements = result.measurements
     try:
         seed_everything(cell.seed)
         entry = get_entry(cell.model)
@@ -90,34 +136,34 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
             weights=cell.weights,
             **cell.model_kwargs,
         ).to(device)
-        for name in cell.measure:
-            ctx = CellContext(
-                cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir
-            )
-            try:
-                data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
-                measurements[name] = {"status": "ok", **data}
-            except SkipCell as exc:
-                measurements[name] = {"status": "skipped", "reason": str(exc)}
-                if result.status == "ok":
-                    result.status, result.reason = "skipped", f"{name}: {exc}"
-            except Exception as exc:  # recorded as this cell's failure; the sweep goes on
-                measurements[name] = {"status": "failed", "reason": _reason(exc)}
-                result.traceback = (result.traceback or "") + traceback.format_exc()
-                if result.status != "failed":
-                    result.status, result.reason = "failed", f"{name}: {_reason(exc)}"
-            finally:
-                model.to(memory_format=torch.contiguous_format)
     except Exception as exc:  # building the model failed
         result.status, result.reason = "failed", f"build: {_reason(exc)}"
         result.traceback = traceback.format_exc()
-    finally:
-        del model
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    result.duration_s = time.perf_counter() - t0
-    return result
+        _forget_frames(exc)
+        return
+    for name in cell.measure:
+        ctx = CellContext(
+            cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir
+        )
+        try:
+            data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
+            measurements[name] = {"status": "ok", **data}
+        except SkipCell as exc:
+            measurements[name] = {"status": "skipped", "reason": str(exc)}
+            if result.status == "ok":
+                result.status, result.reason = "skipped", f"{name}: {exc}"
+        except Exception as exc:  # recorded as this cell's failure; the sweep goes on
+            measurements[name] = {"status": "failed", "reason": _reason(exc)}
+            result.traceback = (result.traceback or "") + traceback.format_exc()
+            if result.status != "failed":
+                result.status, result.reason = "failed", f"{name}: {_reason(exc)}"
+            _forget_frames(exc)
+        finally:
+            del ctx
+            try:
+                model.to(memory_format=torch.contiguous_format)
+            except Exception:  # noqa: BLE001 - a model left unusable by its failure is not the next one's problem
+                pass
 
 
 def run_cells(
@@ -140,7 +186,10 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
     store.write_plan(cells)
     done: dict[str, CellResult] = {}
     for cell in cells:
-        previous = store.read_cell(cell.id)
+        previous, problem = store.read_cell_checked(cell.id)
+        if problem is not None:  # half-written or corrupted: that cell is run again
+            summary.corrupt.append((cell.id, problem))
+            progress.notice(f"cell {cell.id}: {problem}; running it again")
         if previous is not None and previous.status in FINISHED:
             done[cell.id] = previous
     for index, cell in enumerate(cells):

@@ -22,10 +22,10 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from bench.cells import Cell
-from bench.errors import InputError
+from bench.errors import InputError, StorageError
 from bench.results import CellResult
 
 
@@ -40,23 +40,34 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
+    """Write `path` atomically: `write(fh)` fills a temporary file in the same folder, which is flushed,
+    fsynced and renamed over `path`. On any failure (a full disk included) the temporary file is removed
+    and `path` keeps its old content; an OSError is raised as a `StorageError` naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, _FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if isinstance(exc, OSError):
+            raise StorageError(path, exc) from exc
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -166,11 +177,26 @@ class RunStore:
 
     def read_cell(self, cell_id: str) -> CellResult | None:
         """The stored result of a cell, or None when absent or unreadable (then it is rerun)."""
+        return self.read_cell_checked(cell_id)[0]
+
+    def read_cell_checked(self, cell_id: str) -> tuple[CellResult | None, str | None]:
+        """(result, None), (None, None) when there is no file, or (None, problem) when the file exists
+        but is not a complete cell result of that id (truncated, corrupted, edited, another cell's)."""
         path = self.cells_dir / f"{cell_id}.json"
         try:
-            return CellResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, f"unreadable cell file ({exc})"
+        try:
+            data = json.loads(text)
+            result = CellResult.from_dict(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return None, f"corrupt cell file {path.name} ({type(exc).__name__}: {str(exc)[:120]})"
+        if result.id != cell_id:
+            return None, f"cell file {path.name} holds cell {result.id}"
+        return result, None
 
     def read_cells(self) -> list[CellResult]:
         """All stored cells, in plan order when a plan exists."""

@@ -214,16 +214,25 @@ class Suite(StrictModel):
         for rule in self.include:
             for name, values in (rule.get("settings") or {}).items():
                 get_measurement(name).Settings.model_validate(deep_merge(self.settings.get(name) or {}, values))
+        return self
+
+    def check_names(self) -> None:
+        """Checks that name a field (line and all), run by `load_suite` after validation: strategies are
+        known, and no model is listed twice with the same settings."""
         known = {**BUILTIN_STRATEGIES, **self.strategies}
-        for name in self.matrix.strategy + [v for r in self.include + self.exclude for v in r.get("strategy", [])]:
+        places = [(("matrix", "strategy", i), v) for i, v in enumerate(self.matrix.strategy)]
+        for kind in ("include", "exclude"):
+            places += [((kind, j, "strategy"), v) for j, r in enumerate(getattr(self, kind)) for v in r.get("strategy", [])]
+        for where, name in places:
             if name not in known:
                 hint = did_you_mean(name, list(known)) or f"use one of {', '.join(known)} or define it under strategies:"
-                raise ValueError(f"unknown strategy '{name}' — {hint}")
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1 and not _differs(self.models, n)})
-        if dupes:
-            raise ValueError(f"model '{dupes[0]}' is listed twice with the same settings — remove one")
-        return self
+                raise self.error(f"unknown strategy '{name}'", field_path=where, hint=hint)
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(self.models):
+            if spec.name in seen and not _differs([self.models[seen[spec.name]], spec], spec.name):
+                raise self.error(f"model '{spec.name}' is listed twice with the same settings (first as models[{seen[spec.name]}])",
+                                 field_path=("models", i), hint="remove one, or give them different settings")
+            seen.setdefault(spec.name, i)
 
     # -- where things came from, for errors raised after validation --------------------------------
     @property
@@ -312,12 +321,19 @@ def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines:
         default = data.get("default_profile")
         where = ("default_profile",)
         if isinstance(default, dict):
-            device = resolve_device(str(data.get("device", "auto"))).type
+            device_name = data.get("device", "auto")
+            if device_name not in ("auto", "cpu", "cuda"):
+                raise InputError(f"unknown device {device_name!r}", file=file, line=line_of(lines, ("device",)), field="device",
+                                 hint="use auto, cpu or cuda")
+            device = resolve_device(device_name).type
             default = default.get(device)
             where += (device,)
         profile = default
         if profile is None:
             return None
+        if not isinstance(profile, str):
+            raise InputError(f"a profile name is a string (got {profile!r})", file=file, line=line_of(lines, where), field=_dotted(where),
+                             hint="e.g. default_profile: quick, or {cpu: quick, cuda: full}")
     if profile not in profiles:
         names = sorted(profiles)
         hint = did_you_mean(profile, names) or (f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles")
@@ -349,6 +365,12 @@ def _pydantic_errors(exc: ValidationError, file: str, lines: LineMap, profile: s
             value = err.get("input")
             msg = f"unknown precision '{value}'"
             hint = did_you_mean(str(value), PRECISIONS) or f"use one of {', '.join(PRECISIONS)}"
+        elif etype == "string_pattern_mismatch" and loc == ("name",):
+            msg = f"not a usable suite name (got {err.get('input')!r})"
+            hint = "use letters, digits, '_', '.' and '-' (it names the results folder)"
+        elif loc[:2] == ("matrix", "resolution") or (len(loc) == 3 and loc[0] == "models" and loc[2] == "resolution"):
+            msg = f"resolution must be a positive whole number of pixels (got {err.get('input')!r})"
+            hint = "e.g. 224, or native for the model's own" if loc[0] == "matrix" else "e.g. 224"
         elif etype == "missing":
             msg = "required field is missing"
         elif "input" in err and etype not in ("value_error", "assertion_error"):
@@ -425,6 +447,7 @@ def load_suite(path: str | Path, profile: str | None = None, overrides: list[str
     suite._path = path
     suite._lines = lines
     suite._profile = chosen
+    suite.check_names()
     for i, spec in enumerate(suite.models):
         if spec.weights is not None:
             weights = Path(spec.weights)
@@ -436,7 +459,20 @@ def load_suite(path: str | Path, profile: str | None = None, overrides: list[str
                     field_path=("models", i, "weights"),
                     hint="give a local state-dict file, relative to the suite file",
                 )
+            _check_weights(suite, i, spec, weights)
     return suite
+
+
+def _check_weights(suite: Suite, i: int, spec: ModelSpec, weights: Path) -> None:
+    """A weights file is checked before the sweep: read safely (weights_only) and fitted to the model."""
+    from bench.models.registry import check_weights
+
+    first = suite.matrix.resolution[0]
+    resolution = spec.resolution or (None if first == "native" else first)
+    try:
+        check_weights(spec.name, weights, num_classes=suite.num_classes, resolution=resolution, **spec.kwargs)
+    except InputError as exc:
+        raise suite.error(f"{weights}: {exc.message}", field_path=("models", i, "weights"), hint=exc.hint) from None
 
 
 def find_suite(name_or_path: str, search_dirs: list[Path]) -> Path:

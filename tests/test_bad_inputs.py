@@ -121,6 +121,31 @@ PLAN_CASES = [
         3, "models[0].resoluton", ["unknown key 'resoluton'", "did you mean 'resolution'"],
         id="13-unknown-key-in-model-entry",
     ),
+    pytest.param(
+        "name: t\nmodels: [resnet18]\nmatrix:\n  resolution: [native, 64.5]\n",
+        4, "matrix.resolution[1]", ["resolution must be a positive whole number of pixels (got 64.5)", "e.g. 224, or native"],
+        id="14a-resolution-not-an-int",
+    ),
+    pytest.param(
+        "name: t\nmodels:\n  - {name: resnet18, resolution: big}\n",
+        3, "models[0].resolution", ["resolution must be a positive whole number of pixels (got 'big')", "e.g. 224"],
+        id="14b-model-resolution-not-an-int",
+    ),
+    pytest.param(
+        "name: t\nmodels: [resnet18]\nmeasure: [train]\nmatrix:\n  strategy: [none, wieghted_loss]\n",
+        5, "matrix.strategy[1]", ["unknown strategy 'wieghted_loss'", "did you mean 'weighted_loss'"],
+        id="15-unknown-strategy",
+    ),
+    pytest.param(
+        "name: t\nmodels:\n  - resnet18\n  - mobilenet_v2\n  - resnet18\n",
+        5, "models[2]", ["model 'resnet18' is listed twice with the same settings (first as models[0])", "remove one"],
+        id="16-duplicate-model-entry",
+    ),
+    pytest.param(
+        "name: '<script>alert(1)</script>'\nmodels: [resnet18]\n",
+        1, "name", ["not a usable suite name", "use letters, digits"],
+        id="17-unusable-suite-name",
+    ),
     pytest.param(  # user text echoed in a message must not be read as rich markup (was a MarkupError)
         "name: t\nmodels: [resnet18]\nnum_classes: '[/oops] [bold]x'\n",
         3, "num_classes", ["(got '[/oops] [bold]x')"],
@@ -185,3 +210,20 @@ def test_debug_shows_traceback(write):
     assert result.exc_info is not None and result.exc_info[2] is not None  # the traceback is kept
     assert "unknown model 'efficentnet_b0'" in str(result.exception)
     assert result.exception.line == 2 and result.exception.field == "models[0].name"
+
+
+def test_weights_of_another_architecture_refused_before_the_sweep(write, tmp_path):
+    import torch
+
+    from bench.models import build_model
+
+    torch.save(build_model("mobilenet_v2", num_classes=10).state_dict(), tmp_path / "mnv2.pth")
+    path = write("name: t\nmodels:\n  - {name: resnet18, weights: mnv2.pth}\nnum_classes: 10\n")
+    _assert_input_error(
+        _invoke("plan", path), f"{path}:3:", "models[0].weights", "mnv2.pth: weights do not fit this architecture",
+        "missing (e.g. bn1.bias)", "unexpected (e.g. classifier.1.bias)", "saved from the same model",
+    )
+    # the same architecture with another class count is fine: only the head is re-initialised
+    torch.save(build_model("resnet18", num_classes=5).state_dict(), tmp_path / "r18.pth")
+    ok = write("name: t\nmodels:\n  - {name: resnet18, weights: r18.pth}\nnum_classes: 10\n", "ok.yaml")
+    assert _invoke("plan", ok).exit_code == 0

@@ -35,6 +35,9 @@ def test_threshold_parsing_exact():
     assert Threshold.parse("5%+0.02") == Threshold(relative=0.05, absolute=0.02)
     assert Threshold.parse(0.5) == Threshold(absolute=0.5)
     assert Threshold.parse("exact").exact
+    off = Threshold.parse("off")
+    assert off.off and str(off) == "off"
+    assert judge(METRICS["train.train_img_s"], off, 100.0, 1.0)[:2] == (False, False)  # 99% slower, not judged
     assert Threshold.parse("5%+0.02").allowed(1.0) == pytest.approx(0.05)
     assert Threshold.parse("5%+0.02").allowed(0.1) == pytest.approx(0.02)
     for bad in ("ten", "%", "", "5%%"):

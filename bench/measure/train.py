@@ -24,7 +24,7 @@ from torch import nn
 from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
 from bench.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from bench.device import autocast, cpu_precision_is_native, precision_unsupported, synchronize
-from bench.errors import InputError, SkipCell
+from bench.errors import Diverged, InputError, SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
 from bench.metrics import classification_metrics
 from bench.models import classifier_prefix
@@ -156,7 +156,7 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
     samples = load_samples(s.kind, s.options, base_dir)
     classes = samples.classes
     if len(classes) < 2:
-        raise InputError(f"the label column has a single class ('{classes[0]}')", field="data", hint="classification needs at least two classes")
+        raise InputError(f"the label column has a single class ('{classes[0]}') in {samples.description}", field="data", hint="classification needs at least two classes")
     labels = samples.label_indices(classes)
     given_split = next((n for n in samples.notes if n.startswith("split:")), None)
     if s.subset is not None and s.subset < 1:
@@ -189,6 +189,18 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
         "val_keys": [samples.keys[int(kept[i])] for i in val_idx],
     }
     return train_ds, val_ds, info
+
+
+def _data_notes(info: dict[str, Any]) -> str | None:
+    """One line on what was done to the data: colour modes converted to RGB, bad images skipped."""
+    notes = []
+    converted = info["converted_to_rgb"]
+    if converted:
+        modes = ", ".join(f"{mode} {n}" for mode, n in sorted(converted.items()))
+        notes.append(f"{sum(converted.values())} images converted to RGB ({modes}; alpha composited on white)")
+    if info["bad_images_skipped"]:
+        notes.append(f"{info['bad_images_skipped']} bad images skipped (on_bad_image: skip), e.g. {info['bad_images'][0]}")
+    return "; ".join(notes) or None
 
 
 @register_measurement
@@ -263,15 +275,15 @@ class Train(Measurement):
             model.train()
             t0 = time.perf_counter()
             seen, loss_sum = 0, 0.0
-            for x, y in train_loader:
+            for epoch_step, (x, y) in enumerate(train_loader, 1):
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                 y = y.to(device, non_blocking=True)
                 with autocast(device, cell.precision):
                     logits = model(x)
                 loss = loss_fn(logits.float(), y)
                 step += 1
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"diverged at epoch {epoch} step {step}: loss is {loss.item()}")
+                if not torch.isfinite(loss):  # fail the cell now: NaN weights would only waste the epochs left
+                    raise Diverged(epoch, epoch_step, float(loss.item()))
                 opt.zero_grad(set_to_none=False)  # reuse grad buffers: no re-allocation per step
                 scaler.scale(loss).backward()
                 if s.grad_clip:
@@ -313,7 +325,9 @@ class Train(Measurement):
         if best_state is not None:
             if ctx.artifact_dir is not None:
                 ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(best_state, ctx.artifact_dir / "best.pt")
+                from bench.store import atomic_write
+
+                atomic_write(ctx.artifact_dir / "best.pt", lambda fh: torch.save(best_state, fh), binary=True)
             model.load_state_dict(best_state)
         probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
         metrics = classification_metrics(y_val, probs, info["classes"])
@@ -349,6 +363,7 @@ class Train(Measurement):
             "bad_images_skipped": info["bad_images_skipped"],
             "bad_images": info["bad_images"],
             "converted_to_rgb": info["converted_to_rgb"],
+            "data_notes": _data_notes(info),
             "label_map": info["classes"],
             "train_class_counts": info["train_class_counts"],
             "per_class": metrics["per_class"],

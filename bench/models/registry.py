@@ -199,25 +199,31 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load a local state dict with `weights_only=True` (a pickle cannot run code).
-
-    When the class count differs, the classifier keys are left at their fresh init ("head resized");
-    any other missing, unexpected or mis-shaped key means the file is for another architecture: an error.
-    Returns what was done, for the record.
-    """
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local state dict, read with `weights_only=True`: a pickle that would run code is refused, not run."""
     path = Path(path)
     if not path.is_file():
         raise InputError("weights file not found", file=path, hint="give the path of a local .pth/.pt file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or corrupt file
-        raise InputError(
-            f"cannot load weights safely ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-            file=path,
-            hint="bench loads weights with weights_only=True; save a plain state_dict",
-        ) from None
-    state = _unwrap_state_dict(obj, path)
+        text = str(exc)
+        if "Weights only load failed" in text:  # torch's long message: keep the line that says what was refused
+            after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text.split("\n", 1)[-1]
+            lines = [ln.strip() for ln in after.splitlines() if ln.strip() and not ln.startswith(("Check the documentation", "Please file"))]
+            detail = (lines[0] if lines else "unsupported content")[:200]
+            message = f"refused to load weights: not plain tensors ({detail})"
+        else:
+            first = text.strip().splitlines()[0][:200] if text.strip() else "no detail"
+            message = f"cannot read weights ({type(exc).__name__}: {first})"
+        raise InputError(message, file=path, hint="bench loads weights with weights_only=True (no code in a file runs); "
+                         "save a plain state_dict with torch.save(model.state_dict(), path)") from None
+    return _unwrap_state_dict(obj, path)
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> list[str]:
+    """The classifier keys whose shape differs (the head is resized); an InputError when any other key is
+    missing, unexpected or of another shape: the file was saved from another architecture."""
     own = model.state_dict()
     head = classifier_prefix(model)
     head_keys = {k for k in own if head and k.startswith(head + ".")}
@@ -238,6 +244,35 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
             file=path,
             hint="check that the file was saved from the same model",
         )
+    return resized
+
+
+def check_weights(name: str, path: str | Path, *, num_classes: int, resolution: int | None = None, **kwargs: Any) -> None:
+    """Before a sweep: is `path` a safe state dict that fits `name`? The model is built on the meta device
+    (shapes only, no memory, no init cost). A model that cannot be built there is checked when its cell runs."""
+    state = read_state_dict(path)
+    entry = get_entry(name)
+    kwargs = {**entry.kwargs, **kwargs}
+    if entry.resolution_arg and resolution is not None:
+        kwargs.setdefault(entry.resolution_arg, resolution)
+    try:
+        with torch.device("meta"):
+            model = _BUILDERS[entry.source](entry.upstream, num_classes, **kwargs)
+    except Exception:  # noqa: BLE001 - bad kwargs etc. fail the cell itself, with their own message
+        return
+    check_state_dict(model, state, path)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a local state dict with `weights_only=True` (a pickle cannot run code).
+
+    When the class count differs, the classifier keys are left at their fresh init ("head resized");
+    any other missing, unexpected or mis-shaped key means the file is for another architecture: an error.
+    Returns what was done, for the record.
+    """
+    path = Path(path)
+    state = read_state_dict(path)
+    resized = check_state_dict(model, state, path)
     for key in resized:
         del state[key]
     model.load_state_dict(state, strict=False)
