@@ -492,7 +492,8 @@ def compare(
     for f in comp.findings:
         verdict = "[red]REGRESSION[/]" if f.regression else ("[green]better[/]" if f.improvement else "ok")
         change = f"{f.relative * 100:+.1f}%" if f.relative is not None else f"{f.change:+g}"
-        table.add_row(f"{f.cell_id} {escape(f.label)}", f.metric, _fmt(f.baseline), _fmt(f.current), change, _fmt(f.allowed), verdict, escape(f.note))
+        allowed = "off" if f.threshold == "off" else _fmt(f.allowed)
+        table.add_row(f"{f.cell_id} {escape(f.label)}", f.metric, _fmt(f.baseline), _fmt(f.current), change, allowed, verdict, escape(f.note))
     console.print(table)
     for c in comp.failed_cells:
         console.print(f"[red]newly failed:[/] {c['id']} {escape(c['label'])}: {escape(c['reason'])}")

@@ -12,6 +12,8 @@ def format_number(value: Any, digits: int = 3) -> str:
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
+        if math.isinf(value):  # e.g. the allowed change of a metric whose threshold is 'off'
+            return "∞" if value > 0 else "-∞"
         if value == 0:
             return "0"
         mag = math.floor(math.log10(abs(value)))

@@ -2,6 +2,7 @@
 matching by id (never by row order), and the CLI's exit codes."""
 
 import json
+import math
 import shutil
 
 import pytest
@@ -184,6 +185,25 @@ def test_cli_compare_exit_codes_markdown_json_and_baseline(tmp_path):
     other = _write_run(tmp_path / "other", [_result(_cell("mobilenet_v2"))])
     refused = runner.invoke(app, ["baseline", "save", str(base), str(other), "--name", "x", "--root", str(tmp_path / "baselines")])
     assert refused.exit_code == 2 and "shares no cell" in refused.output
+
+
+def test_cli_compare_prints_a_metric_whose_threshold_is_off(tmp_path):
+    """'off' allows an infinite change: the table shows 'off' (this crashed the console table once)."""
+    a = _cell()
+    base = _write_run(tmp_path / "base", [_result(a)], regression={"speed.throughput_img_s": "off"})
+    slow = tuple(s * 3 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
+    worse = _write_run(tmp_path / "worse", [_result(a, samples=slow)], regression={"speed.throughput_img_s": "off"})
+    res = CliRunner().invoke(app, ["compare", str(base), str(worse), "--markdown", str(tmp_path / "c.md")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    row = next(line for line in res.output.splitlines() if "speed.throughput_img_s" in line)
+    assert "off" in row and "REGRESSION" not in row, row
+    assert "speed.latency_median_ms" in res.output  # the other timing metrics are still judged
+
+
+def test_format_number_infinity():
+    from bench.fmt import format_number
+
+    assert (format_number(math.inf), format_number(-math.inf), format_number(1234.5), format_number(0.01234)) == ("∞", "-∞", "1,234", "0.0123")
 
 
 def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_path):
