@@ -270,7 +270,7 @@ class Suite(StrictModel):
             values = deep_merge(values, spec.settings[name])
         if extra and extra.get(name):
             values = deep_merge(values, extra[name])
-        return get_measurement(name).Settings.model_validate(values).model_dump(mode="json")
+        return get_measurement(name).Settings.model_validate(values).config_dump()
 
     def resolved_dict(self) -> dict[str, Any]:
         """The suite as run (profile applied), for the results store."""
