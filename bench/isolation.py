@@ -175,6 +175,21 @@ def serve() -> None:
         out.flush()
 
 
+_SHARED: "ForkServer | None" = None
+
+
+def shared_server() -> "ForkServer":
+    """This process's fork server, started on first use and reused by every sweep (it never runs a cell,
+    so it stays pristine); closed at exit, and it dies with this process in any case."""
+    global _SHARED
+    if _SHARED is None or _SHARED.proc.poll() is not None:
+        import atexit
+
+        _SHARED = ForkServer()
+        atexit.register(_SHARED.close)
+    return _SHARED
+
+
 class ForkServer:
     """The parent's handle on one fork server: `run(job) -> exit code`; `close()` ends it."""
 

@@ -189,7 +189,7 @@ def run_cells(
 
 def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None,
                 isolation: str = "none", memory_limit_mb: int | None = None) -> RunSummary:
-    from bench.isolation import ForkServer, run_cell_isolated, uses_process
+    from bench.isolation import run_cell_isolated, shared_server, uses_process
 
     summary = RunSummary()
     store.write_plan(cells)
@@ -201,28 +201,21 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             progress.notice(f"cell {cell.id}: {problem}; running it again")
         if previous is not None and previous.status in FINISHED:
             done[cell.id] = previous
-    server: ForkServer | None = None  # started at the first isolated cell, one for the sweep
-    try:
-        for index, cell in enumerate(cells):
-            if cell.id in done:
-                summary.reused += 1
-                progress.cell_finished(done[cell.id], reused=True)
-                continue
-            progress.cell_started(cell, index, len(cells))
-            if uses_process(isolation, cell):
-                if server is None or server.proc.poll() is not None:
-                    server = ForkServer()
-                result = run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
-                                           memory_limit_mb=memory_limit_mb, server=server)
-            else:
-                result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
-            store.write_cell(result)
-            done[cell.id] = result
-            store.write_csv(done[c.id] for c in cells if c.id in done)
-            progress.cell_finished(result, reused=False)
-    finally:
-        if server is not None:
-            server.close()
+    for index, cell in enumerate(cells):
+        if cell.id in done:
+            summary.reused += 1
+            progress.cell_finished(done[cell.id], reused=True)
+            continue
+        progress.cell_started(cell, index, len(cells))
+        if uses_process(isolation, cell):
+            result = run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
+                                       memory_limit_mb=memory_limit_mb, server=shared_server())
+        else:
+            result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
+        store.write_cell(result)
+        done[cell.id] = result
+        store.write_csv(done[c.id] for c in cells if c.id in done)
+        progress.cell_finished(result, reused=False)
     summary.results = [done[c.id] for c in cells]
     store.write_csv(summary.results)
     return summary
