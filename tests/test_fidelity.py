@@ -478,3 +478,20 @@ def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
     assert "| load average at start | 9.50 / 9.00 / 8.00 (1, 5, 15 min) |" in md
     assert "governor is 'powersave'" in md
     assert math.isfinite(data["machine"]["load_average"][0])
+
+
+def test_compare_warns_when_a_cell_ran_at_another_batch_size(suite_file):
+    """The trap of a silent fallback: half the batch looks like a throughput regression. compare says why."""
+    from bench.regression import DEFAULT_THRESHOLDS, Threshold, compare_results
+
+    (cell,) = expand(load_suite(suite_file("name: c\nmodels: [resnet18]\nmatrix: {resolution: [32], batch_size: [8]}\nmeasure: [speed]\n")))
+
+    def result(bs, fallback=None):
+        speed = {"status": "ok", "batch_size": bs, "requested_batch_size": 8, "fallback": fallback, "throughput_img_s": 100.0 * bs / 8}
+        return CellResult(cell=cell, status="ok", measurements={"speed": speed})
+
+    thresholds = {k: Threshold.parse(v) for k, v in DEFAULT_THRESHOLDS.items()}
+    comp = compare_results([result(8)], [result(4, "batch 8 -> 4 after out of memory (x)")], thresholds)
+    assert comp.warnings == [f"cell {cell.id} ({cell.label()}): speed ran at batch 8 in the baseline and 4 now "
+                             "(batch 8 -> 4 after out of memory (x)): its timings are not like for like"]
+    assert compare_results([result(8)], [result(8)], thresholds).warnings == []
