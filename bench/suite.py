@@ -142,7 +142,9 @@ class Suite(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     isolation: Literal["auto", "process", "none"] = Field(
         "auto", description="run cells in a fresh child process: auto (cells that measure speed), process (all), none")
-    memory_limit_mb: PositiveInt | None = Field(None, description="cap each child process's memory (process isolation only)")
+    memory_limit_mb: PositiveInt | None = Field(
+        None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
+                          "a CPU option: CUDA reserves far more address space than it uses)")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
