@@ -94,7 +94,8 @@ _NO_WORK = {
 
 
 # -- elementwise work: counted apart from MACs ----------------------------------------------------------
-# Convention (fvcore's for normalisation and pooling, one per element otherwise): these FLOPs are reported
+# Convention (fvcore's for normalisation and pooling, one per element otherwise; the softmax inside fused
+# attention 3 per score, as a plain softmax): these FLOPs are reported
 # as `elementwise_flops`, never added to the MAC/FLOP headline, so that stays comparable with published
 # tables. Transcendentals (sigmoid, GELU, exp) count one per element: a lower bound.
 _PER_OUTPUT_ELEMENT = {  # op -> FLOPs per output element
@@ -150,6 +151,19 @@ def elementwise_cost(func, args: tuple, out: Any) -> int | None:
     if torch.Tag.pointwise in getattr(func, "tags", ()):
         return _numel(out)
     return None
+
+
+def _fused_attention_scores(name: str, args: tuple) -> int:
+    """The number of attention scores (batch x heads x Lq x Lk) a fused attention op softmaxes; 0 if not one."""
+    if name.startswith("_scaled_dot_product") and "backward" not in name and len(args) >= 2:
+        q, k = args[0], args[1]
+        if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and q.dim() >= 2:
+            return math.prod(q.shape[:-1]) * k.shape[-2]
+    if name == "_native_multi_head_attention" and len(args) >= 5:
+        q, k, heads = args[0], args[1], args[4]
+        if isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor):
+            return math.prod(q.shape[:-1]) * int(heads) * k.shape[-2]
+    return 0
 
 
 DEFAULT_UNCOUNTED_THRESHOLD = 0.01
@@ -223,7 +237,12 @@ class _Recorder(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         packet = func._overloadpacket
         name = packet.__name__
-        if packet in self.counted or name.rstrip("_") in _NO_WORK or name in _NO_WORK:
+        if packet in self.counted:
+            scores = _fused_attention_scores(name, args)
+            if scores:  # the softmax inside fused attention: elementwise work the MAC formula leaves out
+                self.elementwise[f"{name}.softmax"] += 3 * scores
+            return out
+        if name.rstrip("_") in _NO_WORK or name in _NO_WORK:
             return out
         cost = elementwise_cost(func, args, out)
         if cost is not None:

@@ -111,6 +111,30 @@ def test_elementwise_ops_counted_apart_with_exact_costs():
     assert count.elementwise_share == pytest.approx(78 / (324 + 78))
 
 
+def test_softmax_inside_fused_attention_counts_as_a_plain_softmax():
+    """F.scaled_dot_product_attention and nn.MultiheadAttention's fused path hide their softmax from the op
+    stream; bench adds it back: 3 FLOPs per score, exactly what the unfused softmax is counted."""
+    import torch.nn.functional as F
+
+    q = torch.randn(1, 2, 5, 4)
+    fused = count_flops(_Lambda(lambda t: F.scaled_dot_product_attention(t, t, t)), q)
+    plain = count_flops(_Lambda(lambda t: torch.softmax(t @ t.transpose(-1, -2), -1) @ t), q)
+    assert fused.flops == plain.flops == 800
+    assert fused.elementwise_flops == plain.elementwise_flops == 3 * 2 * 5 * 5
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    count = count_flops(_Lambda(lambda t: mha(t, t, t, need_weights=False)[0]), torch.randn(1, 5, 8))
+    assert count.elementwise_by_op == {"_native_multi_head_attention.softmax": 3 * 2 * 5 * 5}
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 PROFILED = textwrap.dedent(
     """
     name: coverage
@@ -135,7 +159,10 @@ def test_report_lists_uncounted_ops_or_none_and_elementwise_share(suite_file, tm
         # the headline is unchanged by the elementwise count: published MACs
     assert prof["resnet18"]["gmacs"] == pytest.approx(1.814, abs=1e-3)  # torchvision's 1.81 GFLOPS
     assert prof["vit_base_patch16_224"]["gmacs"] == pytest.approx(17.564, abs=1e-3)
-    assert set(prof["vit_base_patch16_224"]["elementwise_by_op"]) == {"add", "gelu", "native_layer_norm"}
+    assert set(prof["vit_base_patch16_224"]["elementwise_by_op"]) == {
+        "add", "gelu", "native_layer_norm", "_scaled_dot_product_flash_attention_for_cpu.softmax"}
+    assert prof["vit_base_patch16_224"]["elementwise_by_op"]["_scaled_dot_product_flash_attention_for_cpu.softmax"] == \
+        3 * 12 * 12 * 197 * 197  # layers x heads x 197^2 scores, 3 FLOPs each
     assert {"silu_", "sigmoid", "mul"} <= set(prof["efficientnet_b0"]["elementwise_by_op"])
     df = pd.read_csv(store.run_dir / "results.csv")
     assert list(df["profile.flops_coverage_flag"]) == [False, False, False]
