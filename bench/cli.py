@@ -297,6 +297,7 @@ def run(
     _print_summary_tables(summary.results)
     _print_seed_summary(summary.results, store)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
+    _print_fidelity_notes(summary.results)
     console.print(
         f"{summary.count('ok')} ok, {summary.failed} failed, {summary.count('skipped')} skipped"
         + (f" ({summary.reused} reused from an earlier run)" if summary.reused else "")
@@ -305,6 +306,17 @@ def run(
     _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _print_fidelity_notes(results) -> None:
+    """Say so when a cell's FLOP count is incomplete or it ran otherwise than asked (an opted-in fallback)."""
+    for r in results:
+        prof, speed = r.measurements.get("profile") or {}, r.measurements.get("speed") or {}
+        if prof.get("flops_coverage_flag"):
+            console.print(f"[yellow]FLOP count incomplete for {escape(r.cell.label())}: ops without a formula "
+                          f"({escape(', '.join(prof.get('uncounted_ops') or []))}) may be {prof['uncounted_share'] * 100:.1f}% of its work[/]")
+        if speed.get("fallback"):
+            console.print(f"[yellow]{escape(r.cell.label())} ran at batch {speed.get('batch_size')}: {escape(speed['fallback'])}[/]")
 
 
 def _resume_plan(run_dir: Path) -> dict[str, Any]:
