@@ -146,7 +146,7 @@ PROFILED = textwrap.dedent(
 
 
 def test_report_lists_uncounted_ops_or_none_and_elementwise_share(suite_file, tmp_path):
-    """efficientnet_b0 (timm), vit_base_patch16_224 (timm) and resnet18 (torchvision) at their native 224."""
+    """efficientnet_b0 and resnet18 (torchvision) and vit_base_patch16_224 (timm), at their native 224."""
     suite = load_suite(suite_file(PROFILED))
     store = RunStore.create(tmp_path / "results" / "coverage" / "run")
     store.write_json("suite.resolved.json", suite.resolved_dict())
