@@ -74,7 +74,7 @@ def cpu_state(root: Path = CPUFREQ) -> dict[str, Any]:
     }
 
 
-def gpu_state(index: int = 0, nvml: Any = None) -> dict[str, Any]:
+def gpu_state(index: int = 0, nvml: Any = None, pci_bus_id: str | None = None) -> dict[str, Any]:
     """NVML's view of one GPU; {"nvml": "unavailable (...)"} without nvidia-ml-py or a driver."""
     if nvml is None:
         try:
@@ -86,7 +86,13 @@ def gpu_state(index: int = 0, nvml: Any = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - no driver, no device: say so, never fail the run
         return {"nvml": f"unavailable ({exc})"}
     try:
-        h = nvml.nvmlDeviceGetHandleByIndex(index)
+        h = None
+        if pci_bus_id:  # the CUDA device's own board, whatever CUDA_VISIBLE_DEVICES renumbered
+            try:
+                h = nvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
+            except Exception:  # noqa: BLE001
+                h = None
+        h = h if h is not None else nvml.nvmlDeviceGetHandleByIndex(index)
 
         def q(fn, *args):
             try:
@@ -129,10 +135,20 @@ def gpu_state(index: int = 0, nvml: Any = None) -> dict[str, Any]:
             pass
 
 
+def _pci_bus_id(index: int) -> str | None:
+    try:
+        import torch
+
+        p = torch.cuda.get_device_properties(index)
+        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0"
+    except Exception:  # noqa: BLE001 - older torch, no GPU
+        return None
+
+
 def capture_machine_state(device_type: str, gpu_index: int = 0) -> dict[str, Any]:
     state = cpu_state()
     if device_type == "cuda":
-        state["gpu"] = gpu_state(gpu_index)
+        state["gpu"] = gpu_state(gpu_index, pci_bus_id=_pci_bus_id(gpu_index))
     return state
 
 
