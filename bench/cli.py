@@ -213,9 +213,12 @@ def run(
     results_root: Path = typer.Option(Path("results"), "--results-root", help="Where new run directories go."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not render report.html / report.md at the end."),
+    isolation: Optional[str] = typer.Option(None, "--isolation", help="auto (a fresh process per cell that measures speed; the default), process (every cell), none (all in this process). Default: the suite's `isolation`."),
 ) -> None:
     """Run a suite: every cell's measurements, recorded under results/, then its report."""
     try:
+        if isolation is not None and isolation not in ("auto", "process", "none"):
+            raise InputError(f"unknown isolation mode '{isolation}'", field="--isolation", hint="use auto, process or none")
         from bench.device import resolve_device
         from bench.env import capture_env
         from bench.runner import run_cells
@@ -232,6 +235,7 @@ def run(
             loaded, cells = _load(suite, profile, overrides)
             planned = {"name": loaded.name, "profile": loaded.profile, "device": loaded.device, "base_dir": loaded.base_dir(),
                        "cells": cells, "resolved": loaded.resolved_dict(),
+                       "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb,
                        "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None}
         cells = planned["cells"]
         device = resolve_device(planned["device"])
@@ -272,7 +276,8 @@ def run(
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("starting", total=len(cells), counts="")
-            summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"])
+            summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"],
+                                isolation=isolation or planned.get("isolation") or "auto", memory_limit_mb=planned.get("memory_limit_mb"))
     except KeyboardInterrupt:
         # Ctrl-C: the current cell is abandoned (nothing of it is written), finished cells stay on disk.
         finished = sum(1 for c in cells if (r := store.read_cell(c.id)) is not None and r.status in ("ok", "skipped"))
@@ -292,6 +297,7 @@ def run(
     _print_summary_tables(summary.results)
     _print_seed_summary(summary.results, store)
     console.print(FLOPS_NOTE + " Throughput = batch size / median batch latency.")
+    _print_fidelity_notes(summary.results)
     console.print(
         f"{summary.count('ok')} ok, {summary.failed} failed, {summary.count('skipped')} skipped"
         + (f" ({summary.reused} reused from an earlier run)" if summary.reused else "")
@@ -300,6 +306,17 @@ def run(
     _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _print_fidelity_notes(results) -> None:
+    """Say so when a cell's FLOP count is incomplete or it ran otherwise than asked (an opted-in fallback)."""
+    for r in results:
+        prof, speed = r.measurements.get("profile") or {}, r.measurements.get("speed") or {}
+        if prof.get("flops_coverage_flag"):
+            console.print(f"[yellow]FLOP count incomplete for {escape(r.cell.label())}: ops without a formula "
+                          f"({escape(', '.join(prof.get('uncounted_ops') or []))}) may be {prof['uncounted_share'] * 100:.1f}% of its work[/]")
+        if speed.get("fallback"):
+            console.print(f"[yellow]{escape(r.cell.label())} ran at batch {speed.get('batch_size')}: {escape(speed['fallback'])}[/]")
 
 
 def _resume_plan(run_dir: Path) -> dict[str, Any]:
@@ -318,7 +335,8 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
         raise InputError(f"unreadable plan ({exc})", file=run_dir / "plan.json", hint="start a new run instead") from None
     source = resolved.get("source")
     return {"name": resolved.get("name") or run_dir.parent.name, "profile": resolved.get("profile"), "device": resolved.get("device", "auto"),
-            "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells}
+            "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells,
+            "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb")}
 
 
 def _render_after_run(run_dir: Path, skip: bool) -> None:

@@ -1,4 +1,5 @@
-"""The environment a run measured on: versions, CPU, GPU, git commit. Plain data for env.json."""
+"""The environment a run measured on: versions, CPU, GPU, git commit, and the machine's state at the start
+(bench.machine: governor, load, GPU clocks). Plain data for env.json."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Pa
         "git_commit": _git_commit(cwd or Path.cwd()),
         "seeds": seeds or [],
     }
+    from bench.machine import capture_machine_state
+
+    env["machine"] = capture_machine_state(device.type, device.index or 0)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env["gpu_name"] = props.name

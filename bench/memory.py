@@ -60,3 +60,9 @@ class PeakMemory:
         else:
             hwm = _status_bytes("VmHWM") if self.kind == "cpu_peak_rss" else None
             self.peak_bytes = hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or a RuntimeError saying so (CPU allocators, MPS, older torch)."""
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(exc, (oom, MemoryError)) or "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower()

@@ -273,6 +273,11 @@ def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str,
         if b.status == "failed" and a.status != "failed":
             out.failed_cells.append({"id": cid, "label": b.cell.label(), "reason": b.reason or ""})
             continue
+        bs_a, bs_b = a.measurements.get("speed", {}).get("batch_size"), b.measurements.get("speed", {}).get("batch_size")
+        if bs_a is not None and bs_b is not None and bs_a != bs_b:  # e.g. an opted-in fallback after out of memory
+            why = b.measurements["speed"].get("fallback") or a.measurements["speed"].get("fallback")
+            out.warnings.append(f"cell {cid} ({b.cell.label()}): speed ran at batch {bs_a} in the baseline and {bs_b} now"
+                                + (f" ({why})" if why else "") + ": its timings are not like for like")
         for key, spec in METRICS.items():
             if key in out.skipped_metrics or key not in thresholds:
                 continue

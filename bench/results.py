@@ -24,6 +24,7 @@ class CellResult:
     traceback: str | None = None
     started_at: str | None = None
     duration_s: float | None = None
+    isolation: str | None = None  # "process": run in its own child process; "none": in the runner's
 
     @property
     def id(self) -> str:
@@ -39,6 +40,7 @@ class CellResult:
             "traceback": self.traceback,
             "started_at": self.started_at,
             "duration_s": self.duration_s,
+            "isolation": self.isolation,
         }
 
     @classmethod
@@ -56,6 +58,7 @@ class CellResult:
             traceback=data.get("traceback"),
             started_at=data.get("started_at"),
             duration_s=data.get("duration_s"),
+            isolation=data.get("isolation"),
         )
 
     def flat_row(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class CellResult:
             "num_classes": c.num_classes,
             "weights": c.weights or "",
             "duration_s": self.duration_s,
+            "isolation": self.isolation or "",
         }
         for name in c.measure:
             data = self.measurements.get(name, {})

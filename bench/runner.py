@@ -1,7 +1,9 @@
 """The runner: executes cells one by one and records each into the store.
 
 A cell's failure is that cell's alone: any exception while building the model or measuring is caught,
-recorded with its type, message and traceback, and the sweep goes on. A cell already finished in the
+recorded with its type, message and traceback, and the sweep goes on. With process isolation
+(bench.isolation; `isolation: auto`, the default, gives each cell that measures speed a fresh child
+process) a crash or an out-of-memory kill of the child is that cell's failure too. A cell already finished in the
 run directory (same id, status ok or skipped) is not run again, so rerunning into the same directory
 resumes an interrupted sweep.
 """
@@ -22,6 +24,7 @@ import torch
 
 from bench.cells import Cell
 from bench.errors import BenchError, SkipCell
+from bench.memory import is_out_of_memory
 from bench.measure import CellContext, get_measurement
 from bench.models import build_model, get_entry
 from bench.results import CellResult
@@ -72,12 +75,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, or a RuntimeError saying so (CPU allocators, MPS, older torch)."""
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    return isinstance(exc, (oom, MemoryError)) or "out of memory" in str(exc).lower()
-
-
 def _reason(exc: BaseException) -> str:
     """One line for the results table: bench's own errors as they read, others with their type."""
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -120,6 +117,7 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     finally:
         release_memory(device)  # the model, its optimizer and activations are unreachable by now
     result.duration_s = time.perf_counter() - t0
+    result.isolation = "none"
     return result
 
 
@@ -173,15 +171,26 @@ def run_cells(
     progress: Progress | None = None,
     *,
     base_dir: Path | None = None,
+    isolation: str = "auto",
+    memory_limit_mb: int | None = None,
 ) -> RunSummary:
     """Run every cell not already finished in `store`; write each result and results.csv as it lands.
 
+    `isolation`: `auto` (a fresh child process for each cell that measures speed), `process` (every
+    cell), `none` (all in this process); `memory_limit_mb` caps a child's memory (see bench.isolation).
     The run directory is locked for the whole sweep: a second writer is refused with an input error."""
+    from bench.isolation import uses_process
+
+    for cell in cells[:1]:
+        uses_process(isolation, cell)  # an unknown mode fails before anything runs
     with store.lock():
-        return _run_locked(cells, store, device, progress or _Silent(), base_dir)
+        return _run_locked(cells, store, device, progress or _Silent(), base_dir, isolation, memory_limit_mb)
 
 
-def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None) -> RunSummary:
+def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None,
+                isolation: str = "none", memory_limit_mb: int | None = None) -> RunSummary:
+    from bench.isolation import run_cell_isolated, shared_server, uses_process
+
     summary = RunSummary()
     store.write_plan(cells)
     done: dict[str, CellResult] = {}
@@ -198,7 +207,11 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             progress.cell_finished(done[cell.id], reused=True)
             continue
         progress.cell_started(cell, index, len(cells))
-        result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
+        if uses_process(isolation, cell):
+            result = run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
+                                       memory_limit_mb=memory_limit_mb, server=shared_server())
+        else:
+            result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
         store.write_cell(result)
         done[cell.id] = result
         store.write_csv(done[c.id] for c in cells if c.id in done)

@@ -140,6 +140,11 @@ class Suite(StrictModel):
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-measurement settings")
     num_classes: PositiveInt = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    isolation: Literal["auto", "process", "none"] = Field(
+        "auto", description="run cells in a fresh child process: auto (cells that measure speed), process (all), none")
+    memory_limit_mb: PositiveInt | None = Field(
+        None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
+                          "a CPU option: CUDA reserves far more address space than it uses)")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -270,7 +275,7 @@ class Suite(StrictModel):
             values = deep_merge(values, spec.settings[name])
         if extra and extra.get(name):
             values = deep_merge(values, extra[name])
-        return get_measurement(name).Settings.model_validate(values).model_dump(mode="json")
+        return get_measurement(name).Settings.model_validate(values).config_dump()
 
     def resolved_dict(self) -> dict[str, Any]:
         """The suite as run (profile applied), for the results store."""

@@ -138,7 +138,8 @@ def test_out_of_memory_fails_the_cell_releases_memory_and_the_next_runs(suite_fi
 
     monkeypatch.setattr(runner_mod, "build_model", build_model)
     monkeypatch.setattr(runner_mod, "release_memory", release)
-    summary = run_cells(cells, RunStore.create(tmp_path / "run"), torch.device("cpu"))
+    # in-process: the monkeypatches live in this process (process isolation: test_fidelity.py)
+    summary = run_cells(cells, RunStore.create(tmp_path / "run"), torch.device("cpu"), isolation="none")
     oom, nxt = summary.results
     assert oom.status == "failed"
     assert oom.reason.startswith("speed: out of memory (") and oom.reason.endswith("— lower the batch size or resolution")

@@ -100,6 +100,8 @@ FIELDS = {
     "settings": _maybe_junk(measurement_settings),
     "num_classes": _maybe_junk(st.integers(-1, 1000)),
     "device": _maybe_junk(st.sampled_from(["auto", "cpu", "cuda", "tpu"])),
+    "isolation": _maybe_junk(st.sampled_from(["auto", "process", "none", "threads"])),
+    "memory_limit_mb": _maybe_junk(st.integers(-1, 4096)),
     "strategies": _maybe_junk(st.dictionaries(st.sampled_from(["mine", "none", "focal"]), strategy_def, max_size=2)),
     "regression": _maybe_junk(st.dictionaries(st.sampled_from(["speed.throughput_img_s", "train.macro_f1", "x.y"]),
                                               st.one_of(st.sampled_from(["10%", "0.01", "exact", "5%+0.2", "lots"]), junk), max_size=2)),

@@ -47,3 +47,18 @@ def test_vit_fvcore_misses_attention_bench_counts_it():
     fv_matmul = sum(v for k, v in by_op.items() if k in MATMUL_LIKE)
     assert ours.macs == fv_matmul + attention_macs
     assert ours.macs / 1e9 == pytest.approx(17.564, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+def test_elementwise_normalisation_and_pooling_equal_fvcore(name):
+    """bench's elementwise costs for normalisation and pooling are fvcore's: batch norm (eval, affine) 2 per
+    element, adaptive average pooling 1 per input element; exact. The ops fvcore skips (it lists them as
+    unsupported: ReLU-free adds, max pool, SiLU, sigmoid, mul) are the ones bench counts as elementwise."""
+    model, x = build_model(name), torch.randn(1, 3, 64, 64)
+    _, by_op, unsupported = _fvcore(model, x)
+    ours = count_flops(model, x)
+    assert ours.elementwise_by_op["_native_batch_norm_legit_no_training"] == by_op["batch_norm"]
+    assert ours.elementwise_by_op["mean"] == by_op["adaptive_avg_pool2d"]
+    skipped = {k.removeprefix("aten::") for k in unsupported} - {"dropout_", "dropout"}
+    assert skipped and all(op in ours.elementwise_by_op or f"{op}_with_indices" in ours.elementwise_by_op for op in skipped)
+    assert ours.uncounted == {}

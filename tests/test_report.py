@@ -139,8 +139,8 @@ def test_every_section_has_templates_and_is_rendered_somewhere(section, reports)
 
 def test_trained_report_sections_and_numbers(reports, trained_run):
     sections, html, md, folder = reports["trained"]
-    assert sections == ["header", "leaderboard", "pareto", "cost", "strategies", "precisions", "curves",
-                        "long_tail", "failures", "reproduce"]
+    assert sections == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "strategies", "precisions", "curves",
+                        "long_tail", "measured", "failures", "reproduce"]
     # the failing cell is listed with its reason
     assert "no_such_argument" in html and "no_such_argument" in md
     # the leaderboard shows each trained cell's macro-F1 as stored
@@ -161,13 +161,13 @@ def test_trained_report_sections_and_numbers(reports, trained_run):
 
 def test_profile_only_run_renders(reports):
     sections, html, md, _ = reports["profile"]
-    assert sections == ["header", "leaderboard", "efficientnet", "reproduce"]
+    assert sections == ["header", "leaderboard", "efficientnet", "flop_coverage", "reproduce"]
     assert "efficientnet_b0" in md and "| 5.3 |" in md  # the paper's params beside ours
 
 
 def test_one_model_run_renders(reports):
     sections, _, md, _ = reports["one"]
-    assert sections == ["header", "leaderboard", "reproduce"]
+    assert sections == ["header", "leaderboard", "flop_coverage", "measured", "reproduce"]
     assert "resnet18" in md
 
 
@@ -225,7 +225,8 @@ def test_report_in_headless_chromium(reports):
     try:
         driver.get((folder / "report.html").resolve().as_uri())
         ids = driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id)")
-        assert ids == ["header", "leaderboard", "pareto", "cost", "strategies", "precisions", "curves", "long_tail", "failures", "reproduce"]
+        assert ids == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "strategies", "precisions", "curves", "long_tail",
+                       "measured", "failures", "reproduce"]
         images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
         assert images and all(done and width > 100 for done, width in images)
         # sorting: click the macro-F1 header twice, the table stays whole and the order flips

@@ -88,7 +88,8 @@ def test_unsupported_precision_is_skipped_not_failed(suite_file, tmp_path, monke
 
     monkeypatch.setattr(speed, "precision_unsupported", lambda device, p: "fp16 not on this device" if p == "fp16" else None)
     text = "name: p\nmodels: [resnet18]\nmatrix: {resolution: [32], precision: [fp32, fp16]}\n" + FAST
-    summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"))
+    # in-process: the monkeypatch lives in this process (a speed cell would otherwise run in a fresh one)
+    summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"), isolation="none")
     assert [r.status for r in summary.results] == ["ok", "skipped"]
     skipped = summary.results[1]
     assert skipped.measurements["speed"] == {"status": "skipped", "reason": "fp16 not on this device"}
@@ -101,7 +102,8 @@ def test_speed_records_what_it_ran(suite_file, tmp_path):
     summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"))
     speed = summary.results[0].measurements["speed"]
     assert (speed["batch_size"], speed["resolution"], speed["channels_last"], speed["precision"]) == (3, 32, True, "fp32")
-    assert speed["repeats"] == len(speed["samples_s"]) >= 3 and speed["warmup_iters"] == 1
+    # warm-up runs until stable: at least warmup_iters (1) calls, every discarded one counted
+    assert speed["repeats"] == len(speed["samples_s"]) >= 3 and speed["warmup_iters"] == len(speed["warmup_samples_s"]) + 1 >= 1
     assert speed["timing_method"] == "perf_counter"
     assert speed["latency_median_ms"] <= speed["latency_p90_ms"] <= speed["latency_p99_ms"]
     assert speed["throughput_img_s"] == pytest.approx(3 / (speed["latency_median_ms"] / 1e3))

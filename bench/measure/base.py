@@ -22,9 +22,25 @@ if TYPE_CHECKING:
 
 
 class Settings(BaseModel):
-    """Base of every measurement's settings: unknown keys are errors."""
+    """Base of every measurement's settings: unknown keys are errors.
+
+    A cell's config holds its measurements' full settings, and its id hashes that config. A field added
+    after cell ids were published is listed in `ID_NEUTRAL_DEFAULTS`: it is left out of the config while
+    it holds its default, so existing cells (and committed baselines) keep their ids; set to anything
+    else, it is part of the config and the id like any field.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    ID_NEUTRAL_DEFAULTS: ClassVar[tuple[str, ...]] = ()
+
+    def config_dump(self) -> dict[str, Any]:
+        """The settings as a cell's config records them (see `ID_NEUTRAL_DEFAULTS`)."""
+        data = self.model_dump(mode="json")
+        defaults = type(self)().model_dump(mode="json") if self.ID_NEUTRAL_DEFAULTS else {}
+        for name in self.ID_NEUTRAL_DEFAULTS:
+            if data.get(name) == defaults.get(name):
+                data.pop(name, None)
+        return data
 
 
 @dataclass

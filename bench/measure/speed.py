@@ -2,8 +2,12 @@
 
 Method (as timm's benchmark.py and optimum-benchmark): eval mode, `torch.inference_mode()`, input
 pre-allocated on the device, autocast for bf16/fp16, channels_last and torch.compile when the cell asks,
-warm-up iterations untimed, device synchronised around each timed batch, repeated until a minimum time
-and count. Throughput is batch_size / median batch latency (robust on a shared machine); the mean-based
+warm-up until successive timings settle (bench.timing; the number discarded is recorded), device
+synchronised around each timed batch (CUDA events on a GPU), repeated until a minimum time and count.
+
+What actually ran is recorded beside what the cell asked for: batch size, resolution, precision and the
+dtype autocast computed in, memory format. Nothing changes silently: a smaller batch after out of memory
+happens only with `oom_fallback: true`, and is recorded (`requested_batch_size`, `fallback`). Throughput is batch_size / median batch latency (robust on a shared machine); the mean-based
 figure (images / total time, as timm reports) is kept beside it.
 
 Beside each timed batch a fixed reference matmul is timed (bench.timing.reference_workload), and
@@ -13,6 +17,7 @@ ratio in which a shared machine's load cancels, which is what the regression gat
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import torch
@@ -21,18 +26,26 @@ from pydantic import Field
 from bench.device import autocast, precision_unsupported
 from bench.errors import SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
-from bench.memory import PeakMemory
+from bench.memory import PeakMemory, is_out_of_memory
 from bench.stats import Stats
 from bench.timing import reference_workload, time_loop
 
 
 class SpeedSettings(Settings):
-    warmup_iters: int = Field(3, ge=1, description="untimed calls before timing (the first call is never timed)")
+    warmup_iters: int = Field(3, ge=1, description="at least this many untimed warm-up calls (the first call is never timed)")
+    warmup_max_iters: int = Field(30, ge=1, description="warm-up goes on until the last warmup_window calls settle, at most this many calls")
+    warmup_window: int = Field(3, ge=2, description="warm-up has settled when this many successive calls are within warmup_tolerance of their median")
+    warmup_tolerance: float = Field(0.05, gt=0, description="relative: 0.05 = each of the window's times within 5% of their median")
+    warmup_max_time_s: float = Field(10.0, gt=0, description="stop warming up after this long even if not settled (recorded)")
     min_repeats: int = Field(10, ge=1, description="at least this many timed batches")
     min_time_s: float = Field(1.0, ge=0, description="and at least this many seconds of timed batches")
     max_repeats: int = Field(10_000, ge=1)
     max_time_s: float = Field(60.0, gt=0, description="stop timing after this long even if min_repeats is not met")
     reference: bool = Field(True, description="time a fixed reference matmul beside each batch (latency_vs_reference)")
+    oom_fallback: bool = Field(False, description="opt-in: after out of memory, retry at half the batch size (down to 1); "
+                                                  "the batch size used and the fallback are recorded and shown in reports")
+
+    ID_NEUTRAL_DEFAULTS = ("warmup_max_iters", "warmup_window", "warmup_tolerance", "warmup_max_time_s", "oom_fallback")
 
 
 @register_measurement
@@ -46,45 +59,78 @@ class Speed(Measurement):
         reason = precision_unsupported(device, cell.precision)
         if reason:
             raise SkipCell(reason)
+        batch_size = cell.batch_size
+        fallbacks: list[str] = []
+        while True:
+            try:
+                data = self._measure(ctx, batch_size)
+                break
+            except Exception as exc:  # noqa: BLE001 - only out of memory is retried, and only when asked
+                if not (self.settings.oom_fallback and is_out_of_memory(exc) and batch_size > 1):
+                    raise
+                note = f"batch {batch_size} -> {batch_size // 2} after out of memory ({str(exc).strip().splitlines()[0][:120]})"
+                del exc
+                fallbacks.append(note)
+                batch_size //= 2
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+        data["requested_batch_size"] = cell.batch_size
+        data["fallback"] = "; ".join(fallbacks) or None
+        return data
+
+    def _measure(self, ctx: CellContext, batch_size: int) -> dict[str, Any]:
+        cell, device = ctx.cell, ctx.device
         model = ctx.model
         memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
-        x = torch.randn(cell.batch_size, 3, cell.resolution, cell.resolution, device=device)
+        x = torch.randn(batch_size, 3, cell.resolution, cell.resolution, device=device)
         x = x.contiguous(memory_format=memory_format)
         if cell.compile:
             model = torch.compile(model)
         s = self.settings
         reference = reference_workload(device) if s.reference else None
         with torch.inference_mode(), autocast(device, cell.precision), PeakMemory(device) as peak:
+            probe = model(x)  # the first call: what actually runs (dtype under autocast), never timed
+            out_dtype = str((probe if isinstance(probe, torch.Tensor) else probe[0]).dtype).removeprefix("torch.")
+            del probe
             timing = time_loop(
                 lambda: model(x),
                 device=device,
-                warmup_iters=s.warmup_iters,
+                warmup_iters=max(s.warmup_iters - 1, 0),
                 min_repeats=s.min_repeats,
                 min_time_s=s.min_time_s,
                 max_repeats=s.max_repeats,
                 max_time_s=s.max_time_s,
                 reference=None if reference is None else _fp32(device, reference),
+                warmup_max_iters=max(s.warmup_max_iters - 1, s.warmup_iters - 1, 0),
+                warmup_window=s.warmup_window,
+                warmup_tolerance=s.warmup_tolerance,
+                warmup_max_time_s=s.warmup_max_time_s,
             )
         st = Stats.of(timing.samples)
         ratios = timing.ratios
         return {
             "latency_vs_reference": Stats.of(ratios).median if ratios else None,
             "reference_median_ms": Stats.of(timing.reference_samples).median * 1e3 if ratios else None,
-            "throughput_img_s": cell.batch_size / st.median,
-            "throughput_mean_img_s": cell.batch_size * st.n / st.total,
+            "throughput_img_s": batch_size / st.median,
+            "throughput_mean_img_s": batch_size * st.n / st.total,
             "latency_median_ms": st.median * 1e3,
             "latency_p90_ms": st.pct(90) * 1e3,
             "latency_p99_ms": st.pct(99) * 1e3,
             "latency_std_ms": st.stddev * 1e3,
             "latency_min_ms": st.min * 1e3,
             "repeats": st.n,
-            "warmup_iters": timing.warmup_iters,
+            "warmup_iters": timing.warmup_iters + 1,  # + the untimed first call
+            "warmup_settled": timing.warmup_settled,
             "timing_method": timing.method,
-            "batch_size": cell.batch_size,
-            "resolution": cell.resolution,
+            "batch_size": batch_size,
+            "resolution": int(x.shape[-1]),
             "precision": cell.precision,
+            "compute_dtype": out_dtype,
             "channels_last": cell.channels_last,
+            "memory_format": "channels_last" if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous() else "contiguous",
             "compile": cell.compile,
             "threads": torch.get_num_threads(),
             "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,
@@ -92,6 +138,7 @@ class Speed(Measurement):
             "memory_kind": peak.kind,
             "samples_s": list(timing.samples),
             "reference_samples_s": list(timing.reference_samples),
+            "warmup_samples_s": list(timing.warmup_samples),
         }
 
 

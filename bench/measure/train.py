@@ -354,6 +354,7 @@ class Train(Measurement):
             "batch_size": cell.batch_size,
             "resolution": cell.resolution,
             "precision": cell.precision,
+            "memory_format": "channels_last" if cell.channels_last else "contiguous",
             "grad_scaler": scaler.is_enabled(),
             "grad_scale_final": float(scaler.get_scale()) if scaler.is_enabled() else None,
             "dataset": info["dataset"],

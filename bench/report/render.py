@@ -38,6 +38,13 @@ def _pct(value, digits: int = 1) -> str:
     return f"{value * 100:+.{digits}f}%"
 
 
+def _share(value, digits: int = 2) -> str:
+    """A fraction as an unsigned percentage: 0.0123 -> 1.23%."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.{digits}f}%"
+
+
 def _signed(value, digits: int = 3) -> str:
     if value is None:
         return "—"
@@ -64,7 +71,7 @@ def environment(fmt: str, figures: dict) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=format_number, pct=_pct, signed=_signed, stat=_stat, mdcell=_md_cell)
+    env.filters.update(num=format_number, pct=_pct, share=_share, signed=_signed, stat=_stat, mdcell=_md_cell)
 
     def figure(name: str) -> str:
         fig = figures[name]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.machine import warnings as machine_warnings
 from bench.aggregate import group_over, mean_std_ci, metric_values
 from bench.report import plots
 from bench.report.data import RunData
@@ -131,6 +132,26 @@ def _is_train(r: CellResult) -> bool:
 
 # -- header ----------------------------------------------------------------------------------------------
 
+def _machine_rows(m: dict) -> list[tuple[str, str]]:
+    """The machine's state at the start of the run, as (name, value) rows (absent values left out)."""
+    rows = []
+    if m.get("load_average"):
+        rows.append(("load average at start", " / ".join(f"{v:.2f}" for v in m["load_average"]) + " (1, 5, 15 min)"))
+    if m.get("cpu_governor"):
+        rows.append(("CPU governor", str(m["cpu_governor"])))
+    if m.get("cpu_freq_mhz"):
+        rows.append(("CPU clock", f"{m['cpu_freq_mhz']:.0f} MHz" + (f" (max {m['cpu_freq_max_mhz']:.0f})" if m.get("cpu_freq_max_mhz") else "")))
+    gpu = m.get("gpu") or {}
+    if gpu.get("nvml") == "ok":
+        rows.append(("GPU clocks", f"SM {gpu.get('sm_clock_mhz')}/{gpu.get('sm_clock_max_mhz')} MHz, memory "
+                                   f"{gpu.get('mem_clock_mhz')}/{gpu.get('mem_clock_max_mhz')} MHz, locked: {gpu.get('clocks_locked')}"))
+        rows.append(("GPU power", f"limit {gpu.get('power_limit_w')} W, drawing {gpu.get('power_draw_w')} W, {gpu.get('temperature_c')} °C"))
+        rows.append(("GPU throttle reasons", ", ".join(gpu.get("throttle_reasons") or []) or "none"))
+    elif gpu:
+        rows.append(("GPU state", f"NVML {gpu.get('nvml')}"))
+    return rows
+
+
 @register_section("header", "Run", 0)
 def header(ctx: ReportContext) -> dict:
     run = ctx.current
@@ -138,6 +159,7 @@ def header(ctx: ReportContext) -> dict:
     counts = {s: sum(r.status == s for r in run.results) for s in ("ok", "failed", "skipped")}
     synthetic = sorted({d for rd in ctx.runs for d in synthetic_datasets(rd.results)})
     gpu = env.get("gpu_name")
+    machine = env.get("machine") or {}
     return {
         "suite": run.name,
         "description": (run.suite.get("description") or "").strip(),
@@ -155,6 +177,8 @@ def header(ctx: ReportContext) -> dict:
         ],
         "counts": counts,
         "total": len(run.results),
+        "machine": _machine_rows(machine),
+        "machine_warnings": machine_warnings(machine, str(env.get("device") or "").split(":")[0] or None),
         "synthetic": synthetic,
         "synthetic_notice": SYNTHETIC_NOTICE,
     }
@@ -474,6 +498,79 @@ def long_tail(ctx: ReportContext) -> dict | None:
         out["confusion"] = ctx.figure("confusion", plots.confusion(matrix, classes, f"confusion (row-normalised) — {label}"),
                                       "row-normalised confusion matrix of the best cell")
     return out
+
+
+# -- measurement fidelity: FLOP coverage, and how each cell was measured ---------------------------------
+
+def _per_image(value, batch) -> float | None:
+    return value / batch if isinstance(value, (int, float)) and batch else None
+
+
+@register_section("flop_coverage", "FLOP coverage: what the counter counted, and what it did not", 32)
+def flop_coverage(ctx: ReportContext) -> dict | None:
+    """Per model and resolution: the MAC headline, elementwise work apart, the ops with no formula and the
+    share of the work they may be, training FLOPs, and achieved FLOP/s where speed or training ran."""
+    rows = []
+    groups = list(group_over([r for r in ctx.current.results if _m(r, "profile.macs") is not None], "seed", "strategy",
+                             "strategy_config", statuses=("ok", "skipped")).values())
+    varying = _varying([g[0].cell for g in groups], ("resolution", "batch_size", "precision", "channels_last", "compile"))
+    if "resolution" not in varying:
+        varying = ["resolution", *varying]
+    for members in groups:
+        r = members[0]
+        batch = _m(r, "profile.flops_batch_size") or 1
+        fwd = _per_image(_m(r, "profile.flops"), batch)
+        train_flops = _m(r, "profile.train_flops_per_image")
+        img_s = metric_values(members, "speed.throughput_img_s")
+        train_img_s = metric_values(members, "train.train_img_s")
+        uncounted = _m(r, "profile.uncounted") or {}
+        rows.append({
+            "model": _short(r.cell, varying),
+            "gmacs": _m(r, "profile.gmacs") / batch,
+            "elementwise_gflops": _per_image(_m(r, "profile.elementwise_gflops"), batch),
+            "elementwise_share": _m(r, "profile.elementwise_share"),
+            "elementwise_ops": ", ".join(sorted(_m(r, "profile.elementwise_by_op") or {})),
+            "uncounted": [f"{name} ({v.get('calls')} calls, {v.get('output_elements')} elements)" for name, v in uncounted.items()]
+            if isinstance(uncounted, dict) else [str(u) for u in uncounted],
+            "uncounted_share": _m(r, "profile.uncounted_share"),
+            "threshold": _m(r, "profile.uncounted_share_threshold"),
+            "flagged": bool(_m(r, "profile.flops_coverage_flag")),
+            "train_gflops": train_flops / 1e9 if train_flops else None,
+            "train_ratio": _m(r, "profile.train_to_forward"),
+            "infer_gflop_s": float(np.mean(img_s)) * fwd / 1e9 if img_s and fwd else None,
+            "train_gflop_s": float(np.mean(train_img_s)) * train_flops / 1e9 if train_img_s and train_flops else None,
+        })
+    if not rows or all(row["elementwise_share"] is None for row in rows):
+        return None
+    return {"rows": rows, "flagged": [row["model"] for row in rows if row["flagged"]],
+            "has_train": any(row["train_gflops"] for row in rows),
+            "has_achieved": any(row["infer_gflop_s"] or row["train_gflop_s"] for row in rows)}
+
+
+@register_section("measured", "How each cell was measured", 75)
+def measured(ctx: ReportContext) -> dict | None:
+    """What actually ran, cell by cell: batch size (and any fallback), resolution, precision and compute
+    dtype, memory format, warm-up discarded and whether it settled, timing method, repeats, isolation."""
+    rows = []
+    for r in ctx.current.results:
+        sp = r.measurements.get("speed") or {}
+        if sp.get("status") != "ok":
+            continue
+        requested = sp.get("requested_batch_size", r.cell.batch_size)
+        rows.append({
+            "id": r.id, "label": r.cell.label(),
+            "batch_size": sp.get("batch_size"), "requested_batch_size": requested,
+            "changed": sp.get("batch_size") != requested or sp.get("resolution", r.cell.resolution) != r.cell.resolution,
+            "resolution": sp.get("resolution"), "precision": sp.get("precision"), "compute_dtype": sp.get("compute_dtype") or "—",
+            "memory_format": sp.get("memory_format") or ("channels_last" if sp.get("channels_last") else "contiguous"),
+            "warmup": sp.get("warmup_iters"), "settled": sp.get("warmup_settled"),
+            "timing_method": sp.get("timing_method"), "repeats": sp.get("repeats"),
+            "isolation": r.isolation or "—", "fallback": sp.get("fallback") or "",
+        })
+    if not rows:
+        return None
+    return {"rows": rows, "fallbacks": [row for row in rows if row["fallback"] or row["changed"]],
+            "unsettled": sum(row["settled"] is False for row in rows)}
 
 
 # -- failures and reproduction ---------------------------------------------------------------------------
