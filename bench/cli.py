@@ -368,13 +368,18 @@ def plan(
         _fail_input(exc)
         return
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", "measure"):
+    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure"):
         table.add_column(col)
     for i, c in enumerate(cells, 1):
         strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed), ",".join(c.measure))
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
+                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
     console.print(table)
-    console.print(f"{len(cells)} cells")
+    from bench.epochs import shared_training_groups
+
+    served = sum(len(g) - 1 for g in shared_training_groups(cells))
+    console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
 
 
 @list_app.command("models")

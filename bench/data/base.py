@@ -88,6 +88,18 @@ def list_dataset_kinds() -> list[str]:
     return sorted(_KINDS)
 
 
+def dataset_option_names(kind: str) -> list[str] | None:
+    """The options a dataset kind takes (None for an unknown kind or one that takes any option)."""
+    import inspect
+
+    if kind not in _KINDS:
+        return None
+    params = inspect.signature(_KINDS[kind]).parameters.values()
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name != "base_dir"]
+
+
 def load_samples(kind: str, options: dict[str, Any], base_dir: Path) -> SampleSet:
     if kind not in _KINDS:
         raise InputError(f"unknown dataset kind '{kind}'", field="data.kind", hint=did_you_mean(kind, _KINDS) or f"use one of {', '.join(sorted(_KINDS))}")
