@@ -15,7 +15,7 @@ from bench.suite import load_suite
 SUITE = textwrap.dedent(
     """
     name: epoch-sweep
-    models: [{name: small_cnn, kwargs: {filters: 8, dense: 64}}]
+    models: [{{name: small_cnn, kwargs: {{filters: 8, dense: 64}}}}]
     num_classes: 10
     matrix:
       resolution: [12]
