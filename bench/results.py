@@ -94,7 +94,7 @@ class CellResult:
         return row
 
 
-SYNTHETIC_NOTICE = "these results come from a synthetic stand-in, not real paintings"
+SYNTHETIC_NOTICE = "these results come from a synthetic stand-in, not the real data"
 
 
 def synthetic_datasets(results) -> list[str]:

@@ -32,7 +32,8 @@ from bench.strategies import Strategy, make_loss, make_sampler
 
 
 class DataSettings(Settings):
-    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists")
+    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists, cifar10, stl10, cats-vs-dogs, "
+                      "synthetic-cifar10, synthetic-stl10, synthetic-cats-vs-dogs")
     options: dict[str, Any] = Field(default_factory=dict, description="the kind's options (csv, root, ...)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
