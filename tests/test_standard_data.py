@@ -95,6 +95,8 @@ def test_standins_have_the_real_shape_and_are_labelled(tmp_path):
     assert d.synthetic and d.classes == ["cat", "dog"] and len(d) == 50 and d.notes == []
     again = load_samples("synthetic-cats-vs-dogs", {"scale": 0.002, "image_size": 48}, tmp_path)
     assert all(np.array_equal(a, b) for a, b in zip(d.arrays, again.arrays))  # deterministic
+    part = d.subset([7, 3])
+    assert np.array_equal(part.arrays[0], d.arrays[7]) and part.fingerprint() != d.fingerprint() and part.fingerprint() == d.subset([7, 3]).fingerprint()
 
 
 def test_stl10_binary_layout(tmp_path):

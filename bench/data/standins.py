@@ -3,18 +3,15 @@ and train/test split sizes (`scale` shrinks every count alike).
 
 Each class gets a learnable style from the synthetic-artists generator (a palette, a stroke direction and
 texture, a composition), every image jittered, so a model must learn the style rather than memorise
-pixels. The images are generated in memory, deterministically from the seed, once per process, and kept
-on disk in the cache folder for later processes. A stand-in is labelled synthetic in its description and
+pixels. Each image is rendered when first needed, deterministically from (seed, index), and the
+decoded-image cache keeps it for later cells and processes. A stand-in is labelled synthetic in its description and
 in every result, console table and report (`SampleSet.synthetic`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -46,68 +43,55 @@ def _counts(per_class: int, scale: float) -> int:
     return 0 if per_class == 0 else max(2, int(round(per_class * scale)))
 
 
-def _generate(shape: Shape, scale: float, seed: int, image_size: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(images N x H x W x 3 uint8, labels, n_train): train images first, then test, classes interleaved."""
-    from bench.data.synthetic import _styles, render
+class LazyImages(Sequence):
+    """The stand-in's images, rendered on first access: image i from its own generator (seed, i), so a
+    subset renders only its own images, in any order, in any process, identically."""
 
-    rng = np.random.default_rng(seed)
-    styles = _styles(len(shape.classes), rng)
-    n_train, n_test = _counts(shape.train_per_class, scale), _counts(shape.test_per_class, scale)
-    images, labels = [], []
-    for count in (n_train, n_test):
-        for i in range(count * len(shape.classes)):
-            c = i % len(shape.classes)
-            images.append(np.asarray(render(styles[c], image_size, rng), dtype=np.uint8))
-            labels.append(c)
-    return np.stack(images), np.asarray(labels, dtype=np.int64), n_train * len(shape.classes)
+    def __init__(self, styles: list[dict], labels: np.ndarray, size: int, seed: int, index: np.ndarray | None = None) -> None:
+        self.styles, self.labels, self.size, self.seed = styles, labels, size, seed
+        self.index = np.arange(len(labels)) if index is None else index  # positions in the full stand-in
 
+    def __len__(self) -> int:
+        return len(self.index)
 
-def _cache_path(kind: str, params: dict) -> Path:
-    from bench.data.synthetic import cache_dir
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        from bench.data.synthetic import render
 
-    key = hashlib.sha256(json.dumps({"v": STANDIN_VERSION, "kind": kind, **params}, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "datasets" / f"synthetic-{kind}-{key}.npz"
+        n = int(self.index[i])
+        rng = np.random.default_rng([self.seed, n])
+        return np.asarray(render(self.styles[int(self.labels[n])], self.size, rng), dtype=np.uint8)
 
-
-_MEMORY: dict[Path, tuple[np.ndarray, np.ndarray, int]] = {}
+    def take(self, idx) -> "LazyImages":
+        """A subset, still lazy."""
+        return LazyImages(self.styles, self.labels, self.size, self.seed, self.index[np.asarray(idx, dtype=np.int64)])
 
 
 def standin(kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | None = None, why: str | None = None) -> SampleSet:
     """The stand-in for `kind` (a key of SHAPES) as a SampleSet, labelled synthetic; `why` (e.g. the real
-    files were not found) goes into its description."""
+    files were not found) goes into its description. Train images come first, then test ones (the given
+    split), classes interleaved; images are rendered when first decoded (see LazyImages), so `subset`
+    costs only what it keeps, and the decoded-image cache keeps them for later runs."""
+    from bench.data.synthetic import _styles
     from bench.errors import InputError
 
     shape = SHAPES[kind]
     if not 0 < scale <= 1:
         raise InputError(f"synthetic scale must be in (0, 1] (got {scale})", field="data.options.synthetic.scale")
     size = int(image_size or shape.image_size)
-    path = _cache_path(kind, {"scale": scale, "seed": seed, "image_size": size})
-    if path not in _MEMORY:
-        loaded = None
-        if path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    loaded = (z["images"].copy(), z["labels"].copy(), int(z["n_train"]))
-            except (OSError, ValueError, KeyError):
-                loaded = None
-        if loaded is None:
-            loaded = _generate(shape, scale, seed, size)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-            try:
-                np.savez(tmp, images=loaded[0], labels=loaded[1], n_train=loaded[2])
-                os.replace(tmp, path)
-            except OSError:
-                tmp.unlink(missing_ok=True)  # a cache that cannot be written is not an error
-        _MEMORY[path] = loaded
-    images, labels, n_train = _MEMORY[path]
-    names = [shape.classes[i] for i in labels]
+    k = len(shape.classes)
+    n_train, n_test = _counts(shape.train_per_class, scale) * k, _counts(shape.test_per_class, scale) * k
+    labels = np.arange(n_train + n_test) % k
+    styles = _styles(k, np.random.default_rng(seed))
     split = "train" if shape.test_per_class else "all"
     keys = [f"synthetic-{kind}-{split if i < n_train else 'test'}-{i:06d}" for i in range(len(labels))]
     samples = SampleSet(
-        keys=keys, labels=names, paths=[None] * len(keys), arrays=list(images), synthetic=True,
-        description=(f"SYNTHETIC stand-in for {shape.title} ({len(shape.classes)} classes, balanced, {size}x{size} px, "
+        keys=keys, labels=[shape.classes[c] for c in labels], paths=[None] * len(keys),
+        arrays=LazyImages(styles, labels, size, seed), synthetic=True,
+        description=(f"SYNTHETIC stand-in for {shape.title} ({k} classes, balanced, {size}x{size} px, "
                      f"{len(keys)} images, scale {scale:g})" + (f"; {why}" if why else "")),
+        content_id=f"standin-v{STANDIN_VERSION}:{kind}:seed={seed}:size={size}",
     )
     if shape.test_per_class:
         samples.notes.append(f"split:{n_train}")
