@@ -343,6 +343,6 @@ def test_sweep_report_plots_numeric_axes_and_compares_optimizers(reports, sweep_
 def test_precision_section_shows_each_format_range(reports):
     sections, html, md, _ = reports["trained"]
     assert "precisions" in sections
-    assert "| fp16 (float16) | 16 | 5 / 10 | 6.55e+04 | 6.1e-05 | 0.000977 |" in md
+    assert "| fp16 (float16) | 16 | 5 / 10 | 6.55e+04 | 6.1e-05 | 0.000977 |" in md and "inference peak memory" in md
     assert "| bf16 (bfloat16) | 16 | 8 / 7 | 3.39e+38 | 1.18e-38 | 0.00781 |" in md
     assert "smallest normal" in html

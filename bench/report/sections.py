@@ -529,6 +529,8 @@ def precisions(ctx: ReportContext) -> dict | None:
             for label, key in (("infer", "speed.throughput_img_s"), ("train", "train.train_img_s")):
                 a, b = mean(ref, key), mean(cells, key)
                 row[f"{label}_speedup"] = b / a if a and b else None
+            a, b = mean(ref, "speed.peak_memory_mb"), mean(cells, "speed.peak_memory_mb")
+            row["mem_ratio"] = b / a if a and b else None
             for label, key in (("acc", "train.accuracy"), ("f1", "train.macro_f1")):
                 a, b = mean(ref, key), mean(cells, key)
                 row[f"{label}_delta"] = None if a is None or b is None else b - a
@@ -555,7 +557,7 @@ def _format_rows(blocks: list[dict]) -> list[dict]:
         if name != "fp32" and not entries:
             continue
         row = {**format_info(name), "models": len(blocks) if name == "fp32" else len(entries)}
-        for key in ("infer_speedup", "train_speedup"):
+        for key in ("infer_speedup", "train_speedup", "mem_ratio"):
             values = [r[key] for r in entries if r[key]]
             row[key] = 1.0 if name == "fp32" else (float(np.exp(np.mean(np.log(values)))) if values else None)
         for key in ("acc_delta", "f1_delta"):
