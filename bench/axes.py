@@ -107,7 +107,8 @@ def _unwrap(annotation: Any) -> Any:
 def check_settings_path(settings_model: type[BaseModel], rest: list[str], prefix: str) -> tuple[str | None, str | None, str | None]:
     """Walk `rest` down a Settings model. Returns (problem, hint, free_key_parent): a problem when a
     part is unknown (with a suggestion), or the name of the free-form mapping the path ends in (e.g.
-    `options`), whose keys the caller checks."""
+    `options`), whose keys the caller checks. A path may end at a group of settings (`train.early_stopping`:
+    each value is then a whole mapping, or null where the group is optional)."""
     model: Any = settings_model
     walked: list[str] = []
     for i, part in enumerate(rest):
@@ -122,8 +123,6 @@ def check_settings_path(settings_model: type[BaseModel], rest: list[str], prefix
             return f"unknown field '{part}' in {where}", hint, None
         walked.append(part)
         model = _unwrap(model.model_fields[part].annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return f"'{'.'.join(walked)}' is a group of settings, not one value", f"name one of its fields: {', '.join(model.model_fields)}", None
     if not rest:
         return "a dotted axis names a field below the measurement", None, None
     return None, None, None

@@ -116,14 +116,6 @@ class Matrix(StrictModel):
             return {k: _as_list(v) for k, v in value.items()}
         return value
 
-    @field_validator("paths")
-    @classmethod
-    def _paths_not_empty(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for path, values in value.items():
-            if not values:
-                raise ValueError(f"{path}: empty axis: give at least one value (or remove the axis)")
-        return value
-
     @classmethod
     def axes(cls) -> list[str]:
         """The built-in axes (dotted-path axes are per suite: `Matrix.paths`)."""
@@ -298,6 +290,8 @@ class Suite(StrictModel):
             self._check_axis(path, values, where)
 
     def _check_axis(self, path: str, values: list[Any], where: tuple) -> None:
+        if not values:
+            raise self.error("empty axis: give at least one value (or remove the axis)", field_path=where)
         first, *rest = axis_paths.parts(path)
         if first == axis_paths.MODEL_PREFIX:
             self._check_model_axis(path, rest, values, where)
