@@ -157,9 +157,25 @@ def header(ctx: ReportContext) -> dict:
         ],
         "counts": counts,
         "total": len(run.results),
+        "cell_time_s": sum(r.duration_s or 0.0 for r in run.results),
+        "shared": sum(bool(r.measurements.get("train", {}).get("trained_in_cell")) for r in run.results),
+        "headline": _headline(run),
         "synthetic": synthetic,
         "synthetic_notice": SYNTHETIC_NOTICE,
     }
+
+
+def _headline(run: RunData) -> dict | None:
+    """The run's best trained cell by macro-F1 (the founding experiments' judge), or its fastest one."""
+    trained = [r for r in run.results if _is_train(r)]
+    if trained:
+        best = max(trained, key=lambda r: _m(r, "train.macro_f1"))
+        return {"metric": "macro-F1", "value": _m(best, "train.macro_f1"), "accuracy": _m(best, "train.accuracy"), "label": best.cell.label()}
+    timed = [r for r in run.results if r.status == "ok" and isinstance(_m(r, "speed.throughput_img_s"), (int, float))]
+    if timed:
+        best = max(timed, key=lambda r: _m(r, "speed.throughput_img_s"))
+        return {"metric": "img/s", "value": _m(best, "speed.throughput_img_s"), "accuracy": None, "label": best.cell.label()}
+    return None
 
 
 # -- comparison of runs ---------------------------------------------------------------------------------
