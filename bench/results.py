@@ -81,6 +81,8 @@ class CellResult:
             "weights": c.weights or "",
             "duration_s": self.duration_s,
         }
+        for path, value in c.axes.items():  # dotted-path axes the suite swept: one column each
+            row[f"axis.{path}"] = value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
         for name in c.measure:
             data = self.measurements.get(name, {})
             row[f"{name}.status"] = data.get("status", "")

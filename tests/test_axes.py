@@ -54,11 +54,16 @@ def test_dotted_axis_multiplies_cells_and_reaches_the_training_loop(suite_file, 
         return opt
 
     monkeypatch.setattr(train_module, "_optimizer", spy)
-    summary = run_cells(cells, RunStore.create(tmp_path / "run"), torch.device("cpu"), base_dir=tmp_path)
+    store = RunStore.create(tmp_path / "run")
+    summary = run_cells(cells, store, torch.device("cpu"), base_dir=tmp_path)
     assert [r.status for r in summary.results] == ["ok"] * 4, [r.reason for r in summary.results]
     assert built == ["Adam", "Adam", "SGD", "SGD"]  # the axis value is what the training loop used
     params = [r.measurements["profile"]["params"] for r in summary.results]
     assert params[0] < params[1] and params[0] == params[2]  # model.filters reached the model's builder
+    import pandas as pd
+
+    table = pd.read_csv(store.run_dir / "results.csv")
+    assert list(table["axis.train.optimizer"]) == ["adam", "adam", "sgd", "sgd"] and list(table["axis.model.filters"]) == [4, 8, 4, 8]
 
 
 def test_nested_yaml_and_set_give_the_same_cells(suite_file):
