@@ -106,16 +106,24 @@ def _config(cell) -> dict[str, Any]:
     return {f: getattr(cell, f) for f in _CONFIG_FIELDS}
 
 
+def _with_axes(cells: list, fields=_CONFIG_FIELDS) -> tuple[str, ...]:
+    """`fields` plus the dotted-path axes the cells were swept over (train.optimizer, model.dropout, ...)."""
+    return tuple(fields) + tuple(dict.fromkeys(k for c in cells for k in c.axes))
+
+
 def _varying(cells: list, fields=_CONFIG_FIELDS) -> list[str]:
-    """Config fields whose value differs between `cells` (the others go in a caption, not a column)."""
-    return [f for f in fields if len({getattr(c, f) for c in cells}) > 1]
+    """Config fields (and swept dotted axes) whose value differs between `cells` (the others go in a
+    caption, not a column)."""
+    return [f for f in _with_axes(cells, fields) if len({repr(c.value(f)) for c in cells}) > 1]
 
 
 def _short(cell, varying: list[str]) -> str:
     parts = [cell.model]
     for f in varying:
-        value = getattr(cell, f)
-        if f == "resolution":
+        value = cell.value(f)
+        if "." in f:  # a dotted axis: name=value, without the measurement (optimizer=adam, model.dropout=0.2)
+            parts.append(f"{f.removeprefix('train.')}={value}")
+        elif f == "resolution":
             parts.append(f"@{value}")
         elif f == "batch_size":
             parts.append(f"bs{value}")
@@ -254,7 +262,7 @@ def leaderboard(ctx: ReportContext) -> dict | None:
     for members in groups:
         c = members[0].cell
         stats = {key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS}
-        rows.append({"model": c.model, "family": c.family, "config": [getattr(c, f) for f in varying],
+        rows.append({"model": c.model, "family": c.family, "config": [c.value(f) for f in varying],
                      "seeds": len(members), "stats": stats})
     columns = [col for col in LEADERBOARD_COLUMNS if any(r["stats"][col[1]] is not None for r in rows)]
     best = {}
