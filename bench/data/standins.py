@@ -1,9 +1,9 @@
 """Synthetic stand-ins for the standard datasets, of the same shape: classes, resolution, class balance
 and train/test split sizes (`scale` shrinks every count alike).
 
-Each class gets a learnable style from the synthetic-artists generator (a palette, a stroke direction and
-texture, a composition), every image jittered, so a model must learn the style rather than memorise
-pixels. Each image is rendered when first needed, deterministically from (seed, index), and the
+Each class gets a learnable style from the synthetic-artists generator (a stroke direction and texture,
+a composition), every image jittered and given a random palette, so colour says nothing about the class
+and a model must learn shapes rather than memorise pixels or colours. Each image is rendered when first needed, deterministically from (seed, index), and the
 decoded-image cache keeps it for later cells and processes. A stand-in is labelled synthetic in its description and
 in every result, console table and report (`SampleSet.synthetic`).
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.data.base import SampleSet
 
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,11 @@ class LazyImages(Sequence):
 
         n = int(self.index[i])
         rng = np.random.default_rng([self.seed, n])
-        return np.asarray(render(self.styles[int(self.labels[n])], self.size, rng), dtype=np.uint8)
+        # Colour carries no class information (a random palette per image): a class is its strokes'
+        # direction, length, width and density and its composition, which a model must learn from shapes.
+        style = {**self.styles[int(self.labels[n])], "hue": float(rng.uniform()), "hue_spread": float(rng.uniform(0.05, 0.25)),
+                 "dark": bool(rng.random() < 1 / 3)}
+        return np.asarray(render(style, self.size, rng), dtype=np.uint8)
 
     def take(self, idx) -> "LazyImages":
         """A subset, still lazy."""
