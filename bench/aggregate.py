@@ -72,6 +72,7 @@ def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS)
             "precision": first.precision,
             "strategy": first.strategy,
             "seeds": ";".join(str(m.cell.seed) for m in members),
+            **{f"axis.{k}": v for k, v in first.axes.items()},  # dotted-path axes the suite swept
         }
         for metric in metrics:
             values = metric_values(members, metric)

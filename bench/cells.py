@@ -5,6 +5,11 @@ left implicit), plus the measurements it takes and their full settings. Its id i
 canonical JSON of that config, so the same cell gets the same id in any process, on any machine, from
 any suite: this is what caching, resume and comparisons key on. The device is not part of the id (it is
 recorded in the run's environment), so runs on different hardware can be compared cell by cell.
+
+Dotted-path axes (`train.optimizer`, `model.drop_rate`; see `bench.axes`) put their value where the field
+lives, in `settings` or `model_kwargs`, so it is hashed like any setting; `axes` only records which
+fields the suite swept and their values (for labels and reports) and is not hashed itself, so a suite
+without dotted axes keeps the ids it always had.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from bench import axes as axis_paths
 from bench.models import get_entry
-from bench.suite import Matrix, ModelSpec, Suite
+from bench.suite import ModelSpec, Suite
 
 ID_VERSION = "bench-cell-v1"
 ID_LENGTH = 12
@@ -45,11 +51,14 @@ class Cell:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     weights_sha256: str | None = None
+    axes: dict[str, Any] = field(default_factory=dict)  # dotted-path axes swept -> this cell's value (not hashed)
 
     def identity(self) -> dict[str, Any]:
-        """What the id hashes: everything but the weights *path* (its content hash stands in)."""
+        """What the id hashes: everything but the weights *path* (its content hash stands in) and `axes`
+        (their values are in `settings` / `model_kwargs` already)."""
         data = asdict(self)
         data.pop("weights")
+        data.pop("axes")
         data["measure"] = list(self.measure)
         return data
 
@@ -75,7 +84,12 @@ class Cell:
             [" +channels_last" if self.channels_last else "", " +compile" if self.compile else ""]
         )
         strategy = f" {self.strategy}" if "train" in self.measure else ""
-        return f"{self.model}@{self.resolution} bs={self.batch_size} {self.precision}{extras}{strategy} seed={self.seed}"
+        swept = "".join(f" {k}={v}" for k, v in self.axes.items())
+        return f"{self.model}@{self.resolution} bs={self.batch_size} {self.precision}{extras}{strategy}{swept} seed={self.seed}"
+
+    def value(self, axis: str) -> Any:
+        """This cell's value of an axis, built-in (`batch_size`) or dotted (`train.lr`)."""
+        return axis_paths.value_of(self, axis)
 
 
 def canonical_json(data: Any) -> str:
@@ -108,7 +122,7 @@ def _rule_matches(rule: dict[str, list[Any]], cell: Cell, native: int) -> bool:
             resolved = [native if v == "native" else v for v in values]
             if cell.resolution not in resolved:
                 return False
-        elif getattr(cell, key) not in values:
+        elif axis_paths.value_of(cell, key) not in values:
             return False
     return True
 
@@ -121,7 +135,9 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         path = Path(spec.weights)
         path = path if path.is_absolute() else suite.base_dir() / path
         weights, sha = str(path), file_sha256(path)
-    return Cell(
+    dotted = {k: v for k, v in point.items() if axis_paths.is_dotted(k)}
+    model_axes = {axis_paths.parts(k)[1]: v for k, v in dotted.items() if axis_paths.head(k) == axis_paths.MODEL_PREFIX}
+    cell = Cell(
         model=spec.name,
         family=entry.family,
         resolution=int(resolution),
@@ -134,15 +150,18 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         measure=tuple(suite.measure),
         strategy=point["strategy"],
         strategy_config=suite.strategy(point["strategy"]).model_dump(),
-        settings={name: suite.measurement_settings(name, spec, extra_settings) for name in suite.measure},
-        model_kwargs=dict(spec.kwargs),
+        settings={name: suite.measurement_settings(name, spec, extra_settings, dotted) for name in suite.measure},
+        model_kwargs={**model_axes, **spec.kwargs},  # the model's own kwargs win over the matrix, as its resolution does
         weights=weights,
         weights_sha256=sha,
     )
+    if dotted:  # record the values in effect (a model's own override may have replaced the matrix's)
+        object.__setattr__(cell, "axes", {k: axis_paths.value_of(cell, k) for k in dotted})
+    return cell
 
 
 def _points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    names = Matrix.axes()
+    names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
@@ -150,7 +169,7 @@ def expand(suite: Suite) -> list[Cell]:
     """All cells of a suite, in a deterministic order: models in suite order, then the matrix product
     (axes in schema order), minus `exclude` matches, plus `include` entries; duplicates (same id)
     collapse to their first occurrence. Raises when nothing is left."""
-    matrix = suite.matrix.model_dump()
+    matrix = suite.matrix.all_axes()
     cells: list[Cell] = []
     for spec in suite.models:
         native = get_entry(spec.name).native_resolution
@@ -159,7 +178,8 @@ def expand(suite: Suite) -> list[Cell]:
             if not any(_rule_matches(rule, cell, spec.resolution or native) for rule in suite.exclude):
                 cells.append(cell)
     for rule in suite.include:
-        axes = {name: rule.get(name, matrix[name][:1]) for name in Matrix.axes()}
+        axes = {name: rule.get(name, values[:1]) for name, values in matrix.items()}
+        axes.update({k: v for k, v in rule.items() if axis_paths.is_dotted(k) and k not in axes})
         listed = {spec.name for spec in suite.models}
         extra = [ModelSpec(name=name) for name in rule.get("model", []) if name not in listed]
         for spec in [*suite.models, *extra]:

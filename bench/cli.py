@@ -30,7 +30,9 @@ if not console.is_terminal:  # piped or in CI: wide enough that tables are not c
 err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 200)
 _STATE = {"debug": False}
 
-SUITE_DIRS = [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+_PACKAGE_SUITES = Path(__file__).resolve().parent.parent / "suites"
+# suites/seeds: the founding experiments, one suite each (efficientnet_from_scratch, small_cnn_cifar, ...)
+SUITE_DIRS = [Path.cwd() / "suites", Path.cwd() / "suites" / "seeds", _PACKAGE_SUITES, _PACKAGE_SUITES / "seeds"]
 FLOPS_NOTE = "MACs = multiply-accumulates; FLOPs = 2 × MACs (published 'FLOPs' tables usually give MACs)."
 
 
@@ -89,12 +91,15 @@ _COLUMNS = [
     ("train img/s", lambda r: _fmt(_m(r, "train", "train_img_s")), "train"),
     ("reason", lambda r: escape(r.reason or ""), None),
 ]
-_LEFT = {"id", "model", "prec", "strategy", "status", "reason"}
+_LEFT = {"id", "model", "prec", "strategy", "swept", "status", "reason"}
 
 
 def _results_table(results: list, title: str) -> Table:
     present = {name for r in results for name in r.cell.measure}
     columns = [c for c in _COLUMNS if c[2] is None or c[2] in present]
+    if any(r.cell.axes for r in results):  # dotted-path axes (train.optimizer, model.dropout, ...)
+        swept = ("swept", lambda r: escape(", ".join(f"{k.removeprefix('train.')}={v}" for k, v in r.cell.axes.items())), None)
+        columns.insert(next(i for i, c in enumerate(columns) if c[0] == "status"), swept)
     table = Table(title=escape(title), show_lines=False)
     for header, _, _ in columns:
         table.add_column(header, overflow="fold", justify="left" if header in _LEFT else "right")
@@ -386,13 +391,18 @@ def plan(
         _fail_input(exc)
         return
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", "measure"):
+    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure"):
         table.add_column(col)
     for i, c in enumerate(cells, 1):
         strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed), ",".join(c.measure))
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
+                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
     console.print(table)
-    console.print(f"{len(cells)} cells")
+    from bench.epochs import shared_training_groups
+
+    served = sum(len(g) - 1 for g in shared_training_groups(cells))
+    console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
 
 
 @list_app.command("models")

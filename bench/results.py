@@ -85,6 +85,8 @@ class CellResult:
             "duration_s": self.duration_s,
             "isolation": self.isolation or "",
         }
+        for path, value in c.axes.items():  # dotted-path axes the suite swept: one column each
+            row[f"axis.{path}"] = value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)
         for name in c.measure:
             data = self.measurements.get(name, {})
             row[f"{name}.status"] = data.get("status", "")
@@ -98,7 +100,7 @@ class CellResult:
         return row
 
 
-SYNTHETIC_NOTICE = "these results come from a synthetic stand-in, not real paintings"
+SYNTHETIC_NOTICE = "these results come from a synthetic stand-in, not the real data"
 
 
 def synthetic_datasets(results) -> list[str]:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from bench.cells import Cell
+from bench.epochs import derived_results, epochs_of, shared_training_groups
 from bench.errors import BenchError, SkipCell
 from bench.memory import is_out_of_memory
 from bench.measure import CellContext, get_measurement
@@ -105,15 +106,16 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None) -> CellResult:
+def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None,
+             epoch_taps: dict[int, Path | None] | None = None, tap_results: dict[int, dict[str, Any]] | None = None) -> CellResult:
     """Build the cell's model and take each of its measurements; never raises for a cell's own fault
-    (KeyboardInterrupt and SystemExit do pass through)."""
+    (KeyboardInterrupt and SystemExit do pass through). `epoch_taps`/`tap_results`: see bench.epochs."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     measurements: dict[str, dict[str, Any]] = {}
     result = CellResult(cell=cell, status="ok", started_at=started, measurements=measurements)
     try:
-        _measure_cell(cell, device, result, base_dir, artifact_dir)
+        _measure_cell(cell, device, result, base_dir, artifact_dir, epoch_taps or {}, tap_results if tap_results is not None else {})
     finally:
         release_memory(device)  # the model, its optimizer and activations are unreachable by now
     result.duration_s = time.perf_counter() - t0
@@ -121,7 +123,8 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     return result
 
 
-def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir: Path | None, artifact_dir: Path | None) -> None:
+def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir: Path | None, artifact_dir: Path | None,
+                  epoch_taps: dict[int, Path | None], tap_results: dict[int, dict[str, Any]]) -> None:
     # Everything that holds the model lives in this frame, so it is freed when this returns (or raises).
     measurements = result.measurements
     try:
@@ -141,7 +144,8 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
         return
     for name in cell.measure:
         ctx = CellContext(
-            cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir
+            cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir,
+            epoch_taps=epoch_taps if name == "train" else {}, tap_results=tap_results,
         )
         try:
             data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
@@ -162,6 +166,16 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
                 model.to(memory_format=torch.contiguous_format)
             except Exception:  # noqa: BLE001 - a model left unusable by its failure is not the next one's problem
                 pass
+
+
+def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
+    """Cells that differ only in epochs (bench.epochs): train the longest once, read the others off its
+    run. Returns every cell's result, the shorter ones first. `artifact_dir(cell_id)` names each cell's folder."""
+    trained = group[-1]
+    taps = {epochs_of(c): artifact_dir(c.id) for c in group[:-1]}
+    tap_results: dict[int, dict[str, Any]] = {}
+    result = run_cell(trained, device, base_dir=base_dir, artifact_dir=artifact_dir(trained.id), epoch_taps=taps, tap_results=tap_results)
+    return [*derived_results(group, result, tap_results), result]
 
 
 def run_cells(
@@ -201,21 +215,30 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             progress.notice(f"cell {cell.id}: {problem}; running it again")
         if previous is not None and previous.status in FINISHED:
             done[cell.id] = previous
+    reused = set(done)
+    sweeps = {c.id: group for group in shared_training_groups(cells) for c in group}
     for index, cell in enumerate(cells):
         if cell.id in done:
-            summary.reused += 1
-            progress.cell_finished(done[cell.id], reused=True)
+            if cell.id in reused:
+                summary.reused += 1
+                progress.cell_finished(done[cell.id], reused=True)
             continue
-        progress.cell_started(cell, index, len(cells))
-        if uses_process(isolation, cell):
-            result = run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
-                                       memory_limit_mb=memory_limit_mb, server=shared_server())
+        group = [c for c in sweeps.get(cell.id, []) if c.id not in done]
+        if len(group) > 1:  # an epoch sweep: one training run (in this process) serves every cell of the group still to run
+            progress.cell_started(group[-1], index, len(cells))
+            results = run_epoch_sweep(group, device, base_dir=base_dir, artifact_dir=store.artifact_dir)
+        elif uses_process(isolation, cell):
+            progress.cell_started(cell, index, len(cells))
+            results = [run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
+                                         memory_limit_mb=memory_limit_mb, server=shared_server())]
         else:
-            result = run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))
-        store.write_cell(result)
-        done[cell.id] = result
-        store.write_csv(done[c.id] for c in cells if c.id in done)
-        progress.cell_finished(result, reused=False)
+            progress.cell_started(cell, index, len(cells))
+            results = [run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))]
+        for result in results:
+            store.write_cell(result)
+            done[result.id] = result
+            store.write_csv(done[c.id] for c in cells if c.id in done)
+            progress.cell_finished(result, reused=False)
     summary.results = [done[c.id] for c in cells]
     store.write_csv(summary.results)
     return summary

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from bench import axes as axis_paths
 from bench.device import PRECISIONS, resolve_device
 from bench.errors import InputError, did_you_mean
 from bench.measure import get_measurement, list_measurements
@@ -66,7 +67,12 @@ def _as_list(value: Any) -> Any:
 
 
 class Matrix(StrictModel):
-    """Axes that multiply: every combination (per model) is one cell."""
+    """Axes that multiply: every combination (per model) is one cell.
+
+    Besides the built-in axes below, any field of a cell's config is an axis by its dotted path
+    (`train.optimizer: [adam, adamw]`, `model.drop_rate: [0.0, 0.2]`; see `bench.axes`); those are kept
+    in `paths`, in the order written, and checked against the settings' schema by `Suite.check_axes`.
+    """
 
     precision: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     batch_size: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
@@ -75,15 +81,49 @@ class Matrix(StrictModel):
     compile: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     seed: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     strategy: list[str] = Field(default_factory=lambda: ["none"], min_length=1, description="sampling/loss recipes (train)")
+    paths: dict[str, list[Any]] = Field(default_factory=dict, exclude=True, description="dotted-path axes (any config field)")
 
-    @field_validator("*", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _dotted_axes(cls, data: Any) -> Any:
+        """Dotted keys (and nested mappings, as `--set matrix.train.lr=[..]` writes them) -> `paths`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        paths: dict[str, Any] = {}
+        for key in list(data):
+            if not isinstance(key, str) or key == "paths" or (key in cls.model_fields and not isinstance(data[key], dict)):
+                continue
+            if axis_paths.is_dotted(key) or isinstance(data[key], dict):
+                for path, values in axis_paths.flatten(key, data.pop(key)).items():
+                    paths[axis_paths.normalise(path)] = values
+        for path, values in paths.items():
+            if not axis_paths.is_dotted(path):  # {precision: {}} and the like: not a path
+                data[path] = values
+                continue
+            data.setdefault("paths", {})[path] = values
+        return data
+
+    @field_validator(*axis_paths.BUILTIN_AXES, mode="before")
     @classmethod
     def _scalar_to_list(cls, value: Any) -> Any:
         return _as_list(value)
 
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _path_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: _as_list(v) for k, v in value.items()}
+        return value
+
     @classmethod
     def axes(cls) -> list[str]:
-        return list(cls.model_fields)
+        """The built-in axes (dotted-path axes are per suite: `Matrix.paths`)."""
+        return [name for name in cls.model_fields if name != "paths"]
+
+    def all_axes(self) -> dict[str, list[Any]]:
+        """Every axis of this matrix with its values: the built-in ones, then the dotted paths."""
+        return {**{name: list(getattr(self, name)) for name in self.axes()}, **self.paths}
 
 
 RULE_KEYS = ("model", "family")
@@ -105,6 +145,10 @@ def _check_rule(rule: dict[str, Any], *, include: bool = False) -> dict[str, Any
                 hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
                 raise ValueError(f"settings for unknown measurement '{name}' — {hint}")
     for key, value in rule.items():
+        if axis_paths.is_dotted(key):  # a dotted-path axis: its path and values are checked by Suite.check_axes
+            if not _as_list(value):
+                raise ValueError(f"'{key}' has an empty list")
+            continue
         if key not in allowed:
             hint = did_you_mean(key, allowed) or f"use one of {', '.join(allowed)}"
             raise ValueError(f"unknown key '{key}' in rule — {hint}")
@@ -121,7 +165,7 @@ def _check_rule(rule: dict[str, Any], *, include: bool = False) -> dict[str, Any
                     raise ValueError(f"unknown family '{fam}' — {hint}")
         else:
             Matrix.model_validate({key: values})
-    checked = {k: _as_list(v) for k, v in rule.items()}
+    checked = {axis_paths.normalise(k) if axis_paths.is_dotted(k) else k: _as_list(v) for k, v in rule.items()}
     if settings is not None:
         checked["settings"] = settings
     return checked
@@ -239,6 +283,77 @@ class Suite(StrictModel):
                                  field_path=("models", i), hint="remove one, or give them different settings")
             seen.setdefault(spec.name, i)
 
+    def check_axes(self) -> None:
+        """Dotted-path axes (in the matrix and in include/exclude rules), run by `load_suite` after
+        validation: each path names a real field (a suggestion when a part is misspelled), and each value
+        is valid there, checked by the same schema as the field itself."""
+        places: list[tuple[tuple, str, list[Any]]] = [(("matrix", path), path, values) for path, values in self.matrix.paths.items()]
+        for kind in ("include", "exclude"):
+            for j, rule in enumerate(getattr(self, kind)):
+                places += [((kind, j, key), key, values) for key, values in rule.items() if axis_paths.is_dotted(key)]
+        for where, path, values in places:
+            self._check_axis(path, values, where)
+
+    def _check_axis(self, path: str, values: list[Any], where: tuple) -> None:
+        if not values:
+            raise self.error("empty axis: give at least one value (or remove the axis)", field_path=where)
+        first, *rest = axis_paths.parts(path)
+        if first == axis_paths.MODEL_PREFIX:
+            self._check_model_axis(path, rest, values, where)
+            return
+        measurements = list_measurements()
+        if first not in measurements:
+            known = measurements + [axis_paths.MODEL_PREFIX]
+            hint = did_you_mean(first, known + list(axis_paths.BUILTIN_AXES))
+            hint = f"{hint} ({first!r} is not a measurement or 'model')" if hint else (
+                f"start it with a measurement ({', '.join(measurements)}) or 'model' (a model keyword argument), e.g. train.optimizer")
+            raise self.error(f"unknown axis '{path}'", field_path=where, hint=hint)
+        if first not in self.measure:
+            raise self.error(f"axis '{path}' sets a '{first}' setting, but the suite does not measure '{first}'",
+                             field_path=where, hint=f"add {first} to measure:, or remove the axis")
+        settings_model = get_measurement(first).Settings
+        problem, hint, free = axis_paths.check_settings_path(settings_model, rest, first)
+        if problem:
+            raise self.error(f"axis '{path}': {problem}", field_path=where, hint=hint)
+        if first == "train" and free == "data.options" and len(rest) >= 3:
+            self._check_dataset_option(path, rest[2], where)
+        for i, value in enumerate(values):
+            merged = deep_merge(self.settings.get(first) or {}, axis_paths.override(path, value))
+            try:
+                settings_model.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                msg = err["msg"].removeprefix("Value error, ")
+                raise self.error(f"{msg} (got {value!r})", field_path=where + (i,),
+                                 hint=f"a value for {'.'.join(rest)}, as under settings.{first}") from None
+
+    def _check_dataset_option(self, path: str, option: str, where: tuple) -> None:
+        from bench.data import dataset_option_names
+
+        kind = (self.settings.get("train") or {}).get("data", {}).get("kind", "synthetic-artists")
+        names = dataset_option_names(kind) if isinstance(kind, str) else None
+        if names is not None and option not in names:
+            hint = did_you_mean(option, names) or f"options of '{kind}': {', '.join(names)}"
+            raise self.error(f"axis '{path}': dataset kind '{kind}' has no option '{option}'", field_path=where, hint=hint)
+
+    def _check_model_axis(self, path: str, rest: list[str], values: list[Any], where: tuple) -> None:
+        from bench.models.registry import check_model_kwargs
+
+        if len(rest) != 1:
+            raise self.error(f"axis '{path}': name one keyword argument of the model builder, e.g. model.drop_rate",
+                             field_path=where)
+        rule = getattr(self, where[0])[where[1]] if where[0] in ("include", "exclude") else {}
+        specs = [spec for spec in self.models if spec.name in rule.get("model", [spec.name])
+                 and get_entry(spec.name).family in rule.get("family", [get_entry(spec.name).family])]
+        specs += [ModelSpec(name=n) for n in rule.get("model", []) if n not in {s.name for s in self.models}]
+        for spec in specs:
+            for i, value in enumerate(values):
+                try:
+                    check_model_kwargs(spec.name, {**spec.kwargs, rest[0]: value}, num_classes=self.num_classes)
+                except InputError as exc:
+                    raise self.error(f"model '{spec.name}': {exc.message}", field_path=where if exc.field == "name" else where + (i,),
+                                     hint=exc.hint) from None
+
     # -- where things came from, for errors raised after validation --------------------------------
     @property
     def path(self) -> Path | None:
@@ -266,11 +381,14 @@ class Suite(StrictModel):
         return {**BUILTIN_STRATEGIES, **self.strategies}[name]
 
     def measurement_settings(
-        self, name: str, spec: ModelSpec | None = None, extra: dict[str, Any] | None = None
+        self, name: str, spec: ModelSpec | None = None, extra: dict[str, Any] | None = None, axes: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The full settings of a measurement (defaults filled in): the suite's, then the model's own
-        overrides, then an include rule's."""
+        """The full settings of a measurement (defaults filled in): the suite's, then the cell's values of
+        dotted-path axes (`train.lr`: 0.01), then the model's own overrides, then an include rule's."""
         values = self.settings.get(name) or {}
+        for path, value in (axes or {}).items():
+            if axis_paths.head(path) == name:
+                values = deep_merge(values, axis_paths.override(path, value))
         if spec is not None and spec.settings.get(name):
             values = deep_merge(values, spec.settings[name])
         if extra and extra.get(name):
@@ -280,6 +398,7 @@ class Suite(StrictModel):
     def resolved_dict(self) -> dict[str, Any]:
         """The suite as run (profile applied), for the results store."""
         data = self.model_dump(mode="json", exclude={"profiles", "default_profile"})
+        data["matrix"].update(self.matrix.paths)
         data["profile"] = self._profile
         data["source"] = str(self._path) if self._path else None
         return data
@@ -299,10 +418,18 @@ def _dotted(path: tuple) -> str:
 
 def _line_for(lines: LineMap, path: tuple, profile: str | None) -> int | None:
     """Prefer the line inside the active profile's override, if the field was set there."""
-    if profile is not None:
-        prof_path = ("profiles", profile) + tuple(path)
-        if prof_path in lines:
-            return lines[prof_path]
+    candidates = [tuple(path)]
+    # a dotted axis may be written nested in YAML ({train: {lr: [..]}}): look it up split, too
+    split = tuple(q for p in path for q in (p.split(".") if axis_paths.is_dotted(p) else [p]))
+    if split != tuple(path):
+        candidates.append(split)
+    for candidate in candidates:
+        if profile is not None:
+            prof_path = ("profiles", profile) + candidate
+            if prof_path in lines:
+                return lines[prof_path]
+        if candidate in lines:
+            return lines[candidate]
     return line_of(lines, tuple(path))
 
 
@@ -361,7 +488,7 @@ def _pydantic_errors(exc: ValidationError, file: str, lines: LineMap, profile: s
         hint = None
         if etype == "extra_forbidden":
             parent = _resolve_model_at(loc[:-1])
-            allowed = list(parent.model_fields) if parent else []
+            allowed = [f for f in parent.model_fields if not (parent is Matrix and f == "paths")] if parent else []
             msg = f"unknown key '{loc[-1]}'"
             hint = did_you_mean(str(loc[-1]), allowed) or (f"allowed: {', '.join(allowed)}" if allowed else None)
         elif etype == "too_short" and loc and loc[0] == "matrix":
@@ -453,6 +580,7 @@ def load_suite(path: str | Path, profile: str | None = None, overrides: list[str
     suite._lines = lines
     suite._profile = chosen
     suite.check_names()
+    suite.check_axes()
     for i, spec in enumerate(suite.models):
         if spec.weights is not None:
             weights = Path(spec.weights)

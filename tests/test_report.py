@@ -71,6 +71,23 @@ ONE_MODEL = textwrap.dedent(
 ) + FAST_SPEED
 
 
+SWEEP = textwrap.dedent(
+    """
+    name: report-sweep
+    description: a tiny CNN on digits, optimizer x batch size x epochs (an epoch sweep trains once)
+    models: [{name: small_cnn, kwargs: {filters: 8, dense: 32}}]
+    num_classes: 10
+    matrix: {resolution: [12], batch_size: [16, 32], train.optimizer: [adam, sgd], train.epochs: [1, 2]}
+    measure: [train]
+    settings:
+      train:
+        data: {kind: digits, val_fraction: 0.3, subset: 0.5, hflip: false}
+        lr: 0.01
+        early_stopping: null
+    """
+)
+
+
 def _run(tmp_path_factory, text: str, name: str) -> Path:
     folder = tmp_path_factory.mktemp(name)
     suite_path = folder / "suite.yaml"
@@ -86,6 +103,11 @@ def _run(tmp_path_factory, text: str, name: str) -> Path:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     return _run(tmp_path_factory, TRAINED, "trained")
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    return _run(tmp_path_factory, SWEEP, "sweep")
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +134,10 @@ def slower_copy(one_model_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reports(trained_run, profile_run, one_model_run, slower_copy, tmp_path_factory):
+def reports(trained_run, profile_run, one_model_run, slower_copy, sweep_run, tmp_path_factory):
     """name -> (sections rendered, html text, md text, out dir)."""
     out = {}
-    for name, dirs in {"trained": [trained_run], "profile": [profile_run], "one": [one_model_run],
+    for name, dirs in {"trained": [trained_run], "profile": [profile_run], "one": [one_model_run], "sweep": [sweep_run],
                        "compare": [one_model_run, slower_copy]}.items():
         folder = tmp_path_factory.mktemp(f"report-{name}")
         paths = render_report(dirs, folder)
@@ -297,3 +319,31 @@ def test_markdown_tables_are_well_formed(reports):
 def test_table_check_can_fail():
     assert table_problems("| a | b |\n|---|---|\n| 1 |\n")
     assert table_problems("| a | b |\n| 1 | 2 |\n")
+
+
+def test_sweep_report_plots_numeric_axes_and_compares_optimizers(reports, sweep_run):
+    from bench.report.sections import ReportContext, optimizers, sweeps
+
+    ctx = ReportContext(load_runs([sweep_run]))
+    data = sweeps(ctx)
+    axes = [(b["axis"], b["metric"]) for b in data["blocks"]]
+    assert axes == [("batch_size", "macro-F1 (validation)"), ("train.epochs", "macro-F1 (validation)")]
+    epochs = data["blocks"][1]
+    assert len(epochs["rows"]) == 4 and all(r["shared"] for r in epochs["rows"])  # one training per line
+    assert {r["label"] for r in epochs["rows"]} == {"batch_size=16, optimizer=adam", "batch_size=16, optimizer=sgd",
+                                                    "batch_size=32, optimizer=adam", "batch_size=32, optimizer=sgd"}
+    assert all([x for x, _ in r["points"]] == [1, 2] for r in epochs["rows"])
+    opt = optimizers(ctx)
+    assert len(opt["blocks"]) == 4 and all([r["value"] for r in b["rows"]] == ["adam", "sgd"] for b in opt["blocks"])
+    assert all(b["rows"][1]["delta"]["verdict"] in ("real", "within noise") for b in opt["blocks"])
+    sections, html, md, folder = reports["sweep"]
+    assert "sweeps" in sections and "optimizers" in sections
+    assert "against `train.epochs`" in md and (folder / "report_files" / "sweep_train_epochs_train_macro_f1.png").is_file()
+
+
+def test_precision_section_shows_each_format_range(reports):
+    sections, html, md, _ = reports["trained"]
+    assert "precisions" in sections
+    assert "| fp16 (float16) | 16 | 5 / 10 | 6.55e+04 | 6.1e-05 | 0.000977 |" in md and "inference peak memory" in md
+    assert "| bf16 (bfloat16) | 16 | 8 / 7 | 3.39e+38 | 1.18e-38 | 0.00781 |" in md
+    assert "smallest normal" in html

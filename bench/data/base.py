@@ -28,6 +28,9 @@ class SampleSet:
     synthetic: bool = False
     description: str = ""
     notes: list[str] = field(default_factory=list)
+    # Generated data: what identifies the generator (its version and parameters); with the keys and labels
+    # it identifies the content, so the content need not be generated to be fingerprinted.
+    content_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -47,15 +50,21 @@ class SampleSet:
             keys=[self.keys[i] for i in idx],
             labels=[self.labels[i] for i in idx],
             paths=[self.paths[i] for i in idx],
-            arrays=[self.arrays[i] for i in idx] if self.arrays is not None else None,
+            arrays=(self.arrays.take(idx) if hasattr(self.arrays, "take") else [self.arrays[i] for i in idx]) if self.arrays is not None else None,
             synthetic=self.synthetic,
             description=self.description,
             notes=list(self.notes),
+            content_id=self.content_id,
         )
 
     def fingerprint(self) -> str:
         """Identifies the content: keys, labels and (for files) size + mtime; for arrays, their bytes."""
         h = hashlib.sha256()
+        if self.content_id is not None:
+            h.update(f"{self.content_id}\0".encode())
+            for key, label in zip(self.keys, self.labels):
+                h.update(f"{key}\0{label}\0".encode())
+            return h.hexdigest()[:16]
         for i, key in enumerate(self.keys):
             h.update(f"{key}\0{self.labels[i]}\0".encode())
             path = self.paths[i]
@@ -86,6 +95,18 @@ def register_dataset(kind: str) -> Callable[[DatasetFactory], DatasetFactory]:
 
 def list_dataset_kinds() -> list[str]:
     return sorted(_KINDS)
+
+
+def dataset_option_names(kind: str) -> list[str] | None:
+    """The options a dataset kind takes (None for an unknown kind or one that takes any option)."""
+    import inspect
+
+    if kind not in _KINDS:
+        return None
+    params = inspect.signature(_KINDS[kind]).parameters.values()
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name != "base_dir"]
 
 
 def load_samples(kind: str, options: dict[str, Any], base_dir: Path) -> SampleSet:

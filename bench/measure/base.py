@@ -54,6 +54,10 @@ class CellContext:
     base_dir: Path = field(default_factory=Path.cwd)  # the suite's folder: relative data paths start here
     artifact_dir: Path | None = None  # where the cell may write files (checkpoint, predictions)
     notes: dict[str, Any] = field(default_factory=dict)
+    # Epoch sweeps (bench.epochs): epochs after which `train` also reports another cell's result, with
+    # that cell's artifact folder; the results land in `tap_results` (epoch -> train data).
+    epoch_taps: dict[int, Path | None] = field(default_factory=dict)
+    tap_results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 class Measurement(ABC):

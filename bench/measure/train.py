@@ -32,7 +32,8 @@ from bench.strategies import Strategy, make_loss, make_sampler
 
 
 class DataSettings(Settings):
-    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists")
+    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists, cifar10, stl10, cats-vs-dogs, "
+                      "synthetic-cifar10, synthetic-stl10, synthetic-cats-vs-dogs")
     options: dict[str, Any] = Field(default_factory=dict, description="the kind's options (csv, root, ...)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
@@ -267,10 +268,11 @@ class Train(Measurement):
         mode = "min" if es and es.metric == "val_loss" else "max"
         stopper = EarlyStopper(es.patience if es else s.epochs + 1, mode)
         best_state = None
+        best_eval: tuple[np.ndarray, np.ndarray, float] | None = None  # (probs, labels, val loss) of the best epoch
+        taps = dict(ctx.epoch_taps)  # epoch sweeps: epochs at which another cell's result is taken (bench.epochs)
         curves: list[dict[str, Any]] = []
         step = 0
         stopped_early = False
-        train_time = 0.0
         for epoch in range(1, s.epochs + 1):
             model.train()
             t0 = time.perf_counter()
@@ -295,7 +297,6 @@ class Train(Measurement):
                 seen += len(y)
             synchronize(device)
             epoch_time = time.perf_counter() - t0
-            train_time += epoch_time
             probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
             pred = probs.argmax(1)
             from sklearn.metrics import f1_score
@@ -314,37 +315,61 @@ class Train(Measurement):
             value = row[es.metric] if es else row["val_macro_f1"]
             if stopper.improved(value):
                 best_state = copy.deepcopy(model.state_dict())
+                best_eval = (probs, y_val, val_loss)
             stop = stopper.step(epoch, value)
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(value)
             elif sched is not None:
                 sched.step()
+            if epoch in taps:
+                # A shorter run with this seed would have ended here, keeping the best checkpoint so far and
+                # evaluating it: its predictions are the ones that checkpoint made at its own epoch.
+                tap_dir = taps.pop(epoch)
+                tap = self._save(tap_dir, best_state, info, best_eval[1], best_eval[0])
+                ctx.tap_results[epoch] = {
+                    **self._result(cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap),
+                    "trained_in_cell": cell.id,
+                    "shared_training": f"one training run of {s.epochs} epochs (cell {cell.id}) served this cell: "
+                                       f"evaluated after epoch {epoch}, at the best checkpoint up to then",
+                }
             if es and stop:
                 stopped_early = epoch < s.epochs
                 break
         if best_state is not None:
-            if ctx.artifact_dir is not None:
-                ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-                from bench.store import atomic_write
-
-                atomic_write(ctx.artifact_dir / "best.pt", lambda fh: torch.save(best_state, fh), binary=True)
             model.load_state_dict(best_state)
         probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
-        metrics = classification_metrics(y_val, probs, info["classes"])
-        predictions_file = None
-        if ctx.artifact_dir is not None:
-            from bench.store import atomic_write_text
+        saved = self._save(ctx.artifact_dir, best_state, info, y_val, probs)
+        result = self._result(cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, (probs, y_val, val_loss), saved)
+        if ctx.tap_results:
+            result["serves_epochs"] = sorted(ctx.tap_results)
+        return result
 
-            predictions_file = "predictions.csv"
-            atomic_write_text(ctx.artifact_dir / predictions_file, _predictions_csv(info["val_keys"], y_val, probs, info["classes"]))
+    @staticmethod
+    def _save(artifact_dir: Path | None, state, info: dict[str, Any], y_val: np.ndarray, probs: np.ndarray) -> dict[str, str | None]:
+        """Write the evaluated checkpoint and its predictions beside the cell; return their names."""
+        if artifact_dir is None:
+            return {"checkpoint": None, "predictions_file": None}
+        from bench.store import atomic_write, atomic_write_text
+
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            atomic_write(artifact_dir / "best.pt", lambda fh: torch.save(state, fh), binary=True)
+        atomic_write_text(artifact_dir / "predictions.csv", _predictions_csv(info["val_keys"], y_val, probs, info["classes"]))
+        return {"checkpoint": "best.pt" if state is not None else None, "predictions_file": "predictions.csv"}
+
+    @staticmethod
+    def _result(cell, s: TrainSettings, strategy: Strategy, scaler, info: dict[str, Any], curves: list[dict[str, Any]], best_epoch: int,
+                stopped_early: bool, evaluated: tuple[np.ndarray, np.ndarray, float], saved: dict[str, str | None]) -> dict[str, Any]:
+        probs, y_val, val_loss = evaluated
+        metrics = classification_metrics(y_val, probs, info["classes"])
         train_img_s = [r["train_img_s"] for r in curves]
         return {
             **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")},
             "val_loss": val_loss,
-            "best_epoch": stopper.best_epoch,
+            "best_epoch": best_epoch,
             "epochs_run": len(curves),
             "stopped_early": stopped_early,
-            "train_time_s": train_time,
+            "train_time_s": float(sum(r["epoch_time_s"] for r in curves)),
             "train_img_s": float(np.median(train_img_s)),
             "strategy": cell.strategy,
             "sampler": strategy.sampler,
@@ -370,6 +395,5 @@ class Train(Measurement):
             "per_class": metrics["per_class"],
             "confusion_matrix": metrics["confusion_matrix"],
             "curves": curves,
-            "checkpoint": "best.pt" if best_state is not None and ctx.artifact_dir is not None else None,
-            "predictions_file": predictions_file,
+            **saved,
         }

@@ -1,7 +1,8 @@
 """The model registry: names -> metadata (data) and builders (code), kept apart as in timm.
 
 A registry entry is plain data (family, source library, upstream name, native resolution). How a model is
-built is decided by its *source*: each source has one builder registered with `@register_source`. Names
+built is decided by its *source*: each source has one builder registered with `@register_source`
+(`torchvision`, `timm`, and `bench` for bench's own small models, e.g. `small_cnn`). Names
 outside the catalogue are reachable by prefix, `timm:NAME` or `torchvision:NAME`. Nothing here downloads:
 models are built with random init, or loaded from a local weights file the suite names.
 """
@@ -17,7 +18,7 @@ from torch import nn
 
 from bench.errors import InputError, did_you_mean
 
-SOURCES = ("torchvision", "timm")
+SOURCES = ("torchvision", "timm", "bench")
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,89 @@ def _build_timm(upstream: str, num_classes: int, **kwargs: Any) -> nn.Module:
     import timm
 
     return timm.create_model(upstream, pretrained=False, num_classes=num_classes, **kwargs)
+
+
+@register_source("bench")
+def _build_bench(upstream: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    from bench.models.small_cnn import BENCH_MODELS
+
+    cls, _ = BENCH_MODELS[upstream]
+    return cls(num_classes=num_classes, **kwargs)
+
+
+def _kwarg_names(fn: Any) -> tuple[list[str], bool]:
+    """(named parameters, takes **kwargs) of a callable."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return [], True
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def model_kwarg_names(name: str) -> list[str] | None:
+    """The keyword arguments a model's builder accepts (None when it cannot be told: it takes **kwargs
+    all the way down). Read from bench's own config schemas, or from the signatures of the builder and
+    of the class it builds (built once on the meta device: no memory, no init)."""
+    entry = get_entry(name)
+    if entry.source == "bench":
+        from bench.models.small_cnn import BENCH_MODELS
+
+        return [n for n in BENCH_MODELS[entry.upstream][1].model_fields] + ["img_size"]
+    if entry.source == "torchvision":
+        import torchvision
+
+        builder = torchvision.models.get_model_builder(entry.upstream)
+    else:
+        import timm
+
+        try:
+            builder = timm.models.model_entrypoint(entry.upstream)
+        except Exception:  # noqa: BLE001
+            builder = None
+    try:
+        with torch.device("meta"):
+            model = _BUILDERS[entry.source](entry.upstream, 10, **entry.kwargs)
+    except Exception:  # noqa: BLE001 - cannot tell; the cell will say
+        return None
+    names, open_ended = _kwarg_names(type(model).__init__)
+    if open_ended:
+        return None
+    if builder is not None:
+        more, _ = _kwarg_names(builder)
+        names += [n for n in more if n not in ("weights", "progress", "pretrained")]
+    return sorted(set(names) - {"num_classes"})
+
+
+def check_model_kwargs(name: str, kwargs: dict[str, Any], *, num_classes: int, resolution: int | None = None) -> None:
+    """Before a sweep: every keyword is one the model takes (a suggestion otherwise), and the model builds
+    with them (on the meta device). An InputError says what is wrong; `field` is "name" for an unknown
+    keyword, "value" for a value the builder refuses."""
+    names = model_kwarg_names(name)
+    if names is not None:
+        for key in kwargs:
+            if key not in names:
+                raise InputError(f"no keyword argument '{key}'", field="name",
+                                 hint=did_you_mean(key, names) or f"its keyword arguments: {', '.join(names)}")
+    entry = get_entry(name)
+    merged = {**entry.kwargs, **kwargs}
+    if entry.resolution_arg and resolution is not None:
+        merged.setdefault(entry.resolution_arg, resolution)
+    try:
+        with torch.device("meta"):
+            _BUILDERS[entry.source](entry.upstream, num_classes, **merged)
+    except InputError as exc:
+        if exc.field == "resolution":  # depends on the cell's resolution: checked when the cell is built
+            return
+        raise InputError(exc.message, field="value", hint=exc.hint) from None
+    except Exception as exc:  # noqa: BLE001 - the builder's own complaint, shown as is
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if hasattr(exc, "errors"):  # pydantic: the first problem, readably
+            err = exc.errors()[0]
+            text = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+        raise InputError(f"cannot be built with {kwargs} ({text})", field="value", hint="use a value the builder accepts") from None
 
 
 def build_model(

@@ -200,3 +200,43 @@ def confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: st
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     return _png(fig)
+
+
+@dataclass
+class Line:
+    """One line of a sweep plot: a label and its points (x, y, y half-width)."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    errs: Sequence[float | None]
+
+
+def sweep_lines(panels: Sequence[tuple[str, Sequence[Line]]], *, x_label: str, y_label: str, log_x: bool = False) -> bytes:
+    """Small multiples, one panel per model: a metric against a numeric axis, one line per other config,
+    error bars where the points have them."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    cmap = plt.get_cmap("tab10")
+    for ax, (title, lines) in zip(axes.flat, panels):
+        for j, line in enumerate(lines):
+            ax.errorbar(line.xs, line.ys, yerr=[e or 0 for e in line.errs], marker="o", ms=4, lw=1.2, capsize=2,
+                        color=cmap(j % 10), label=line.label)
+        if log_x and all(x > 0 for line in lines for x in line.xs):
+            ax.set_xscale("log")
+        xs = sorted({x for line in lines for x in line.xs})
+        if len(xs) <= 8 and not log_x:
+            ax.set_xticks(xs)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel(x_label, fontsize=7)
+        ax.set_ylabel(y_label, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(True, alpha=0.3)
+        if len(lines) > 1 or lines[0].label:
+            ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return _png(fig)

@@ -60,6 +60,13 @@ def _stat(stat, digits: int = 3) -> str:
     return f"{format_number(stat.mean, digits)} ± {format_number(stat.half, 2)} (n={stat.n})"
 
 
+def _sci(value, digits: int = 3) -> str:
+    """Scientific-style short form for values spanning many magnitudes (3.4e+38, 6.1e-05)."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}g}"
+
+
 def environment(fmt: str, figures: dict) -> jinja2.Environment:
     if not TEMPLATE_DIR.is_dir():
         raise InputError("report templates not found", file=TEMPLATE_DIR, hint="install bench from its source tree (pip install -e .)")
@@ -71,7 +78,7 @@ def environment(fmt: str, figures: dict) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=format_number, pct=_pct, share=_share, signed=_signed, stat=_stat, mdcell=_md_cell)
+    env.filters.update(num=format_number, pct=_pct, share=_share, signed=_signed, stat=_stat, mdcell=_md_cell, sci=_sci)
 
     def figure(name: str) -> str:
         fig = figures[name]

@@ -15,8 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench import axes as axis_paths
 from bench.machine import warnings as machine_warnings
 from bench.aggregate import group_over, mean_std_ci, metric_values
+from bench.cells import cell_id
 from bench.report import plots
 from bench.report.data import RunData
 from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
@@ -105,16 +107,24 @@ def _config(cell) -> dict[str, Any]:
     return {f: getattr(cell, f) for f in _CONFIG_FIELDS}
 
 
+def _with_axes(cells: list, fields=_CONFIG_FIELDS) -> tuple[str, ...]:
+    """`fields` plus the dotted-path axes the cells were swept over (train.optimizer, model.dropout, ...)."""
+    return tuple(fields) + tuple(dict.fromkeys(k for c in cells for k in c.axes))
+
+
 def _varying(cells: list, fields=_CONFIG_FIELDS) -> list[str]:
-    """Config fields whose value differs between `cells` (the others go in a caption, not a column)."""
-    return [f for f in fields if len({getattr(c, f) for c in cells}) > 1]
+    """Config fields (and swept dotted axes) whose value differs between `cells` (the others go in a
+    caption, not a column)."""
+    return [f for f in _with_axes(cells, fields) if len({repr(c.value(f)) for c in cells}) > 1]
 
 
 def _short(cell, varying: list[str]) -> str:
     parts = [cell.model]
     for f in varying:
-        value = getattr(cell, f)
-        if f == "resolution":
+        value = cell.value(f)
+        if "." in f:  # a dotted axis: name=value, without the measurement (optimizer=adam, model.dropout=0.2)
+            parts.append(f"{f.removeprefix('train.')}={value}")
+        elif f == "resolution":
             parts.append(f"@{value}")
         elif f == "batch_size":
             parts.append(f"bs{value}")
@@ -179,9 +189,25 @@ def header(ctx: ReportContext) -> dict:
         "total": len(run.results),
         "machine": _machine_rows(machine),
         "machine_warnings": machine_warnings(machine, str(env.get("device") or "").split(":")[0] or None),
+        "cell_time_s": sum(r.duration_s or 0.0 for r in run.results),
+        "shared": sum(bool(r.measurements.get("train", {}).get("trained_in_cell")) for r in run.results),
+        "headline": _headline(run),
         "synthetic": synthetic,
         "synthetic_notice": SYNTHETIC_NOTICE,
     }
+
+
+def _headline(run: RunData) -> dict | None:
+    """The run's best trained cell by macro-F1 (the founding experiments' judge), or its fastest one."""
+    trained = [r for r in run.results if _is_train(r)]
+    if trained:
+        best = max(trained, key=lambda r: _m(r, "train.macro_f1"))
+        return {"metric": "macro-F1", "value": _m(best, "train.macro_f1"), "accuracy": _m(best, "train.accuracy"), "label": best.cell.label()}
+    timed = [r for r in run.results if r.status == "ok" and isinstance(_m(r, "speed.throughput_img_s"), (int, float))]
+    if timed:
+        best = max(timed, key=lambda r: _m(r, "speed.throughput_img_s"))
+        return {"metric": "img/s", "value": _m(best, "speed.throughput_img_s"), "accuracy": None, "label": best.cell.label()}
+    return None
 
 
 # -- comparison of runs ---------------------------------------------------------------------------------
@@ -260,7 +286,7 @@ def leaderboard(ctx: ReportContext) -> dict | None:
     for members in groups:
         c = members[0].cell
         stats = {key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS}
-        rows.append({"model": c.model, "family": c.family, "config": [getattr(c, f) for f in varying],
+        rows.append({"model": c.model, "family": c.family, "config": [c.value(f) for f in varying],
                      "seeds": len(members), "stats": stats})
     columns = [col for col in LEADERBOARD_COLUMNS if any(r["stats"][col[1]] is not None for r in rows)]
     best = {}
@@ -412,6 +438,120 @@ def strategies(ctx: ReportContext) -> dict | None:
     return {"blocks": blocks, "figure": ctx.figure("strategies", png, "macro-F1 by strategy per model, with 95% intervals")}
 
 
+# -- sweeps: a metric against a numeric axis; categorical axes (the optimizer) compared ---------------------
+
+NUMERIC_BUILTIN = ("batch_size", "resolution")
+SWEEP_METRICS = (("train.macro_f1", "macro-F1 (validation)"), ("speed.throughput_img_s", "inference img/s"))
+LOG_AXES = ("train.lr", "train.weight_decay")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _dotted_axes(results: list[CellResult]) -> list[str]:
+    """The dotted-path axes the suite swept (train.lr, model.dropout, ...), in suite order."""
+    return list(dict.fromkeys(k for r in results for k in r.cell.axes))
+
+
+def _numeric_axes(results: list[CellResult]) -> list[str]:
+    out = [a for a in NUMERIC_BUILTIN if len({getattr(r.cell, a) for r in results}) > 1]
+    for axis in _dotted_axes(results):
+        values = {repr(r.cell.value(axis)) for r in results}
+        if len(values) > 1 and all(_is_number(r.cell.value(axis)) for r in results):
+            out.append(axis)
+    return out
+
+
+def _group_without(results: list[CellResult], *axes: str) -> dict[str, list[CellResult]]:
+    """Cells grouped by their identity without the given axes (built-in or dotted)."""
+    groups: dict[str, list[CellResult]] = {}
+    for r in results:
+        identity = r.cell.identity()
+        for axis in axes:
+            identity = axis_paths.without(identity, axis)
+        groups.setdefault(cell_id(identity), []).append(r)
+    return groups
+
+
+def _others_label(cell, firsts: list, skip: str) -> str:
+    """What else distinguishes this cell's group from the others (besides the model and `skip`)."""
+    fields = [f for f in _CONFIG_FIELDS if f != skip and len({getattr(c, f) for c in firsts}) > 1]
+    dotted = [a for a in dict.fromkeys(k for c in firsts for k in c.axes) if a != skip and len({repr(c.value(a)) for c in firsts}) > 1]
+    parts = [f"{f}={getattr(cell, f)}" for f in fields] + [f"{a.removeprefix('train.')}={cell.value(a)}" for a in dotted]
+    return ", ".join(parts)
+
+
+@register_section("sweeps", "Sweeps: a metric against a numeric axis (batch size, epochs, learning rate, ...)", 44)
+def sweeps(ctx: ReportContext) -> dict | None:
+    run = ctx.current
+    ok = [r for r in run.results if r.status == "ok"]
+    blocks = []
+    for axis in _numeric_axes(ok):
+        for metric, metric_label in SWEEP_METRICS:
+            measured = [r for r in ok if metric_values([r], metric)]
+            groups = [g for g in _group_without(measured, axis, "seed").values() if len({r.cell.value(axis) for r in g}) > 1]
+            if not groups:
+                continue
+            firsts = [g[0].cell for g in groups]
+            panels: dict[str, list[plots.Line]] = {}
+            rows = []
+            for members in groups:
+                by_x: dict[float, list[CellResult]] = {}
+                for r in members:
+                    by_x.setdefault(r.cell.value(axis), []).append(r)
+                xs = sorted(by_x)
+                stats = [Stat.of(metric_values(by_x[x], metric)) for x in xs]
+                label = _others_label(members[0].cell, firsts, axis)
+                panels.setdefault(members[0].cell.model, []).append(plots.Line(label, xs, [st.mean for st in stats], [st.half for st in stats]))
+                best = max(range(len(xs)), key=lambda i: stats[i].mean)
+                shared = any(r.measurements.get("train", {}).get("trained_in_cell") for r in members)
+                rows.append({"model": members[0].cell.model, "label": label, "points": [(x, st) for x, st in zip(xs, stats)],
+                             "best_x": xs[best], "best": stats[best], "shared": shared})
+            xs_all = [r.cell.value(axis) for r in measured]
+            log_x = axis in LOG_AXES or (min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 50)
+            name = f"sweep_{axis.replace('.', '_')}_{metric.replace('.', '_')}"
+            png = plots.sweep_lines(list(panels.items()), x_label=axis + (" (log)" if log_x else ""), y_label=metric_label, log_x=log_x)
+            blocks.append({"axis": axis, "metric": metric_label, "rows": rows,
+                           "figure": ctx.figure(name, png, f"{metric_label} against {axis}, one panel per model")})
+    return {"blocks": blocks} if blocks else None
+
+
+def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | None) -> dict | None:
+    """Blocks of cells that differ only in a categorical `axis` (and seed): each value's macro-F1 and
+    accuracy, and its Δ macro-F1 against the reference value with a paired bootstrap interval."""
+    run = ctx.current
+    train = [r for r in run.results if _is_train(r)]
+    blocks = []
+    groups = [g for g in _group_without(train, axis, "seed").values() if len({repr(r.cell.value(axis)) for r in g}) > 1]
+    firsts = [g[0].cell for g in groups]
+    for members in groups:
+        by_value: dict[str, list[CellResult]] = {}
+        for r in members:
+            by_value.setdefault(str(r.cell.value(axis)), []).append(r)
+        ref_name = preferred_reference if preferred_reference in by_value else next(iter(by_value))
+        ref = by_value[ref_name]
+        rows = []
+        for name, cells in by_value.items():
+            err, err_kind = _f1_error(run, cells)
+            rows.append({"value": name, "f1": Stat.of(metric_values(cells, "train.macro_f1")), "acc": Stat.of(metric_values(cells, "train.accuracy")),
+                         "err": err, "err_kind": err_kind, "delta": None if name == ref_name else _delta_row(run, ref, cells)})
+        c = members[0].cell
+        others = _others_label(c, firsts, axis)
+        blocks.append({"title": c.model + (f" ({others})" if others else ""), "reference": ref_name, "rows": rows})
+    if not blocks:
+        return None
+    names = list(dict.fromkeys(row["value"] for b in blocks for row in b["rows"]))
+    values = {(b["title"], row["value"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
+    png = plots.grouped_bars([b["title"] for b in blocks], names, values, y_label="macro-F1", title=f"macro-F1 by {axis} (error bars: 95% CI)")
+    return {"axis": axis, "blocks": blocks, "figure": ctx.figure(f"compare_{axis.replace('.', '_')}", png, f"macro-F1 by {axis}, with 95% intervals")}
+
+
+@register_section("optimizers", "Optimizer comparison: macro-F1 by optimizer", 42)
+def optimizers(ctx: ReportContext) -> dict | None:
+    return _axis_comparison(ctx, "train.optimizer", "adam")
+
+
 @register_section("precisions", "Precision comparison: speed-up and accuracy cost over fp32", 50)
 def precisions(ctx: ReportContext) -> dict | None:
     run = ctx.current
@@ -437,6 +577,8 @@ def precisions(ctx: ReportContext) -> dict | None:
             for label, key in (("infer", "speed.throughput_img_s"), ("train", "train.train_img_s")):
                 a, b = mean(ref, key), mean(cells, key)
                 row[f"{label}_speedup"] = b / a if a and b else None
+            a, b = mean(ref, "speed.peak_memory_mb"), mean(cells, "speed.peak_memory_mb")
+            row["mem_ratio"] = b / a if a and b else None
             for label, key in (("acc", "train.accuracy"), ("f1", "train.macro_f1")):
                 a, b = mean(ref, key), mean(cells, key)
                 row[f"{label}_delta"] = None if a is None or b is None else b - a
@@ -447,7 +589,30 @@ def precisions(ctx: ReportContext) -> dict | None:
         blocks.append({"title": _short(c, ["resolution", "batch_size", "strategy"] if "train" in c.measure else ["resolution", "batch_size"]),
                        "fp32_img_s": mean(ref, "speed.throughput_img_s"), "fp32_train_img_s": mean(ref, "train.train_img_s"),
                        "fp32_f1": mean(ref, "train.macro_f1"), "rows": rows})
-    return {"blocks": blocks} if blocks else None
+    if not blocks:
+        return None
+    return {"blocks": blocks, "formats": _format_rows(blocks)}
+
+
+def _format_rows(blocks: list[dict]) -> list[dict]:
+    """Each precision's number format (torch.finfo) next to what it measured here, over the models:
+    geometric mean of the speed-ups, mean of the Δ."""
+    from bench.formats import format_info
+
+    rows = []
+    for name in ("fp32", "bf16", "fp16"):
+        entries = [r for b in blocks for r in b["rows"] if r["precision"] == name]
+        if name != "fp32" and not entries:
+            continue
+        row = {**format_info(name), "models": len(blocks) if name == "fp32" else len(entries)}
+        for key in ("infer_speedup", "train_speedup", "mem_ratio"):
+            values = [r[key] for r in entries if r[key]]
+            row[key] = 1.0 if name == "fp32" else (float(np.exp(np.mean(np.log(values)))) if values else None)
+        for key in ("acc_delta", "f1_delta"):
+            values = [r[key] for r in entries if r[key] is not None]
+            row[key] = 0.0 if name == "fp32" else (float(np.mean(values)) if values else None)
+        rows.append(row)
+    return rows
 
 
 # -- training curves and the long tail -------------------------------------------------------------------
