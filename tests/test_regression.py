@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bench.cells import Cell
 from bench.cli import app
 from bench.errors import InputError
-from bench.regression import METRICS, Threshold, between_run_spread, compare_results, judge, thresholds_from
+from bench.regression import METRICS, Threshold, between_run_spread, busy_reason, compare_results, judge, thresholds_from
 from bench.results import CellResult
 from bench.store import RunStore
 
@@ -21,11 +21,16 @@ def _cell(model="resnet18", seed=0):
                 compile=False, seed=seed, num_classes=10, measure=("profile", "speed", "train"))
 
 
-def _result(cell, *, samples=(0.010, 0.011, 0.010, 0.012, 0.010), f1=0.80, params=100, status="ok"):
+def _result(cell, *, samples=(0.010, 0.011, 0.010, 0.012, 0.010), f1=0.80, params=100, status="ok", refs=None):
     med = sorted(samples)[len(samples) // 2]
+    speed = {"status": "ok", "throughput_img_s": cell.batch_size / med, "latency_median_ms": med * 1e3, "samples_s": list(samples)}
+    if refs is not None:
+        speed["reference_samples_s"] = list(refs)
+        ratios = sorted(s / r for s, r in zip(samples, refs))
+        speed["latency_vs_reference"] = ratios[len(ratios) // 2]
     return CellResult(cell=cell, status=status, measurements={
         "profile": {"status": "ok", "params": params, "macs": 1000},
-        "speed": {"status": "ok", "throughput_img_s": cell.batch_size / med, "latency_median_ms": med * 1e3, "samples_s": list(samples)},
+        "speed": speed,
         "train": {"status": "ok", "macro_f1": f1, "accuracy": f1 + 0.1},
     })
 
@@ -135,6 +140,44 @@ def test_findings_lower_f1_slower_new_missing_failed():
     assert comp.new_cells == [d.id] and comp.missing_cells == []
     assert comp.failed_cells == [{"id": c.id, "label": c.label(), "reason": "RuntimeError: boom"}]
     assert comp.regressed
+
+
+QUIET_REFS = (0.0020, 0.0021, 0.0020, 0.0022, 0.0020)
+
+
+def test_busy_reason_exact_on_hand_made_reference_samples():
+    assert busy_reason(list(QUIET_REFS), [0.0021, 0.0020, 0.0022, 0.0021, 0.0020]) is None
+    # median 2.0 ms -> 3.2 ms: 1.6x slower than the baseline's reference, over the 1.5x limit
+    assert busy_reason(list(QUIET_REFS), [0.0032] * 5) == "machine busy: the reference workload ran 1.6x slower than in the baseline"
+    assert busy_reason(list(QUIET_REFS), [0.0029] * 5) is None  # 1.45x: still judged
+    # same median, but quartiles 2.0 and 3.2 ms: IQR 1.2 / median 2.0 = 60%
+    spread = [0.0010, 0.0020, 0.0020, 0.0020, 0.0032, 0.0032, 0.0040]
+    assert busy_reason(list(QUIET_REFS), spread) == "machine busy: the reference workload's repeats spread 60% (interquartile range over median)"
+    assert busy_reason([0.002, 0.002], [0.01] * 5) is None  # too few samples to say
+
+
+def test_timings_of_a_cell_timed_on_a_busy_machine_are_reported_not_judged():
+    a, b = _cell("resnet18"), _cell("mobilenet_v2")
+    samples = (0.010, 0.011, 0.010, 0.012, 0.010)
+    slow = tuple(s * 8 for s in samples)
+    base = [_result(a, samples=samples, refs=QUIET_REFS), _result(b, samples=samples, refs=QUIET_REFS)]
+    # a: the model 8x slower while the reference beside it ran 8x slower too (a shared machine);
+    # b: the model 8x slower beside a quiet reference (a real slowdown), and a lower F1
+    cur = [_result(a, samples=slow, refs=tuple(r * 8 for r in QUIET_REFS)), _result(b, samples=slow, refs=QUIET_REFS, f1=0.70)]
+    comp = compare_results(base, cur, thresholds_from({}))
+    regs = {(f.cell_id, f.metric) for f in comp.regressions}
+    assert {(b.id, "speed.latency_median_ms"), (b.id, "speed.latency_vs_reference"), (b.id, "train.macro_f1")} <= regs
+    assert not any(cid == a.id for cid, _ in regs)
+    a_timings = [f for f in comp.findings if f.cell_id == a.id and METRICS[f.metric].timing]
+    assert a_timings and all(f.note == "not judged: machine busy: the reference workload ran 8.0x slower than in the baseline"
+                             for f in a_timings)
+    assert [w for w in comp.warnings if a.id in w] == [
+        f"cell {a.id} ({a.label()}): machine busy: the reference workload ran 8.0x slower than in the baseline; "
+        "its timings are reported, not judged (run again on a quiet machine)"]
+    assert not [w for w in comp.warnings if b.id in w]
+    # a's F1 drop is still caught on the busy cell: only timings are spared
+    cur[0].measurements["train"]["macro_f1"] = 0.5
+    assert (a.id, "train.macro_f1") in {(f.cell_id, f.metric) for f in compare_results(base, cur, thresholds_from({})).regressions}
 
 
 def test_hardware_independent_only_skips_timings():
