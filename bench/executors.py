@@ -111,7 +111,7 @@ class LocalExecutor(Executor):
 
 # -- Ray ---------------------------------------------------------------------------------------------------
 
-RAY_MISSING = 'executor: ray needs Ray, which is not installed: pip install "bench[ray]" (or pip install ray)'
+RAY_MISSING = 'the ray executor needs Ray, which is not installed: pip install "bench[ray]" (or pip install ray)'
 
 
 def ray_available() -> bool:
@@ -232,8 +232,8 @@ class RayExecutor(Executor):
 
     def _remote(self, ray, fresh: bool):
         if fresh not in self._remotes:
-            options = {"max_calls": 1} if fresh else {}
-            self._remotes[fresh] = ray.remote(**options)(run_unit_payload)
+            remote = ray.remote(max_calls=1) if fresh else ray.remote
+            self._remotes[fresh] = remote(run_unit_payload)
         return self._remotes[fresh]
 
     def _payload(self, unit: Unit, job: Job) -> dict[str, Any]:

@@ -15,6 +15,7 @@ resumes an interrupted sweep.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import time
@@ -246,14 +247,15 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
         atomic_write(store.artifact_dir(cell_id) / name, lambda fh: fh.write(content), binary=True)
 
     job = Job(device=device, base_dir=base_dir, artifact_dir=store.artifact_dir, total=len(cells), write_artifact=write_artifact)
-    for results in executor.run(units, job, progress):
-        for result in results:
-            if result.executor is None:
-                result.executor = executor.name
-            store.write_cell(result)
-            done[result.id] = result
-            store.write_csv(done[c.id] for c in cells if c.id in done)
-            progress.cell_finished(result, reused=False)
+    with contextlib.closing(executor.run(units, job, progress)) as finished:  # closed at once on any error: work still out is dropped
+        for results in finished:
+            for result in results:
+                if result.executor is None:
+                    result.executor = executor.name
+                store.write_cell(result)
+                done[result.id] = result
+                store.write_csv(done[c.id] for c in cells if c.id in done)
+                progress.cell_finished(result, reused=False)
     summary.results = [done[c.id] for c in cells]
     store.write_csv(summary.results)
     return summary

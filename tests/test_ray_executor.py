@@ -153,7 +153,6 @@ def test_ray_results_equal_in_process_results(cluster, suite_file, tmp_path):
             assert (ray_store.artifact_dir(b.id) / name).read_bytes() == (tmp_path / "local" / "cells" / a.id / name).read_bytes()
     # one training run per epoch sweep in each executor: the 1-epoch cells are read off the 2-epoch ones
     assert sum(1 for r in on_ray.results if r.measurements["train"].get("shared_training")) == 2
-    # two tasks ran at once in two workers
     stored = [json.loads(p.read_text()) for p in sorted((tmp_path / "ray" / "cells").glob("*.json"))]
     assert len(stored) == 4 and all(d["executor"] == "ray" for d in stored)
     csv = pd.read_csv(tmp_path / "ray" / "results.csv")
@@ -210,14 +209,16 @@ def test_cell_lost_on_every_attempt_fails_alone_and_resume_reruns_it(cluster, su
 
 @needs_ray
 def test_cli_runs_on_ray_and_records_the_executor(cluster, suite_file, tmp_path):
-    path = suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile]\n"
-                      "ray: {torch_threads: 1}\n")
+    path = suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile, speed]\n"
+                      "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.05}}\nray: {torch_threads: 1}\n")
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--executor", "ray", "--no-report"])
     assert result.exit_code == 0, result.output
     env = json.loads((out / "env.json").read_text())
     assert env["executor"]["name"] == "ray" and env["executor"]["torch_threads"] == 1
-    assert set(pd.read_csv(out / "results.csv")["executor"]) == {"ray"}
+    csv = pd.read_csv(out / "results.csv")
+    assert list(csv["executor"]) == ["ray"] and list(csv["status"]) == ["ok"]
+    assert list(csv["isolation"]) == ["process"]  # a speed cell under isolation: auto gets a Ray worker of its own (max_calls=1)
     # the suite's default (local) when --executor is not given, into a fresh folder
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "local"), "--no-report"])
     assert result.exit_code == 0, result.output
