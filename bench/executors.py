@@ -145,7 +145,6 @@ def _attempt_number() -> int | None:
 def run_unit_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Runs in the Ray worker: one unit, given and returned as plain data. The cells' files are written
     into a private temporary folder and returned as bytes, for the driver to write into the run directory."""
-    from bench.epochs import epochs_of  # noqa: F401  - bench is importable here (the function is pickled by reference)
     from bench.runner import run_cell, run_epoch_sweep
 
     for path in payload["sys_path"]:  # modules beside bench (a plugin's measurement, a test's) where this worker can see them
@@ -252,21 +251,21 @@ class RayExecutor(Executor):
         from bench.isolation import uses_process
 
         owns = self._connect(ray)
-        pending: dict[Any, tuple[Unit, str, float]] = {}
+        pending: dict[Any, tuple[Unit, bool, str, float]] = {}
         try:
             for unit in units:
-                fresh = len(unit.cells) == 1 and uses_process(self.isolation, unit.trained)
+                fresh = len(unit.cells) == 1 and uses_process(self.isolation, unit.trained)  # an epoch sweep trains in one worker, as locally
                 task = self._remote(ray, fresh).options(
                     num_cpus=self.num_cpus_per_cell, num_gpus=self._gpus(job.device), max_retries=self.max_retries,
                     retry_exceptions=False, name=f"bench-cell-{unit.trained.id}")
                 started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                pending[task.remote(self._payload(unit, job))] = (unit, started, time.perf_counter())
+                pending[task.remote(self._payload(unit, job))] = (unit, fresh, started, time.perf_counter())
                 progress.cell_started(unit.trained, unit.index, job.total)
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    unit, started, t0 = pending.pop(ref)
-                    yield self._collect(ray, ref, unit, job, started, t0, fresh=len(unit.cells) == 1 and uses_process(self.isolation, unit.trained))
+                    unit, fresh, started, t0 = pending.pop(ref)
+                    yield self._collect(ray, ref, unit, job, started, t0, fresh)
         finally:  # Ctrl-C, an error writing a result, or the runner stopped: the cluster drops the rest
             for ref in pending:
                 try:
@@ -280,8 +279,10 @@ class RayExecutor(Executor):
         try:
             out = ray.get(ref)
         except ray.exceptions.RayError as exc:  # every attempt died (worker crash, out of memory, node lost), or the task errored outside a cell
-            text = str(exc).strip().splitlines()
-            reason = f"ray: {type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+            cause = getattr(exc, "cause", None)  # RayTaskError: the exception the task raised outside a cell (e.g. a plugin's import)
+            shown = cause if isinstance(cause, BaseException) else exc
+            text = str(shown).strip().splitlines()
+            reason = f"ray: {type(shown).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
             if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)):
                 reason = f"ray worker lost on every attempt ({self.max_retries + 1}): {reason}"
             return [CellResult(cell=cell, status="failed", reason=reason, started_at=started, traceback=str(exc)[-4000:],

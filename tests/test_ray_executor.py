@@ -224,3 +224,16 @@ def test_cli_runs_on_ray_and_records_the_executor(cluster, suite_file, tmp_path)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "local" / "env.json").read_text())["executor"]["name"] == "local"
     assert set(pd.read_csv(tmp_path / "local" / "results.csv")["executor"]) == {"local"}
+
+
+@needs_ray
+def test_an_error_outside_the_cell_fails_it_without_retrying(cluster, suite_file, tmp_path, monkeypatch):
+    """Only a lost worker is retried: an exception in the task (here: a plugin module the worker cannot
+    import) fails the cell once, with that exception as its reason."""
+    import bench.isolation
+
+    monkeypatch.setattr(bench.isolation, "_plugin_modules", lambda: ["no_such_bench_plugin"])
+    cells = expand(load_suite(suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile]\n")))
+    result = run_cells(cells, RunStore.create(tmp_path / "r"), torch.device("cpu"), executor=RayExecutor(max_retries=2, torch_threads=1)).results[0]
+    assert result.status == "failed" and result.executor == "ray" and result.retries is None
+    assert "ModuleNotFoundError" in result.reason and "no_such_bench_plugin" in result.reason, result.reason
