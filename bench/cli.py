@@ -219,6 +219,7 @@ def run(
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not render report.html / report.md at the end."),
     isolation: Optional[str] = typer.Option(None, "--isolation", help="auto (a fresh process per cell that measures speed; the default), process (every cell), none (all in this process). Default: the suite's `isolation`."),
+    executor_name: Optional[str] = typer.Option(None, "--executor", help="local (this machine, one cell after the other; the default) or ray (each cell a task on a Ray cluster: the suite's `ray:` options, e.g. --set ray.address=auto). Default: the suite's `executor`."),
 ) -> None:
     """Run a suite: every cell's measurements, recorded under results/, then its report."""
     try:
@@ -226,6 +227,7 @@ def run(
             raise InputError(f"unknown isolation mode '{isolation}'", field="--isolation", hint="use auto, process or none")
         from bench.device import resolve_device
         from bench.env import capture_env
+        from bench.executors import make_executor
         from bench.runner import run_cells
         from bench.store import RunStore
 
@@ -241,9 +243,12 @@ def run(
             planned = {"name": loaded.name, "profile": loaded.profile, "device": loaded.device, "base_dir": loaded.base_dir(),
                        "cells": cells, "resolved": loaded.resolved_dict(),
                        "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb,
+                       "executor": loaded.executor, "ray": loaded.ray.model_dump(),
                        "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None}
         cells = planned["cells"]
         device = resolve_device(planned["device"])
+        executor = make_executor(executor_name or planned.get("executor") or "local", isolation=isolation or planned.get("isolation") or "auto",
+                                 memory_limit_mb=planned.get("memory_limit_mb"), ray_options=planned.get("ray"))
         if resume is not None:
             store = RunStore(resume)
         else:
@@ -256,7 +261,9 @@ def run(
             store.write_json("suite.resolved.json", planned["resolved"])
             if planned["yaml"] is not None:
                 store.write_text("suite.yaml", planned["yaml"])
-        store.write_json("env.json", capture_env(device, seeds=sorted({c.seed for c in cells})))
+        env = capture_env(device, seeds=sorted({c.seed for c in cells}))
+        env["executor"] = executor.describe()  # how this (or this resumed) run executed its cells
+        store.write_json("env.json", env)
     except StorageError as exc:
         if _STATE["debug"]:
             raise
@@ -265,6 +272,7 @@ def run(
     loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
         f"[bold]{loaded_name}[/]: {len(cells)} cells on {device}"
+        + (f" (executor ray, cluster {escape(executor.address or 'local')})" if executor.name == "ray" else "")
         + (f", profile [cyan]{loaded_profile}[/]" if loaded_profile else "")
         + f" → {store.run_dir}"
     )
@@ -281,8 +289,7 @@ def run(
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("starting", total=len(cells), counts="")
-            summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"],
-                                isolation=isolation or planned.get("isolation") or "auto", memory_limit_mb=planned.get("memory_limit_mb"))
+            summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"], executor=executor)
     except KeyboardInterrupt:
         # Ctrl-C: the current cell is abandoned (nothing of it is written), finished cells stay on disk.
         finished = sum(1 for c in cells if (r := store.read_cell(c.id)) is not None and r.status in ("ok", "skipped"))
@@ -341,7 +348,8 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
     source = resolved.get("source")
     return {"name": resolved.get("name") or run_dir.parent.name, "profile": resolved.get("profile"), "device": resolved.get("device", "auto"),
             "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells,
-            "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb")}
+            "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb"),
+            "executor": resolved.get("executor", "local"), "ray": resolved.get("ray")}
 
 
 def _render_after_run(run_dir: Path, skip: bool) -> None:

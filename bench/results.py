@@ -25,6 +25,8 @@ class CellResult:
     started_at: str | None = None
     duration_s: float | None = None
     isolation: str | None = None  # "process": run in its own child process; "none": in the runner's
+    executor: str | None = None  # where it ran: "local" (this machine) or "ray" (a Ray task; bench.executors)
+    retries: int | None = None  # Ray: how many times the task was run again after its worker was lost
 
     @property
     def id(self) -> str:
@@ -41,6 +43,8 @@ class CellResult:
             "started_at": self.started_at,
             "duration_s": self.duration_s,
             "isolation": self.isolation,
+            "executor": self.executor,
+            "retries": self.retries,
         }
 
     @classmethod
@@ -59,6 +63,8 @@ class CellResult:
             started_at=data.get("started_at"),
             duration_s=data.get("duration_s"),
             isolation=data.get("isolation"),
+            executor=data.get("executor"),
+            retries=data.get("retries"),
         )
 
     def flat_row(self) -> dict[str, Any]:
@@ -84,6 +90,8 @@ class CellResult:
             "weights": c.weights or "",
             "duration_s": self.duration_s,
             "isolation": self.isolation or "",
+            "executor": self.executor or "",
+            "retries": self.retries if self.retries is not None else "",
         }
         for path, value in c.axes.items():  # dotted-path axes the suite swept: one column each
             row[f"axis.{path}"] = value if isinstance(value, (bool, int, float, str)) or value is None else repr(value)

@@ -1,4 +1,9 @@
-"""The runner: executes cells one by one and records each into the store.
+"""The runner: executes a suite's cells and records each into the store.
+
+The sweep's logic (skip finished cells, train an epoch sweep once, write each result and results.csv as it
+lands) is here, once; *where* the cells run is an executor's business (bench.executors: `local`, one after
+the other on this machine, the default; `ray`, as tasks on a Ray cluster). `run_cell` is what runs one cell
+wherever it runs.
 
 A cell's failure is that cell's alone: any exception while building the model or measuring is caught,
 recorded with its type, message and traceback, and the sweep goes on. With process isolation
@@ -10,6 +15,7 @@ resumes an interrupted sweep.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import time
@@ -17,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -29,9 +35,12 @@ from bench.memory import is_out_of_memory
 from bench.measure import CellContext, get_measurement
 from bench.models import build_model, get_entry
 from bench.results import CellResult
-from bench.store import RunStore
+from bench.store import RunStore, atomic_write
 
 FINISHED = ("ok", "skipped")
+
+if TYPE_CHECKING:
+    from bench.executors import Executor
 
 
 class Progress(Protocol):
@@ -187,23 +196,27 @@ def run_cells(
     base_dir: Path | None = None,
     isolation: str = "auto",
     memory_limit_mb: int | None = None,
+    executor: "Executor | None" = None,
 ) -> RunSummary:
     """Run every cell not already finished in `store`; write each result and results.csv as it lands.
 
-    `isolation`: `auto` (a fresh child process for each cell that measures speed), `process` (every
-    cell), `none` (all in this process); `memory_limit_mb` caps a child's memory (see bench.isolation).
+    `executor` (bench.executors) says where the cells run; by default a `LocalExecutor` with `isolation`:
+    `auto` (a fresh child process for each cell that measures speed), `process` (every cell), `none` (all
+    in this process), `memory_limit_mb` capping a child's memory (see bench.isolation).
     The run directory is locked for the whole sweep: a second writer is refused with an input error."""
-    from bench.isolation import uses_process
+    from bench.executors import LocalExecutor
 
-    for cell in cells[:1]:
-        uses_process(isolation, cell)  # an unknown mode fails before anything runs
+    if executor is None:
+        executor = LocalExecutor(isolation, memory_limit_mb)  # an unknown mode fails before anything runs
     with store.lock():
-        return _run_locked(cells, store, device, progress or _Silent(), base_dir, isolation, memory_limit_mb)
+        return _run_locked(cells, store, device, progress or _Silent(), base_dir, executor)
 
 
 def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None,
-                isolation: str = "none", memory_limit_mb: int | None = None) -> RunSummary:
-    from bench.isolation import run_cell_isolated, shared_server, uses_process
+                executor: "Executor") -> RunSummary:
+    """The sweep, whatever runs it: skip finished cells, group epoch sweeps into one unit, hand the units to
+    the executor, and write each result (then results.csv) as it comes back, in whatever order."""
+    from bench.executors import Job, Unit
 
     summary = RunSummary()
     store.write_plan(cells)
@@ -215,30 +228,34 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             progress.notice(f"cell {cell.id}: {problem}; running it again")
         if previous is not None and previous.status in FINISHED:
             done[cell.id] = previous
-    reused = set(done)
     sweeps = {c.id: group for group in shared_training_groups(cells) for c in group}
+    units: list[Unit] = []
+    queued: set[str] = set()
     for index, cell in enumerate(cells):
         if cell.id in done:
-            if cell.id in reused:
-                summary.reused += 1
-                progress.cell_finished(done[cell.id], reused=True)
+            summary.reused += 1
+            progress.cell_finished(done[cell.id], reused=True)
+            continue
+        if cell.id in queued:
             continue
         group = [c for c in sweeps.get(cell.id, []) if c.id not in done]
-        if len(group) > 1:  # an epoch sweep: one training run (in this process) serves every cell of the group still to run
-            progress.cell_started(group[-1], index, len(cells))
-            results = run_epoch_sweep(group, device, base_dir=base_dir, artifact_dir=store.artifact_dir)
-        elif uses_process(isolation, cell):
-            progress.cell_started(cell, index, len(cells))
-            results = [run_cell_isolated(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id),
-                                         memory_limit_mb=memory_limit_mb, server=shared_server())]
-        else:
-            progress.cell_started(cell, index, len(cells))
-            results = [run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))]
-        for result in results:
-            store.write_cell(result)
-            done[result.id] = result
-            store.write_csv(done[c.id] for c in cells if c.id in done)
-            progress.cell_finished(result, reused=False)
+        unit = tuple(group) if len(group) > 1 else (cell,)  # an epoch sweep: one training run serves every cell of the group still to run
+        queued.update(c.id for c in unit)
+        units.append(Unit(cells=unit, index=index))
+
+    def write_artifact(cell_id: str, name: str, content: bytes) -> None:
+        atomic_write(store.artifact_dir(cell_id) / name, lambda fh: fh.write(content), binary=True)
+
+    job = Job(device=device, base_dir=base_dir, artifact_dir=store.artifact_dir, total=len(cells), write_artifact=write_artifact)
+    with contextlib.closing(executor.run(units, job, progress)) as finished:  # closed at once on any error: work still out is dropped
+        for results in finished:
+            for result in results:
+                if result.executor is None:
+                    result.executor = executor.name
+                store.write_cell(result)
+                done[result.id] = result
+                store.write_csv(done[c.id] for c in cells if c.id in done)
+                progress.cell_finished(result, reused=False)
     summary.results = [done[c.id] for c in cells]
     store.write_csv(summary.results)
     return summary

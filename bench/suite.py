@@ -16,7 +16,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
+    PositiveFloat,
     PositiveInt,
     PrivateAttr,
     StrictBool,
@@ -171,6 +173,16 @@ def _check_rule(rule: dict[str, Any], *, include: bool = False) -> dict[str, Any
     return checked
 
 
+class RayOptions(StrictModel):
+    """How `executor: ray` runs cells (bench.executors.RayExecutor)."""
+
+    address: str | None = Field(None, description="the cluster: 'auto' (this node's), 'ray://HOST:10001'; none: a local cluster for the run")
+    num_cpus_per_cell: PositiveFloat = Field(1, description="CPUs Ray reserves for each cell's task")
+    num_gpus_per_cell: NonNegativeFloat | None = Field(None, description="GPUs per cell (default: 1 when the device is cuda, else 0)")
+    max_retries: NonNegativeInt = Field(3, description="times a cell is run again when its worker is lost (killed, out of memory, node gone)")
+    torch_threads: PositiveInt | None = Field(None, description="torch threads in each task (default: num_cpus_per_cell, at least 1)")
+
+
 class Suite(StrictModel):
     """A validated suite, with the profile (if any) already applied."""
 
@@ -189,6 +201,9 @@ class Suite(StrictModel):
     memory_limit_mb: PositiveInt | None = Field(
         None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
                           "a CPU option: CUDA reserves far more address space than it uses)")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where cells run: local (this machine, one after the other) or ray (tasks on a Ray cluster); not part of a cell's id")
+    ray: RayOptions = Field(default_factory=RayOptions, description="options of executor: ray")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -497,6 +512,12 @@ def _pydantic_errors(exc: ValidationError, file: str, lines: LineMap, profile: s
             value = err.get("input")
             msg = f"unknown precision '{value}'"
             hint = did_you_mean(str(value), PRECISIONS) or f"use one of {', '.join(PRECISIONS)}"
+        elif etype == "literal_error" and loc == ("executor",):
+            from bench.executors import EXECUTORS
+
+            value = err.get("input")
+            msg = f"unknown executor '{value}'"
+            hint = did_you_mean(str(value), EXECUTORS) or f"use one of {', '.join(EXECUTORS)}"
         elif etype == "string_pattern_mismatch" and loc == ("name",):
             msg = f"not a usable suite name (got {err.get('input')!r})"
             hint = "use letters, digits, '_', '.' and '-' (it names the results folder)"
@@ -526,6 +547,8 @@ def _resolve_model_at(loc: tuple) -> type[BaseModel] | None:
             model = ModelSpec
         elif model is Suite and part == "matrix":
             model = Matrix
+        elif model is Suite and part == "ray":
+            model = RayOptions
         else:
             return None
     return model

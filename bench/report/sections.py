@@ -730,7 +730,8 @@ def measured(ctx: ReportContext) -> dict | None:
             "memory_format": sp.get("memory_format") or ("channels_last" if sp.get("channels_last") else "contiguous"),
             "warmup": sp.get("warmup_iters"), "settled": sp.get("warmup_settled"),
             "timing_method": sp.get("timing_method"), "repeats": sp.get("repeats"),
-            "isolation": r.isolation or "—", "fallback": sp.get("fallback") or "",
+            "isolation": (r.isolation or "—") + (" (ray" + (f", retried {r.retries}x" if r.retries else "") + ")" if r.executor == "ray" else ""),
+            "fallback": sp.get("fallback") or "",
         })
     if not rows:
         return None
