@@ -168,6 +168,30 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
                 pass
 
 
+def attach_mfu(result: CellResult, device: torch.device) -> None:
+    """Model FLOP utilisation (bench.devices) into the cell's `speed` and `train` measurements: `mfu` (a
+    fraction of the device's dense peak at the cell's precision, or None), `mfu_reason` when None,
+    `achieved_tflop_s`, `peak_tflop_s`, `peak_precision`, `mfu_flops_per_image`. Inference uses the forward
+    FLOPs (2 x MACs) per image x img/s; training the forward + backward FLOPs per image x train img/s."""
+    from bench.devices import cell_mfu, device_name
+
+    try:
+        name = device_name(device)
+    except Exception:  # noqa: BLE001 - no name, no match: MFU None with the reason below
+        name = None
+    for kind, data in cell_mfu(result.measurements, result.cell.precision, name).items():
+        target = result.measurements["speed" if kind == "inference" else "train"]
+        target.update({
+            "mfu": data["mfu"],
+            "mfu_reason": data["reason"],
+            "achieved_tflop_s": data["achieved_tflop_s"],
+            "peak_tflop_s": data["peak_tflop_s"],
+            "peak_precision": data["peak_precision"],
+            "mfu_flops_per_image": data["flops_per_image"],
+            "mfu_device": name,
+        })
+
+
 def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
     """Cells that differ only in epochs (bench.epochs): train the longest once, read the others off its
     run. Returns every cell's result, the shorter ones first. `artifact_dir(cell_id)` names each cell's folder."""
@@ -235,6 +259,7 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             progress.cell_started(cell, index, len(cells))
             results = [run_cell(cell, device, base_dir=base_dir, artifact_dir=store.artifact_dir(cell.id))]
         for result in results:
+            attach_mfu(result, device)
             store.write_cell(result)
             done[result.id] = result
             store.write_csv(done[c.id] for c in cells if c.id in done)
