@@ -151,7 +151,7 @@ def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str 
         m["flops_per_image"] = per_image
         m["img_s"] = speed["throughput_img_s"]
         m["what"] = "forward FLOPs per image (2 x MACs) x inference img/s"
-        if per_image is None and m["reason"] is None:
+        if per_image is None and (m["reason"] or "").startswith("no achieved"):
             m["reason"] = "no forward FLOP count (the cell has no profile measurement)"
         out["inference"] = m
     train = measurements.get("train") or {}
@@ -162,7 +162,7 @@ def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str 
         m["flops_per_image"] = per_image
         m["img_s"] = train["train_img_s"]
         m["what"] = "training FLOPs per image (forward + backward) x train img/s"
-        if per_image is None and m["reason"] is None:
+        if per_image is None and (m["reason"] or "").startswith("no achieved"):
             m["reason"] = "no training FLOP count (profile.train_flops_per_image missing)"
         out["training"] = m
     return out
