@@ -392,11 +392,14 @@ def plan(
         return
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
     swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure"):
+    cudnn = any(c.cudnn_benchmark is not None for c in cells)
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", *(["cudnn_benchmark"] if cudnn else []),
+                "strategy", "seed", *swept, "measure"):
         table.add_column(col)
     for i, c in enumerate(cells, 1):
         strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile),
+                      *([str(c.cudnn_benchmark)] if cudnn else []), strategy, str(c.seed),
                       *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
     console.print(table)
     from bench.epochs import shared_training_groups

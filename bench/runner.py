@@ -114,9 +114,13 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     t0 = time.perf_counter()
     measurements: dict[str, dict[str, Any]] = {}
     result = CellResult(cell=cell, status="ok", started_at=started, measurements=measurements)
+    cudnn_before = torch.backends.cudnn.benchmark
+    if cell.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = cell.cudnn_benchmark
     try:
         _measure_cell(cell, device, result, base_dir, artifact_dir, epoch_taps or {}, tap_results if tap_results is not None else {})
     finally:
+        torch.backends.cudnn.benchmark = cudnn_before
         release_memory(device)  # the model, its optimizer and activations are unreachable by now
     result.duration_s = time.perf_counter() - t0
     result.isolation = "none"

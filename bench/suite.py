@@ -189,6 +189,9 @@ class Suite(StrictModel):
     memory_limit_mb: PositiveInt | None = Field(
         None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
                           "a CPU option: CUDA reserves far more address space than it uses)")
+    cudnn_benchmark: StrictBool | None = Field(
+        None, description="torch.backends.cudnn.benchmark in every cell (cuDNN autotunes convolutions for the shapes it meets; "
+                          "timm's benchmark.py turns it on); unset: PyTorch's default (off), and the cell ids stay as they were")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -133,6 +133,8 @@ class Speed(Measurement):
             and not x.is_contiguous() else "contiguous",
             "compile": cell.compile,
             "threads": torch.get_num_threads(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
+            "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
             "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,
             "memory_added_mb": ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,
