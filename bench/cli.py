@@ -436,6 +436,9 @@ def parity(ctx: typer.Context) -> None:
                         help="bench side in this process, or a fresh child process per round as `bench run` isolates speed cells")
     parser.add_argument("--set", dest="speed", action="append", default=[], metavar="KEY=VALUE",
                         help="bench's speed setting, e.g. --set min_time_s=2 (repeatable)")
+    parser.add_argument("--clock", choices=["wall", "thread_cpu"], default="wall",
+                        help="thread_cpu: time both sides by this thread's CPU time (CPU, --threads 1): the work per image, "
+                             "whatever the machine's load")
     parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(ctx.args)
@@ -459,7 +462,7 @@ def parity(ctx: typer.Context) -> None:
             get_entry(name)
         rows = compare(args.models, device=device, batch_size=args.batch, resolution=args.resolution, precisions=args.precision,
                        channels_last=args.channels_last, rounds=args.rounds, warmup_iters=args.warmup, bench_iters=args.iters,
-                       speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu,
+                       speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu, clock=args.clock,
                        progress=lambda msg: console.print(f"  {escape(msg)}", highlight=False))
     except InputError as exc:
         _fail_input(exc)
@@ -470,7 +473,7 @@ def parity(ctx: typer.Context) -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}")
         raise typer.Exit(code=2)
     table = Table(title=f"speed parity on {device} ({torch.get_num_threads()} threads), batch {args.batch}, {args.resolution} px, "
-                        f"{args.rounds} rounds, bench isolation {args.isolation}")
+                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}")
     for col in ("model", "precision", "bench img/s", "reference img/s", "ratio (median)", "min-max", "IQR", "ratio of means", "within 5%"):
         table.add_column(col)
     if args.mfu:

@@ -18,6 +18,12 @@ builds it, `Speed.measure` with the suite's speed settings; or a fresh child pro
 machine's load hits both alike), for several rounds, and returns per model and precision the ratio
 bench img/s / reference img/s: its median over rounds and spread (min, max, interquartile range).
 
+On a machine shared with other jobs wall time also counts the time this process waited for a core.
+`clock="thread_cpu"` (CPU, one torch thread, bench in this process) times both sides with the calling
+thread's CPU time instead (`time.thread_time`: with one thread all of a model's work runs in it), which
+measures the work each loop does per image whatever the machine's load: the check for extra work in
+bench's timed region that a busy machine's wall-clock noise hides.
+
 bench's headline throughput is batch / median batch latency; the reference's is the mean rate (total
 images / total time). Both ratios are returned: `ratio` (bench's headline over the reference) and
 `ratio_mean` (bench's mean rate, `throughput_mean_img_s`, over the reference).
@@ -94,6 +100,7 @@ class ParityRow:
     threads: int
     isolation: str
     rounds: int
+    clock: str
     ratio: float  # median over rounds of bench img/s (headline) / reference img/s
     ratio_min: float
     ratio_max: float
@@ -139,14 +146,25 @@ def summarize(bench: list[float], reference: list[float], bench_mean: list[float
     }
 
 
-def _bench_round(cell, device: torch.device, isolation: str, server) -> dict[str, Any]:
+CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
+
+
+def _bench_round(cell, device: torch.device, isolation: str, server, clock: str = "wall") -> dict[str, Any]:
+    from unittest import mock
+
     from bench.isolation import run_cell_isolated
+    from bench.measure import speed as speed_module
     from bench.runner import run_cell
+    from bench.timing import time_loop
 
     if isolation == "process":
         result = run_cell_isolated(cell, device, server=server)
-    else:
+    elif clock == "wall":
         result = run_cell(cell, device)
+    else:  # the same measurement, its loop reading another clock
+        timed = lambda *a, **k: time_loop(*a, **{**k, "clock": CLOCKS[clock]})  # noqa: E731
+        with mock.patch.object(speed_module, "time_loop", timed):
+            result = run_cell(cell, device)
     speed = result.measurements.get("speed", {})
     if result.status != "ok" or speed.get("status") != "ok":
         raise RuntimeError(f"bench's speed measurement of {cell.label()} did not run: {result.reason}")
@@ -156,7 +174,7 @@ def _bench_round(cell, device: torch.device, isolation: str, server) -> dict[str
 def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size: int = 8, resolution: int = 224,
             precisions: tuple[str, ...] | list[str] = ("fp32",), channels_last: bool = False, rounds: int = 5,
             warmup_iters: int = 10, bench_iters: int = 40, speed_settings: dict[str, Any] | None = None,
-            isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False,
+            isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False, clock: str = "wall",
             progress: Callable[[str], None] | None = None) -> list[ParityRow]:
     """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
     precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None)."""
@@ -172,6 +190,10 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
     device = torch.device(device)
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+    if clock == "thread_cpu" and (device.type != "cpu" or torch.get_num_threads() != 1 or isolation != "none"):
+        raise ValueError("clock 'thread_cpu' needs device cpu, one torch thread (torch.set_num_threads(1)) and isolation 'none'")
     settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
     say = progress or (lambda _msg: None)
     rows: list[ParityRow] = []
@@ -204,10 +226,10 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                     for side in order:
                         if side == "reference":
                             ref = reference_loop(model, x, device=device, precision=precision,
-                                                 warmup_iters=warmup_iters, bench_iters=bench_iters)
+                                                 warmup_iters=warmup_iters, bench_iters=bench_iters, clock=CLOCKS[clock])
                             ref_rates.append(ref.img_s)
                         else:
-                            speed = _bench_round(cell, device, isolation, server)
+                            speed = _bench_round(cell, device, isolation, server, clock)
                             bench_rates.append(speed["throughput_img_s"])
                             bench_means.append(speed["throughput_mean_img_s"])
                     say(f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
@@ -215,7 +237,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 s = summarize(bench_rates, ref_rates, bench_means)
                 row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
                                 channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
-                                isolation=isolation, rounds=rounds, bench_samples=bench_rates, reference_samples=ref_rates,
+                                isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
                                 gflops_per_image=gflops, **s)
                 if with_mfu and gflops is not None:
                     row.mfu = {"bench": mfu_for(device, precision, gflops * 1e9 * row.bench_img_s),

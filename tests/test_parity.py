@@ -86,7 +86,7 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
         order.append("ref")
         return real_ref(*a, **k)
 
-    def bench_round(cell, device, isolation, server):
+    def bench_round(cell, device, isolation, server, clock="wall"):
         order.append("bench")
         assert cell.measure == ("speed",) and cell.batch_size == 2 and cell.resolution == 32
         return {"throughput_img_s": 100.0, "throughput_mean_img_s": 90.0}
@@ -114,7 +114,38 @@ def test_compare_runs_bench_speed_for_real():
     assert row.mfu["bench"]["mfu"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
 
 
+def test_thread_cpu_clock_reaches_bench_and_reference(monkeypatch):
+    """With clock thread_cpu both loops read time.thread_time: a fake one counting reads proves it."""
+    import time as time_module
+
+    reads = {"n": 0}
+
+    def fake_thread_time():
+        reads["n"] += 1
+        return reads["n"] * 0.001
+
+    monkeypatch.setitem(parity.CLOCKS, "thread_cpu", fake_thread_time)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=3, clock="thread_cpu",
+                       speed_settings={"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "max_repeats": 3,
+                                       "min_time_s": 0.0, "reference": False})
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = rows
+    assert row.clock == "thread_cpu"
+    # reference: 8 reads 1 ms apart -> 7 ms for 6 images; bench: every timed call 1 ms apart -> 2 / 0.001 img/s
+    assert row.reference_img_s == pytest.approx(6 / 0.007)
+    assert row.bench_img_s == pytest.approx(2 / 0.001)
+    assert time_module.perf_counter() > 0
+
+
 def test_compare_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], clock="sundial")
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], isolation="process", clock="thread_cpu")
     with pytest.raises(ValueError):
         compare(["small_cnn"], isolation="thread")
     with pytest.raises(ValueError):
