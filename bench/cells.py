@@ -52,6 +52,9 @@ class Cell:
     weights: str | None = None
     weights_sha256: str | None = None
     axes: dict[str, Any] = field(default_factory=dict)  # dotted-path axes swept -> this cell's value (not hashed)
+    # torch.backends.cudnn.benchmark for the cell (cuDNN autotunes its convolution algorithms); None: PyTorch's
+    # default (off), and then left out of the id, so suites that never set it keep their cell ids
+    cudnn_benchmark: bool | None = None
 
     def identity(self) -> dict[str, Any]:
         """What the id hashes: everything but the weights *path* (its content hash stands in) and `axes`
@@ -59,6 +62,8 @@ class Cell:
         data = asdict(self)
         data.pop("weights")
         data.pop("axes")
+        if data.get("cudnn_benchmark") is None:
+            data.pop("cudnn_benchmark", None)
         data["measure"] = list(self.measure)
         return data
 
@@ -81,7 +86,8 @@ class Cell:
     def label(self) -> str:
         """A short human label: model@res bs=.. precision [+cl] [+compile] seed=.."""
         extras = "".join(
-            [" +channels_last" if self.channels_last else "", " +compile" if self.compile else ""]
+            [" +channels_last" if self.channels_last else "", " +compile" if self.compile else "",
+             "" if self.cudnn_benchmark is None else f" cudnn_benchmark={self.cudnn_benchmark}"]
         )
         strategy = f" {self.strategy}" if "train" in self.measure else ""
         swept = "".join(f" {k}={v}" for k, v in self.axes.items())
@@ -154,6 +160,7 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         model_kwargs={**model_axes, **spec.kwargs},  # the model's own kwargs win over the matrix, as its resolution does
         weights=weights,
         weights_sha256=sha,
+        cudnn_benchmark=suite.cudnn_benchmark,
     )
     if dotted:  # record the values in effect (a model's own override may have replaced the matrix's)
         object.__setattr__(cell, "axes", {k: axis_paths.value_of(cell, k) for k in dotted})

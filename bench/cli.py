@@ -400,17 +400,105 @@ def plan(
         return
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
     swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure"):
+    cudnn = any(c.cudnn_benchmark is not None for c in cells)
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", *(["cudnn_benchmark"] if cudnn else []),
+                "strategy", "seed", *swept, "measure"):
         table.add_column(col)
     for i, c in enumerate(cells, 1):
         strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile),
+                      *([str(c.cudnn_benchmark)] if cudnn else []), strategy, str(c.seed),
                       *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
     console.print(table)
     from bench.epochs import shared_training_groups
 
     served = sum(len(g) - 1 for g in shared_training_groups(cells))
     console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
+
+
+_PARITY_HELP = """Speed parity: bench's `speed` measurement against a plain reference loop written to timm's
+benchmark.py method (warm-up, synchronised timing, inference_mode, pre-allocated input), interleaved over
+several rounds; prints bench img/s / reference img/s per model and precision (median, min-max, IQR).
+
+  bench parity --models efficientnet_b0 resnet18 --device cpu --batch 8 --resolution 224 --precision fp32 bf16 --mfu
+"""
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, help=_PARITY_HELP)
+def parity(ctx: typer.Context) -> None:
+    import argparse
+    import json as _json
+
+    parser = argparse.ArgumentParser(prog="bench parity", description=_PARITY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", required=True, help="registry names (bench list models)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (reference, bench, bench, reference, ...)")
+    parser.add_argument("--warmup", type=int, default=10, help="reference: untimed warm-up calls (timm's default 10)")
+    parser.add_argument("--iters", type=int, default=40, help="reference: timed calls (timm's default 40)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both sides (default: torch's)")
+    parser.add_argument("--isolation", choices=["none", "process"], default="none",
+                        help="bench side in this process, or a fresh child process per round as `bench run` isolates speed cells")
+    parser.add_argument("--set", dest="speed", action="append", default=[], metavar="KEY=VALUE",
+                        help="bench's speed setting, e.g. --set min_time_s=2 (repeatable)")
+    parser.add_argument("--clock", choices=["wall", "thread_cpu"], default="wall",
+                        help="thread_cpu: time both sides by this thread's CPU time (CPU, --threads 1): the work per image, "
+                             "whatever the machine's load")
+    parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    args = parser.parse_args(ctx.args)
+    import torch
+
+    from bench.device import resolve_device
+    from bench.parity import compare
+    from bench.yamlio import loads_yaml
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+        speed = {}
+        for item in args.speed:
+            key, _, value = item.partition("=")
+            speed[key] = loads_yaml(value)[0] if value else None
+        from bench.models import get_entry
+
+        for name in args.models:
+            get_entry(name)
+        rows = compare(args.models, device=device, batch_size=args.batch, resolution=args.resolution, precisions=args.precision,
+                       channels_last=args.channels_last, rounds=args.rounds, warmup_iters=args.warmup, bench_iters=args.iters,
+                       speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu, clock=args.clock,
+                       progress=lambda msg: console.print(f"  {escape(msg)}", highlight=False))
+    except InputError as exc:
+        _fail_input(exc)
+        return
+    except Exception as exc:  # pydantic's validation error for a bad --set, an unknown model
+        if _STATE["debug"]:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}")
+        raise typer.Exit(code=2)
+    table = Table(title=f"speed parity on {device} ({torch.get_num_threads()} threads), batch {args.batch}, {args.resolution} px, "
+                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}")
+    for col in ("model", "precision", "bench img/s", "reference img/s", "ratio (median)", "min-max", "IQR", "ratio of means", "within 5%"):
+        table.add_column(col)
+    if args.mfu:
+        table.add_column("MFU (bench)")
+    for r in rows:
+        cells = [r.model, r.precision, f"{r.bench_img_s:.1f}", f"{r.reference_img_s:.1f}", f"{r.ratio:.3f}",
+                 f"{r.ratio_min:.3f}-{r.ratio_max:.3f}", f"{r.ratio_iqr:.3f}", f"{r.ratio_mean:.3f}",
+                 "yes" if abs(r.ratio - 1) <= 0.05 else "no"]
+        if args.mfu:
+            m = (r.mfu or {}).get("bench") or {}
+            cells.append(f"{m['mfu']:.1%}" if m.get("mfu") is not None else f"— ({m.get('reason') or 'no FLOP count'})")
+        table.add_row(*cells)
+    console.print(table)
+    console.print("ratio = bench's headline img/s (batch / median batch latency) / the reference's (images / wall time); "
+                  "ratio of means uses bench's mean rate. " + FLOPS_NOTE)
+    if args.json:
+        args.json.write_text(_json.dumps([r.to_dict() for r in rows], indent=1))
 
 
 @list_app.command("models")

@@ -123,9 +123,13 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     t0 = time.perf_counter()
     measurements: dict[str, dict[str, Any]] = {}
     result = CellResult(cell=cell, status="ok", started_at=started, measurements=measurements)
+    cudnn_before = torch.backends.cudnn.benchmark
+    if cell.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = cell.cudnn_benchmark
     try:
         _measure_cell(cell, device, result, base_dir, artifact_dir, epoch_taps or {}, tap_results if tap_results is not None else {})
     finally:
+        torch.backends.cudnn.benchmark = cudnn_before
         release_memory(device)  # the model, its optimizer and activations are unreachable by now
     result.duration_s = time.perf_counter() - t0
     result.isolation = "none"
@@ -175,6 +179,30 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
                 model.to(memory_format=torch.contiguous_format)
             except Exception:  # noqa: BLE001 - a model left unusable by its failure is not the next one's problem
                 pass
+
+
+def attach_mfu(result: CellResult, device: torch.device) -> None:
+    """Model FLOP utilisation (bench.devices) into the cell's `speed` and `train` measurements: `mfu` (a
+    fraction of the device's dense peak at the cell's precision, or None), `mfu_reason` when None,
+    `achieved_tflop_s`, `peak_tflop_s`, `peak_precision`, `mfu_flops_per_image`. Inference uses the forward
+    FLOPs (2 x MACs) per image x img/s; training the forward + backward FLOPs per image x train img/s."""
+    from bench.devices import cell_mfu, device_name
+
+    try:
+        name = device_name(device)
+    except Exception:  # noqa: BLE001 - no name, no match: MFU None with the reason below
+        name = None
+    for kind, data in cell_mfu(result.measurements, result.cell.precision, name).items():
+        target = result.measurements["speed" if kind == "inference" else "train"]
+        target.update({
+            "mfu": data["mfu"],
+            "mfu_reason": data["reason"],
+            "achieved_tflop_s": data["achieved_tflop_s"],
+            "peak_tflop_s": data["peak_tflop_s"],
+            "peak_precision": data["peak_precision"],
+            "mfu_flops_per_image": data["flops_per_image"],
+            "mfu_device": name,
+        })
 
 
 def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
@@ -252,6 +280,7 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
             for result in results:
                 if result.executor is None:
                     result.executor = executor.name
+                attach_mfu(result, device)
                 store.write_cell(result)
                 done[result.id] = result
                 store.write_csv(done[c.id] for c in cells if c.id in done)

@@ -204,6 +204,9 @@ class Suite(StrictModel):
     executor: Literal["local", "ray"] = Field(
         "local", description="where cells run: local (this machine, one after the other) or ray (tasks on a Ray cluster); not part of a cell's id")
     ray: RayOptions = Field(default_factory=RayOptions, description="options of executor: ray")
+    cudnn_benchmark: StrictBool | None = Field(
+        None, description="torch.backends.cudnn.benchmark in every cell (cuDNN autotunes convolutions for the shapes it meets; "
+                          "timm's benchmark.py turns it on); unset: PyTorch's default (off), and the cell ids stay as they were")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)

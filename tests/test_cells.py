@@ -119,3 +119,49 @@ def test_shipped_suites_are_valid(suite):
     assert expand(loaded)
     for name in loaded.profiles:
         assert expand(load_suite(path, name))
+
+
+def test_cudnn_benchmark_is_part_of_the_cell_only_when_set(suite_file):
+    base = "name: cudnn\nmodels: [resnet18]\nmatrix: {precision: [fp32, bf16]}\n"
+    plain = expand(load_suite(suite_file(base)))
+    unset = expand(load_suite(suite_file(base + "cudnn_benchmark: null\n")))
+    on = expand(load_suite(suite_file(base + "cudnn_benchmark: true\n")))
+    off = expand(load_suite(suite_file(base + "cudnn_benchmark: false\n")))
+    assert [c.id for c in plain] == [c.id for c in unset]  # unset: ids as before the option existed
+    assert "cudnn_benchmark" not in plain[0].identity()
+    assert all(c.cudnn_benchmark is True for c in on) and all(c.cudnn_benchmark is False for c in off)
+    ids = [{c.id for c in cells} for cells in (plain, on, off)]
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert Cell.from_dict(on[0].to_dict()) == on[0] and Cell.from_dict(on[0].to_dict()).id == on[0].id
+    assert "cudnn_benchmark=True" in on[0].label()
+    # an id computed before the option existed (no key at all in the identity) is unchanged
+    import dataclasses
+
+    legacy = dataclasses.asdict(plain[0])
+    for key in ("weights", "axes", "cudnn_benchmark"):
+        legacy.pop(key)
+    legacy["measure"] = list(plain[0].measure)
+    assert cell_id(legacy) == plain[0].id
+
+
+def test_cudnn_benchmark_set_for_the_cell_and_restored(monkeypatch):
+    import torch
+
+    from bench import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "_measure_cell", lambda cell, *a: seen.append(torch.backends.cudnn.benchmark))
+    cell = Cell(model="resnet18", family="resnet", resolution=32, batch_size=2, precision="fp32", channels_last=False,
+                compile=False, seed=0, num_classes=10, measure=("profile",), cudnn_benchmark=True)
+    before = torch.backends.cudnn.benchmark
+    runner.run_cell(cell, torch.device("cpu"))
+    assert seen == [True] and torch.backends.cudnn.benchmark == before
+    runner.run_cell(Cell.from_dict({**cell.to_dict(), "cudnn_benchmark": None}), torch.device("cpu"))
+    assert seen[-1] == before
+
+
+def test_cudnn_benchmark_must_be_a_bool(suite_file):
+    from bench.errors import InputError
+
+    with pytest.raises(InputError, match="cudnn_benchmark"):
+        load_suite(suite_file("name: x\nmodels: [resnet18]\ncudnn_benchmark: maybe\n"))

@@ -161,8 +161,11 @@ def test_every_section_has_templates_and_is_rendered_somewhere(section, reports)
 
 def test_trained_report_sections_and_numbers(reports, trained_run):
     sections, html, md, folder = reports["trained"]
-    assert sections == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "strategies", "precisions", "curves",
+    assert sections == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "mfu", "strategies", "precisions", "curves",
                         "long_tail", "measured", "failures", "reproduce"]
+    # MFU: recorded per cell, None on this CPU with the reason, which the report gives
+    mfu_part = md.split("## Model FLOP utilisation")[1].split("\n## ")[0]
+    assert "FLOPs = 2 × MACs" in mfu_part and "MFU not available: no peak FLOP/s known for CPU" in mfu_part
     # the failing cell is listed with its reason
     assert "no_such_argument" in html and "no_such_argument" in md
     # the leaderboard shows each trained cell's macro-F1 as stored
@@ -189,7 +192,7 @@ def test_profile_only_run_renders(reports):
 
 def test_one_model_run_renders(reports):
     sections, _, md, _ = reports["one"]
-    assert sections == ["header", "leaderboard", "flop_coverage", "measured", "reproduce"]
+    assert sections == ["header", "leaderboard", "flop_coverage", "mfu", "measured", "reproduce"]
     assert "resnet18" in md
 
 
@@ -347,3 +350,33 @@ def test_precision_section_shows_each_format_range(reports):
     assert "| fp16 (float16) | 16 | 5 / 10 | 6.55e+04 | 6.1e-05 | 0.000977 |" in md and "inference peak memory" in md
     assert "| bf16 (bfloat16) | 16 | 8 / 7 | 3.39e+38 | 1.18e-38 | 0.00781 |" in md
     assert "smallest normal" in html
+
+
+def test_mfu_section_numbers_on_a_known_gpu(one_model_run, tmp_path):
+    """A copy of a real run, as if measured on an A100: the section shows MFU = achieved / peak."""
+    import shutil
+
+    from bench.devices import cell_mfu
+    from bench.report.sections import ReportContext, mfu
+
+    run = tmp_path / "run"
+    shutil.copytree(one_model_run, run)
+    for path in (run / "cells").glob("*.json"):
+        data = json.loads(path.read_text())
+        m = data["measurements"]
+        if data["status"] != "ok":
+            continue
+        m["profile"]["flops"], m["profile"]["flops_batch_size"] = 4e9, 1
+        m["speed"]["throughput_img_s"] = 7800.0  # 4 GFLOP x 7800 img/s = 31.2 TFLOP/s
+        for kind, d in cell_mfu(m, data["config"]["precision"], "NVIDIA A100-SXM4-80GB",
+                                tf32_allowed=True).items():
+            target = m["speed" if kind == "inference" else "train"]
+            target.update(mfu=d["mfu"], mfu_reason=d["reason"], achieved_tflop_s=d["achieved_tflop_s"], peak_tflop_s=d["peak_tflop_s"],
+                          peak_precision=d["peak_precision"], mfu_device="NVIDIA A100-SXM4-80GB")
+        path.write_text(json.dumps(data))
+    d = mfu(ReportContext(load_runs([run])))
+    assert d["has_mfu"] and not d["reasons"]
+    row = d["rows"][0]
+    assert row["infer_tflop_s"] == pytest.approx(31.2)
+    assert row["infer_mfu"] == pytest.approx(31.2 / 156)  # fp32 against the A100's dense TF32 peak
+    assert d["peaks"] == ["NVIDIA A100-SXM4-80GB: 156 TFLOP/s dense tf32"]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from bench.device import autocast, precision_unsupported
+from bench.device import autocast, evaluating, precision_unsupported
 from bench.errors import SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
 from bench.memory import PeakMemory, is_out_of_memory
@@ -90,7 +90,7 @@ class Speed(Measurement):
             model = torch.compile(model)
         s = self.settings
         reference = reference_workload(device) if s.reference else None
-        with torch.inference_mode(), autocast(device, cell.precision), PeakMemory(device) as peak:
+        with evaluating(model), torch.inference_mode(), autocast(device, cell.precision), PeakMemory(device) as peak:
             probe = model(x)  # the first call: what actually runs (dtype under autocast), never timed
             out_dtype = str((probe if isinstance(probe, torch.Tensor) else probe[0]).dtype).removeprefix("torch.")
             del probe
@@ -133,6 +133,8 @@ class Speed(Measurement):
             and not x.is_contiguous() else "contiguous",
             "compile": cell.compile,
             "threads": torch.get_num_threads(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
+            "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
             "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,
             "memory_added_mb": ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,

@@ -712,6 +712,49 @@ def flop_coverage(ctx: ReportContext) -> dict | None:
             "has_achieved": any(row["infer_gflop_s"] or row["train_gflop_s"] for row in rows)}
 
 
+@register_section("mfu", "Model FLOP utilisation (MFU): achieved FLOP/s against the device's peak", 33)
+def mfu(ctx: ReportContext) -> dict | None:
+    """Per cell (seeds averaged): achieved TFLOP/s and MFU for inference (forward FLOPs = 2 x MACs per image
+    x img/s) and training (forward + backward FLOPs per image x train img/s), against the device's dense
+    peak at the cell's precision (bench.devices). Shown whenever a cell recorded it, with the reason when
+    the device has no known peak (any CPU)."""
+    results = [r for r in ctx.current.results if "mfu_reason" in (r.measurements.get("speed") or {})
+               or "mfu_reason" in (r.measurements.get("train") or {})]
+    if not results:
+        return None
+    groups = list(group_over(results, "seed", statuses=("ok", "skipped")).values())
+    varying = _varying([g[0].cell for g in groups], ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile"))
+    rows, reasons, peaks = [], {}, {}
+    for members in groups:
+        r = members[0]
+
+        def mean(key):
+            vals = [v for v in metric_values(members, key) if v is not None]
+            return float(np.mean(vals)) if vals else None
+
+        for kind in ("speed", "train"):
+            reason = _m(r, f"{kind}.mfu_reason")
+            if reason:
+                reasons[reason] = reasons.get(reason, 0) + 1
+            if _m(r, f"{kind}.peak_tflop_s"):
+                peaks[(_m(r, f"{kind}.mfu_device"), _m(r, f"{kind}.peak_precision"))] = _m(r, f"{kind}.peak_tflop_s")
+        rows.append({
+            "model": _short(r.cell, varying),
+            "precision": r.cell.precision,
+            "infer_tflop_s": mean("speed.achieved_tflop_s"),
+            "infer_peak": _m(r, "speed.peak_tflop_s"),
+            "infer_peak_precision": _m(r, "speed.peak_precision"),
+            "infer_mfu": mean("speed.mfu"),
+            "train_tflop_s": mean("train.achieved_tflop_s"),
+            "train_peak": _m(r, "train.peak_tflop_s"),
+            "train_mfu": mean("train.mfu"),
+        })
+    return {"rows": rows, "reasons": [f"{reason} ({n} cells)" for reason, n in reasons.items()],
+            "peaks": [f"{dev}: {tflops:g} TFLOP/s dense {prec}" for (dev, prec), tflops in peaks.items()],
+            "has_mfu": any(row["infer_mfu"] is not None or row["train_mfu"] is not None for row in rows),
+            "has_train": any(row["train_tflop_s"] is not None for row in rows)}
+
+
 @register_section("measured", "How each cell was measured", 75)
 def measured(ctx: ReportContext) -> dict | None:
     """What actually ran, cell by cell: batch size (and any fallback), resolution, precision and compute

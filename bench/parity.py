@@ -1,0 +1,250 @@
+"""Speed parity: bench's `speed` measurement against a plain reference loop written to timm's method.
+
+The reference (`reference_loop`) is deliberately independent of bench's timing code: it is the method of
+timm's `benchmark.py` (InferenceBenchmarkRunner), written out again in a dozen lines:
+
+- the model in eval mode, the input allocated once on the device (channels_last when asked),
+- `torch.inference_mode()` (timm uses `no_grad`; inference_mode is the same work minus version counters),
+- autocast for bf16/fp16 (bench's precisions are autocast precisions, so the reference uses autocast too;
+  timm's `--precision bfloat16` would instead cast the weights, a different computation),
+- `warmup_iters` untimed calls, then `bench_iters` calls, each step's end synchronised with the device
+  (timm's `cuda_timestamp(sync=True)`),
+- throughput = images / wall time from the first timed call's start to the last one's synchronised end.
+
+`compare` runs bench's own measurement of a cell (the runner's `run_cell`: the model built as a cell
+builds it, `Speed.measure` with the suite's speed settings; or a fresh child process per round with
+`isolation="process"`, as `bench run` isolates speed cells) and the reference side by side, interleaved
+(reference, bench, reference, bench, ... with the order flipped every other round so that a drift in the
+machine's load hits both alike), for several rounds, and returns per model and precision the ratio
+bench img/s / reference img/s: its median over rounds and spread (min, max, interquartile range).
+
+On a machine shared with other jobs wall time also counts the time this process waited for a core.
+`clock="thread_cpu"` (CPU, one torch thread, bench in this process) times both sides with the calling
+thread's CPU time instead (`time.thread_time`: with one thread all of a model's work runs in it), which
+measures the work each loop does per image whatever the machine's load: the check for extra work in
+bench's timed region that a busy machine's wall-clock noise hides.
+
+bench's headline throughput is batch / median batch latency; the reference's is the mean rate (total
+images / total time). Both ratios are returned: `ratio` (bench's headline over the reference) and
+`ratio_mean` (bench's mean rate, `throughput_mean_img_s`, over the reference).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from bench.devices import mfu_for
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    images: int  # images in the timed calls only
+    calls: int  # timed calls
+    warmup_calls: int
+    elapsed_s: float
+    step_times_s: tuple[float, ...]
+
+    @property
+    def img_s(self) -> float:
+        return self.images / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.device, precision: str = "fp32",
+                   warmup_iters: int = 10, bench_iters: int = 40, clock: Callable[[], float] = time.perf_counter) -> ReferenceResult:
+    """timm's inference benchmark loop (see the module docstring), on a prepared model and input."""
+    if bench_iters < 1 or warmup_iters < 0:
+        raise ValueError("bench_iters must be >= 1 and warmup_iters >= 0")
+    model.eval()
+    amp = (torch.autocast(device_type=device.type, dtype=DTYPES[precision]) if precision != "fp32"
+           else contextlib.nullcontext())
+    steps: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup_iters):
+            with amp:
+                model(x)
+            _sync(device)
+        images = 0
+        start = clock()
+        for _ in range(bench_iters):
+            t0 = clock()
+            with amp:
+                model(x)
+            _sync(device)
+            steps.append(clock() - t0)
+            images += x.shape[0]
+        elapsed = clock() - start
+    return ReferenceResult(images=images, calls=bench_iters, warmup_calls=warmup_iters, elapsed_s=elapsed, step_times_s=tuple(steps))
+
+
+@dataclass
+class ParityRow:
+    model: str
+    precision: str
+    batch_size: int
+    resolution: int
+    channels_last: bool
+    device: str
+    threads: int
+    isolation: str
+    rounds: int
+    clock: str
+    ratio: float  # median over rounds of bench img/s (headline) / reference img/s
+    ratio_min: float
+    ratio_max: float
+    ratio_iqr: float
+    ratio_mean: float  # median over rounds of bench's mean-rate img/s / reference img/s
+    bench_img_s: float  # medians over rounds
+    reference_img_s: float
+    ratios: list[float] = field(default_factory=list)
+    bench_samples: list[float] = field(default_factory=list)
+    reference_samples: list[float] = field(default_factory=list)
+    gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
+    mfu: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if len(s) == 1:
+        return s[0]
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summarize(bench: list[float], reference: list[float], bench_mean: list[float] | None = None) -> dict[str, Any]:
+    """Per-round ratios bench / reference and their median, min, max and interquartile range."""
+    if not bench or len(bench) != len(reference):
+        raise ValueError("need one bench and one reference figure per round")
+    ratios = [b / r for b, r in zip(bench, reference)]
+    means = [b / r for b, r in zip(bench_mean or bench, reference)]
+    return {
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "ratio_iqr": _quantile(ratios, 0.75) - _quantile(ratios, 0.25),
+        "ratio_mean": statistics.median(means),
+        "bench_img_s": statistics.median(bench),
+        "reference_img_s": statistics.median(reference),
+        "ratios": ratios,
+    }
+
+
+CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
+
+
+def _bench_round(cell, device: torch.device, isolation: str, server, clock: str = "wall") -> dict[str, Any]:
+    from unittest import mock
+
+    from bench.isolation import run_cell_isolated
+    from bench.measure import speed as speed_module
+    from bench.runner import run_cell
+    from bench.timing import time_loop
+
+    if isolation == "process":
+        result = run_cell_isolated(cell, device, server=server)
+    elif clock == "wall":
+        result = run_cell(cell, device)
+    else:  # the same measurement, its loop reading another clock
+        timed = lambda *a, **k: time_loop(*a, **{**k, "clock": CLOCKS[clock]})  # noqa: E731
+        with mock.patch.object(speed_module, "time_loop", timed):
+            result = run_cell(cell, device)
+    speed = result.measurements.get("speed", {})
+    if result.status != "ok" or speed.get("status") != "ok":
+        raise RuntimeError(f"bench's speed measurement of {cell.label()} did not run: {result.reason}")
+    return speed
+
+
+def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size: int = 8, resolution: int = 224,
+            precisions: tuple[str, ...] | list[str] = ("fp32",), channels_last: bool = False, rounds: int = 5,
+            warmup_iters: int = 10, bench_iters: int = 40, speed_settings: dict[str, Any] | None = None,
+            isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False, clock: str = "wall",
+            progress: Callable[[str], None] | None = None) -> list[ParityRow]:
+    """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
+    precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None)."""
+    from bench.cells import Cell
+    from bench.device import precision_unsupported
+    from bench.isolation import ForkServer
+    from bench.measure.speed import SpeedSettings
+    from bench.models import build_model, get_entry
+    from bench.runner import seed_everything
+
+    if isolation not in ("none", "process"):
+        raise ValueError("isolation must be 'none' or 'process'")
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    device = torch.device(device)
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+    if clock == "thread_cpu" and (device.type != "cpu" or torch.get_num_threads() != 1 or isolation != "none"):
+        raise ValueError("clock 'thread_cpu' needs device cpu, one torch thread (torch.set_num_threads(1)) and isolation 'none'")
+    settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
+    say = progress or (lambda _msg: None)
+    rows: list[ParityRow] = []
+    server = ForkServer() if isolation == "process" else None
+    try:
+        for name in models:
+            entry = get_entry(name)
+            seed_everything(0)
+            model = build_model(name, num_classes=num_classes, resolution=resolution).to(device).eval()
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            model = model.to(memory_format=fmt)
+            x = torch.randn(batch_size, 3, resolution, resolution, device=device).contiguous(memory_format=fmt)
+            gflops = None
+            if with_mfu:
+                from bench.flops import count_flops
+
+                with torch.no_grad():
+                    gflops = count_flops(model, x[:1]).flops / 1e9
+            for precision in precisions:
+                reason = precision_unsupported(device, precision)
+                if reason:
+                    say(f"{name} {precision}: skipped ({reason})")
+                    continue
+                cell = Cell(model=name, family=entry.family, resolution=resolution, batch_size=batch_size, precision=precision,
+                            channels_last=channels_last, compile=False, seed=0, num_classes=num_classes, measure=("speed",),
+                            settings={"speed": settings})
+                bench_rates, bench_means, ref_rates = [], [], []
+                for r in range(rounds):
+                    order = ("reference", "bench") if r % 2 == 0 else ("bench", "reference")
+                    for side in order:
+                        if side == "reference":
+                            ref = reference_loop(model, x, device=device, precision=precision,
+                                                 warmup_iters=warmup_iters, bench_iters=bench_iters, clock=CLOCKS[clock])
+                            ref_rates.append(ref.img_s)
+                        else:
+                            speed = _bench_round(cell, device, isolation, server, clock)
+                            bench_rates.append(speed["throughput_img_s"])
+                            bench_means.append(speed["throughput_mean_img_s"])
+                    say(f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
+                        f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}")
+                s = summarize(bench_rates, ref_rates, bench_means)
+                row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
+                                channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
+                                isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
+                                gflops_per_image=gflops, **s)
+                if with_mfu and gflops is not None:
+                    row.mfu = {"bench": mfu_for(device, precision, gflops * 1e9 * row.bench_img_s),
+                               "reference": mfu_for(device, precision, gflops * 1e9 * row.reference_img_s)}
+                rows.append(row)
+            del model, x
+    finally:
+        if server is not None:
+            server.close()
+    return rows

@@ -1,0 +1,152 @@
+"""bench.parity's reference loop (timm's method) and the interleaved comparison, on tiny models."""
+
+import pytest
+import torch
+
+from bench import parity
+from bench.parity import compare, reference_loop, summarize
+
+
+class Counting(torch.nn.Module):
+    """Records every call: batch size, train/eval mode, inference mode, the dtype autocast computes in."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 2)
+        self.calls = []
+
+    def forward(self, x):
+        y = self.lin(x)
+        self.calls.append({"n": x.shape[0], "training": self.training, "inference": torch.is_inference_mode_enabled(), "dtype": y.dtype})
+        return y
+
+
+class FakeClock:
+    def __init__(self, step=0.5):
+        self.t, self.step = 0.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+def test_reference_counts_only_timed_images():
+    m = Counting().train()
+    x = torch.randn(3, 4)
+    r = reference_loop(m, x, device=torch.device("cpu"), warmup_iters=2, bench_iters=5)
+    assert len(m.calls) == 7  # 2 warm-up + 5 timed
+    assert r.calls == 5 and r.warmup_calls == 2
+    assert r.images == 15  # 5 timed calls x batch 3; warm-up images not counted
+    assert len(r.step_times_s) == 5
+
+
+def test_reference_rate_is_images_over_wall_time():
+    m = Counting()
+    clock = FakeClock(0.5)
+    r = reference_loop(m, torch.randn(4, 4), device=torch.device("cpu"), warmup_iters=1, bench_iters=3, clock=clock)
+    # clock reads: start, then per call t0 and end (2 reads), then the final read: 1 + 2*3 + 1 = 8 reads of 0.5 s;
+    # elapsed = last - start = 7 * 0.5
+    assert r.elapsed_s == pytest.approx(3.5)
+    assert r.img_s == pytest.approx(12 / 3.5)
+    assert all(s == pytest.approx(0.5) for s in r.step_times_s)
+
+
+def test_reference_runs_eval_inference_mode_and_autocast():
+    m = Counting().train()
+    reference_loop(m, torch.randn(2, 4), device=torch.device("cpu"), precision="bf16", warmup_iters=1, bench_iters=2)
+    assert all(not c["training"] and c["inference"] for c in m.calls)
+    assert {c["dtype"] for c in m.calls} == {torch.bfloat16}
+    m2 = Counting()
+    reference_loop(m2, torch.randn(2, 4), device=torch.device("cpu"), precision="fp32", warmup_iters=0, bench_iters=1)
+    assert m2.calls[0]["dtype"] == torch.float32
+
+
+def test_reference_rejects_no_timed_calls():
+    with pytest.raises(ValueError):
+        reference_loop(Counting(), torch.randn(1, 4), device=torch.device("cpu"), bench_iters=0)
+
+
+def test_summarize_exact():
+    s = summarize([10.0, 12.0, 9.0, 20.0], [10.0, 10.0, 10.0, 10.0], bench_mean=[5.0, 10.0, 10.0, 10.0])
+    assert s["ratios"] == [1.0, 1.2, 0.9, 2.0]
+    assert s["ratio"] == pytest.approx(1.1)  # median of 0.9, 1.0, 1.2, 2.0
+    assert s["ratio_min"] == 0.9 and s["ratio_max"] == 2.0
+    assert s["ratio_iqr"] == pytest.approx(1.4 - 0.975)  # linear quantiles: q75 = 1.2 + 0.25*0.8, q25 = 0.9 + 0.75*0.1
+    assert s["ratio_mean"] == pytest.approx(1.0)
+    assert s["bench_img_s"] == pytest.approx(11.0) and s["reference_img_s"] == 10.0
+    with pytest.raises(ValueError):
+        summarize([1.0], [1.0, 2.0])
+
+
+def test_compare_interleaves_and_flips_order(monkeypatch):
+    order = []
+    real_ref = parity.reference_loop
+
+    def ref(*a, **k):
+        order.append("ref")
+        return real_ref(*a, **k)
+
+    def bench_round(cell, device, isolation, server, clock="wall"):
+        order.append("bench")
+        assert cell.measure == ("speed",) and cell.batch_size == 2 and cell.resolution == 32
+        return {"throughput_img_s": 100.0, "throughput_mean_img_s": 90.0}
+
+    monkeypatch.setattr(parity, "reference_loop", ref)
+    monkeypatch.setattr(parity, "_bench_round", bench_round)
+    rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2)
+    assert order == ["ref", "bench", "bench", "ref", "ref", "bench"]
+    (row,) = rows
+    assert row.rounds == 3 and len(row.ratios) == 3
+    assert row.ratio == pytest.approx(100.0 / row.reference_img_s, rel=0.5)
+    assert row.bench_samples == [100.0] * 3
+
+
+def test_compare_runs_bench_speed_for_real():
+    rows = compare(["small_cnn"], batch_size=2, resolution=32, precisions=["fp32"], rounds=2, warmup_iters=2, bench_iters=3,
+                   speed_settings={"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "min_time_s": 0.0, "reference": False},
+                   with_mfu=True)
+    (row,) = rows
+    assert row.model == "small_cnn" and row.precision == "fp32" and row.device == "cpu"
+    assert len(row.bench_samples) == 2 and all(v > 0 for v in row.bench_samples)
+    assert len(row.reference_samples) == 2 and all(v > 0 for v in row.reference_samples)
+    assert row.ratios == pytest.approx([b / r for b, r in zip(row.bench_samples, row.reference_samples)])
+    assert row.gflops_per_image > 0
+    assert row.mfu["bench"]["mfu"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
+
+
+def test_thread_cpu_clock_reaches_bench_and_reference(monkeypatch):
+    """With clock thread_cpu both loops read time.thread_time: a fake one counting reads proves it."""
+    import time as time_module
+
+    reads = {"n": 0}
+
+    def fake_thread_time():
+        reads["n"] += 1
+        return reads["n"] * 0.001
+
+    monkeypatch.setitem(parity.CLOCKS, "thread_cpu", fake_thread_time)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=3, clock="thread_cpu",
+                       speed_settings={"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "max_repeats": 3,
+                                       "min_time_s": 0.0, "reference": False})
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = rows
+    assert row.clock == "thread_cpu"
+    # reference: 8 reads 1 ms apart -> 7 ms for 6 images; bench: every timed call 1 ms apart -> 2 / 0.001 img/s
+    assert row.reference_img_s == pytest.approx(6 / 0.007)
+    assert row.bench_img_s == pytest.approx(2 / 0.001)
+    assert time_module.perf_counter() > 0
+
+
+def test_compare_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], clock="sundial")
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], isolation="process", clock="thread_cpu")
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], isolation="thread")
+    with pytest.raises(ValueError):
+        compare(["small_cnn"], rounds=0)
