@@ -378,31 +378,87 @@ def report(
         console.print(f"{fmt}: {path}")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def _estimates(cells: list, device, base_dir: Path, results_root: Path, *, recalibrate: bool = False, calibrate_missing: bool = True):
+    """(per-cell estimates, calibration) or (None, None) when no calibration is cached and none may be measured."""
+    from bench.calibrate import default_path, get_calibration, load_cached, machine_key
+    from bench.workload import default_cache_path, estimate_cells
+
+    path = default_path(results_root)
+    if not calibrate_missing and load_cached(path, machine_key(device)) is None:
+        return None, None
+    precisions = tuple(dict.fromkeys(["fp32", *(c.precision for c in cells)]))
+    cal, _ = get_calibration(device, path, precisions=precisions, recalibrate=recalibrate,
+                             log=lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
+    return estimate_cells(cells, base_dir, cal, device_type=device.type, cache_path=default_cache_path(results_root)), cal
+
+
 @app.command()
 def plan(
     suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
+    estimate: bool = typer.Option(True, "--estimate/--no-estimate", help="Estimate each cell's time from its FLOPs and a measured calibration of this machine."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Measure this machine's calibration again (cached in results/.calibration.json per device, torch version and thread count)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan (cells and estimates) as JSON instead of a table."),
+    results_root: Path = typer.Option(Path("results"), "--results-root", help="Where the calibration and FLOP caches live."),
 ) -> None:
-    """Dry run: the number of cells and a table of them; nothing is executed."""
+    """Dry run: the number of cells, a table of them and an estimate of each one's time; nothing is executed."""
+    import json as _json
+
+    from bench.device import resolve_device
+
     try:
         loaded, cells = _load(suite, profile, overrides)
+        device = resolve_device(loaded.device)
+        estimates, cal = _estimates(cells, device, loaded.base_dir(), results_root, recalibrate=recalibrate) if estimate else (None, None)
     except InputError as exc:
         _fail_input(exc)
         return
-    table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
-    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure"):
-        table.add_column(col)
-    for i, c in enumerate(cells, 1):
-        strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
-                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
-    console.print(table)
     from bench.epochs import shared_training_groups
 
     served = sum(len(g) - 1 for g in shared_training_groups(cells))
+    total_s = None
+    if estimates is not None:
+        from bench.cost import total
+
+        total_s = total(estimates, cal)
+    if json_out:
+        rows = [{**c.to_dict(), "label": c.label(), **({"estimate_s": e["total"], "estimate_parts_s": e} if estimates else {})}
+                for c, e in zip(cells, estimates or [None] * len(cells))]
+        doc = {"suite": loaded.name, "profile": loaded.profile, "device": str(device), "cells": rows,
+               "estimate_total_s": total_s, "calibration": cal.to_dict() if cal else None}
+        sys.stdout.write(_json.dumps(doc, indent=1) + "\n")
+        return
+    table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
+    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
+    est_cols = ("est. speed", "est. train", "est. total") if estimates else ()
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", "strategy", "seed", *swept, "measure", *est_cols):
+        table.add_column(col, justify="right" if col.startswith("est.") else "left")
+    for i, c in enumerate(cells, 1):
+        strategy = c.strategy if "train" in c.measure else "—"
+        est = ()
+        if estimates:
+            e = estimates[i - 1]
+            est = (_duration(e["speed"]) if "speed" in c.measure else "—",
+                   _duration(e["train"] + e["data"]) if "train" in c.measure else "—", _duration(e["total"]))
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile), strategy, str(c.seed),
+                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure), *est)
+    console.print(table)
     console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
+    if total_s is not None:
+        key = cal.key
+        console.print(f"estimated time: [bold]{_duration(total_s)}[/] on {escape(str(key.get('device_name')))} "
+                      f"({key.get('threads')} threads; {_duration(cal.run_fixed_s)} start-up included). Training assumes every "
+                      "epoch runs (early stopping only shortens it); calibration cached in "
+                      f"{escape(str(results_root / '.calibration.json'))} (--recalibrate to measure again).", highlight=False)
 
 
 @list_app.command("models")
