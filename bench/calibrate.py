@@ -2,13 +2,14 @@
 representative workloads, cached per machine in `results/.calibration.json`.
 
 Keyed by device (CPU model or GPU name), torch version and thread count: a different machine, torch or
-thread count calibrates again; `bench plan --recalibrate` forces it. What is measured (each the fastest of a few
+thread count calibrates again; `bench plan --recalibrate` forces it. What is measured (each the median of a few
 the fastest of a few calls after a warm-up):
 
 - resnet18 forward at 64 px, batch 8 and at 8 px, batch 1 (bf16/fp16, only when a plan has cells in
   them: at 32 px, batch 1, emulated on most CPUs and 10-50x slower): two points give the dense FLOP/s and the fixed cost per operator
   call (the tiny input is nearly all per-call cost), after the elementwise part is taken off;
-- resnet18 forward + backward at 32 px, batch 8: the training FLOP/s of dense work;
+- resnet18 forward + backward at 32 px, batch 8 and at 8 px, batch 2: the training FLOP/s of dense work
+  and the per-call cost of a training step (autograd's bookkeeping makes it several times the inference one);
 - a stack of depthwise 3x3 convolutions (96 channels, 16 px, batch 4), forward and forward + backward:
   grouped-conv FLOP/s (a depthwise conv runs at a fraction of a dense one's rate);
 - SiLU over 2M elements: elementwise FLOP/s;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import statistics
 import os
 import tempfile
 import time
@@ -30,14 +32,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from bench.cost import TRAIN_FLOPS_PER_FORWARD, TRAIN_OPS_PER_FORWARD, Calibration
+from bench.cost import TRAIN_FLOPS_PER_FORWARD, Calibration
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 def _best_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
-    """The fastest of `repeats` calls after `warmup`: on a shared machine the minimum is what the machine
-    can do (the median moves with the other jobs' load)."""
+    """The median of `repeats` calls after `warmup`. Not the minimum: a run meets the machine as it is, and
+    on a shared machine the fastest call predicted training 1.5x too fast (the median tracks the load)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -45,7 +47,7 @@ def _best_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> floa
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return statistics.median(times)
 
 
 def _process_age_s() -> float | None:
@@ -192,19 +194,26 @@ def calibrate(device: torch.device) -> Calibration:
     dense = {"fp32": rate}
     op_s = max((t_tiny - elem_tiny - a_tiny / rate) / tiny["ops"], 0.0)
 
-    # training: forward + backward of resnet18 at 32 px, batch 8 (no optimizer: that is timed apart)
+    # training: forward + backward of resnet18 at 32 px, batch 8 and at 8 px, batch 1 (no optimizer: timed
+    # apart): the training FLOP/s and the per-call cost of a training step, per forward operator call
+    # (autograd records every call and the backward makes about three more)
     net.train()
-    xs = torch.randn(8, 3, 32, 32, device=device)
-    train_work = count_model("resnet18", 32, 10)
+    xs, xt2 = torch.randn(8, 3, 32, 32, device=device), torch.randn(2, 3, 8, 8, device=device)
+    work_s, work_t = count_model("resnet18", 32, 10), tiny
 
-    def step() -> None:
+    def step(x: torch.Tensor) -> None:
         net.zero_grad(set_to_none=False)
-        net(xs).sum().backward()
+        net(x).sum().backward()
         sync()
 
-    t_train = _best_time(step, repeats=3)
-    compute = t_train - TRAIN_OPS_PER_FORWARD * train_work["ops"] * op_s - TRAIN_FLOPS_PER_FORWARD * 8 * train_work["elementwise_flops"] / elementwise["fp32"]
-    train_dense = {"fp32": TRAIN_FLOPS_PER_FORWARD * 8 * train_work["dense_flops"] / max(compute, 1e-9)}
+    t_s = _best_time(lambda: step(xs), repeats=3)
+    t_t = _best_time(lambda: step(xt2), repeats=5)
+    k = TRAIN_FLOPS_PER_FORWARD
+    e_s, e_t = k * 8 * work_s["elementwise_flops"] / elementwise["fp32"], k * 2 * work_t["elementwise_flops"] / elementwise["fp32"]
+    a_s, a_t = k * 8 * work_s["dense_flops"], k * 2 * work_t["dense_flops"]
+    train_rate = (a_s - a_t) / max((t_s - e_s) - (t_t - e_t), 1e-9)
+    train_dense = {"fp32": train_rate}
+    train_op_s = max((t_t - e_t - a_t / train_rate) / tiny["ops"], op_s)
 
     # -- grouped (depthwise) convolutions -------------------------------------------------------------------
     dw = _depthwise(device)
@@ -220,7 +229,7 @@ def calibrate(device: torch.device) -> Calibration:
         sync()
 
     t = _best_time(dw_step, repeats=3)
-    train_grouped = {"fp32": TRAIN_FLOPS_PER_FORWARD * dw_flops / max(t - TRAIN_OPS_PER_FORWARD * 6 * op_s, 1e-9)}
+    train_grouped = {"fp32": TRAIN_FLOPS_PER_FORWARD * dw_flops / max(t - 6 * train_op_s, 1e-9)}
 
     # -- the FLOP counter's dispatch-mode overhead, per operator call ----------------------------------------
     from bench.flops import count_flops
@@ -277,7 +286,7 @@ def calibrate(device: torch.device) -> Calibration:
     return Calibration(
         dense_flops_s=dense, grouped_flops_s=grouped, elementwise_flops_s=elementwise,
         train_dense_flops_s=train_dense, train_grouped_flops_s=train_grouped,
-        op_s=op_s, profile_s_per_op=profile_s_per_op, optimizer_s_per_param=optimizer_s_per_param,
+        op_s=op_s, train_op_s=train_op_s, profile_s_per_op=profile_s_per_op, optimizer_s_per_param=optimizer_s_per_param,
         init_s_per_param=init_s_per_param, copy_s_per_byte=copy_s_per_byte, save_s_per_byte=save_s_per_byte,
         reference_s=reference_s, render_s_per_image=render_s, decode_s_per_image=decode_s,
         build_fixed_s=0.0, run_fixed_s=run_fixed_s, key=key,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -262,6 +263,7 @@ def run(
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(exc))} — free space or fix permissions", highlight=False, soft_wrap=True)
         raise typer.Exit(code=exc.exit_code) from None
+    estimates = _run_estimates(cells, device, planned["base_dir"], results_root)
     loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
         f"[bold]{loaded_name}[/]: {len(cells)} cells on {device}"
@@ -278,11 +280,13 @@ def run(
         TimeRemainingColumn(),
     ]
     resume_cmd = f"bench run --resume {shlex.quote(str(store.run_dir))}"
+    run_started = time.perf_counter()
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("starting", total=len(cells), counts="")
             summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"],
                                 isolation=isolation or planned.get("isolation") or "auto", memory_limit_mb=planned.get("memory_limit_mb"))
+        _record_estimates(store, cells, summary.results, estimates, time.perf_counter() - run_started)
     except KeyboardInterrupt:
         # Ctrl-C: the current cell is abandoned (nothing of it is written), finished cells stay on disk.
         finished = sum(1 for c in cells if (r := store.read_cell(c.id)) is not None and r.status in ("ok", "skipped"))
@@ -311,6 +315,47 @@ def run(
     _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _run_estimates(cells: list, device, base_dir: Path, results_root: Path):
+    """The plan's estimates for a run, from the cached calibration only (a run never calibrates: that
+    would add to its own time); None without one, or if anything goes wrong (an estimate never fails a run)."""
+    try:
+        from bench.calibrate import default_path, load_cached, machine_key
+        from bench.workload import default_cache_path, estimate_cells
+
+        cal = load_cached(default_path(results_root), machine_key(device))
+        if cal is None:
+            return None
+        return {"calibration": cal, "cells": estimate_cells(cells, base_dir, cal, device_type=device.type,
+                                                             cache_path=default_cache_path(results_root))}
+    except Exception:  # noqa: BLE001
+        if _STATE["debug"]:
+            raise
+        return None
+
+
+def _record_estimates(store, cells: list, results: list, estimates, wall_s: float) -> None:
+    """estimates.json: each cell's estimate beside its measured duration, and the run's wall time beside
+    the estimated total, so the cost model can be checked against what happened."""
+    if estimates is None:
+        return
+    from bench.cost import total
+
+    by_id = {r.id: r for r in results}
+    rows = []
+    for cell, est in zip(cells, estimates["cells"]):
+        r = by_id.get(cell.id)
+        rows.append({"id": cell.id, "label": cell.label(), "estimate_s": est["total"], "estimate_parts_s": est,
+                     "duration_s": r.duration_s if r is not None else None, "status": r.status if r is not None else None})
+    cal = estimates["calibration"]
+    doc = {"estimate_total_s": total(estimates["cells"], cal), "wall_s": wall_s, "cells": rows, "calibration_key": cal.key}
+    try:
+        store.write_json("estimates.json", doc)
+    except StorageError:
+        return
+    console.print(f"time: {_duration(wall_s)} measured, {_duration(doc['estimate_total_s'])} estimated by `bench plan` "
+                  f"(per cell in {store.run_dir / 'estimates.json'})", highlight=False)
 
 
 def _print_fidelity_notes(results) -> None:

@@ -20,7 +20,9 @@ One forward of a batch of B images takes
 `B x (dense/R_dense + grouped/R_grouped + elementwise/R_elementwise) + ops x op_s`:
 dense conv/matmul FLOPs, grouped (depthwise) conv FLOPs and elementwise FLOPs each at their own
 measured rate (a depthwise conv runs far below a dense one's FLOP/s), plus a fixed cost per operator
-call, which dominates small models at small resolutions (efficientnet_b0 at 32 px).
+call, which dominates small models at small resolutions (efficientnet_b0 at 32 px). A training step
+costs the same FLOPs x 3 at training rates, `ops x train_op_s` (a forward call, its backward calls and
+autograd's bookkeeping) and the optimizer step.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class Calibration:
     elementwise_flops_s: dict[str, float]  # precision -> elementwise FLOP/s (activations, norms, adds)
     train_dense_flops_s: dict[str, float]  # precision -> training FLOP/s (forward + backward) of dense work
     train_grouped_flops_s: dict[str, float]  # precision -> training FLOP/s of grouped conv work
-    op_s: float  # fixed cost of one operator call (dispatch, allocation), seconds
+    op_s: float  # fixed cost of one operator call in inference (dispatch, allocation), seconds
+    train_op_s: float  # fixed cost per forward operator call of a training step (its backward calls, autograd)
     profile_s_per_op: float  # extra per operator call under the FLOP counter's dispatch modes
     optimizer_s_per_param: float  # one fused Adam step, per parameter
     init_s_per_param: float  # building a model with random init, per parameter
@@ -145,8 +148,8 @@ def train_step_s(fw: ForwardWork, batch: int, params: int, cal: Calibration, pre
     per_image = k * (fw.dense_flops / cal.rate("train_dense_flops_s", precision)
                      + fw.grouped_flops / cal.rate("train_grouped_flops_s", precision)
                      + fw.elementwise_flops / cal.rate("elementwise_flops_s", precision))
-    ops = fw.ops * (1.0 + (TRAIN_OPS_PER_FORWARD - 1.0) * trainable_fraction)
-    return batch * per_image + ops * cal.op_s + params * trainable_fraction * cal.optimizer_s_per_param
+    calls = fw.ops * (cal.op_s + (cal.train_op_s - cal.op_s) * trainable_fraction)
+    return batch * per_image + calls + params * trainable_fraction * cal.optimizer_s_per_param
 
 
 def timed_calls(s: SpeedWork, call_s: float) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from bench.cost import (Calibration, DataWork, ForwardWork, SpeedWork, TrainWork
 CAL = Calibration(
     dense_flops_s={"fp32": 1e9, "bf16": 0.5e9}, grouped_flops_s={"fp32": 1e8}, elementwise_flops_s={"fp32": 1e8},
     train_dense_flops_s={"fp32": 5e8}, train_grouped_flops_s={"fp32": 5e7},
-    op_s=1e-4, profile_s_per_op=1e-3, optimizer_s_per_param=1e-8, init_s_per_param=1e-8, copy_s_per_byte=1e-9,
+    op_s=1e-4, train_op_s=4e-4, profile_s_per_op=1e-3, optimizer_s_per_param=1e-8, init_s_per_param=1e-8, copy_s_per_byte=1e-9,
     save_s_per_byte=2e-9, reference_s=0.01, render_s_per_image=0.002, decode_s_per_image=0.001, build_fixed_s=0.5,
     run_fixed_s=3.0,
 )
@@ -32,10 +32,10 @@ def test_forward_time_is_flops_over_rates_plus_per_call_cost():
 
 
 def test_train_step_is_three_forwards_at_training_rates_plus_optimizer():
-    # 4 x 3 x (0.2 + 0.2 + 0.01) + 100 x 4.2 x 1e-4 + 1e6 x 1e-8
-    assert train_step_s(FW, 4, 1_000_000, CAL) == approx(4.972)
+    # 4 x 3 x (0.2 + 0.2 + 0.01) + 100 calls x 4e-4 + 1e6 params x 1e-8
+    assert train_step_s(FW, 4, 1_000_000, CAL) == approx(4.97)
     # a frozen backbone (10% of the weights train): forward + 0.1 x backward, optimizer on the head only
-    assert train_step_s(FW, 4, 1_000_000, CAL, trainable_fraction=0.1) == approx(1.2 * 0.41 * 4 + 132 * 1e-4 + 0.001)
+    assert train_step_s(FW, 4, 1_000_000, CAL, trainable_fraction=0.1) == approx(1.2 * 0.41 * 4 + 100 * (1e-4 + 0.1 * 3e-4) + 0.001)
 
 
 def test_timed_calls_follow_the_timing_loop_rules():
@@ -50,16 +50,16 @@ def test_cell_estimate_adds_its_parts():
                 train=TrainWork(epochs=2, n_train=10, n_val=5, eval_batch_size=4), data=DataWork(render_images=100, decode_images=50))
     e = estimate(work, CAL)
     assert e["build"] == approx(0.51)
-    assert e["profile"] == approx(0.22 + 2.502 + 520 * 1e-3)  # forward bs 1 + train step bs 2 + counter overhead per call
+    assert e["profile"] == approx(0.22 + 2.5 + 520 * 1e-3)  # forward bs 1 + train step bs 2 + counter overhead per call
     assert e["speed"] == approx(9 * (0.85 + 0.01))  # (4 warm-up + 5 timed) x (batch + reference)
     # 2 epochs x (2 steps + 2 eval batches + a weights copy) + final eval + checkpoint
-    assert e["train"] == approx(2 * (2 * 4.972 + 2 * 0.85 + 4e6 * 1e-9) + 2 * 0.85 + 4e6 * 2e-9)
+    assert e["train"] == approx(2 * (2 * 4.97 + 2 * 0.85 + 4e6 * 1e-9) + 2 * 0.85 + 4e6 * 2e-9)
     assert e["data"] == approx(0.25)
-    assert e["total"] == approx(0.51 + 3.242 + 7.74 + 25.004 + 0.25)
+    assert e["total"] == approx(0.51 + 3.24 + 7.74 + 24.996 + 0.25)
     skipped = estimate(Work(params=1_000_000, forward=FW, batch_size=4, profile=True, speed=SPEED,
                             train=TrainWork(epochs=2, n_train=10, n_val=5, skipped=True), data=DataWork(100, 50)), CAL)
-    assert skipped["train"] == 0 and skipped["data"] == 0 and skipped["total"] == approx(11.492)
-    assert total([e, skipped], CAL) == approx(3.0 + 36.746 + 11.492)
+    assert skipped["train"] == 0 and skipped["data"] == 0 and skipped["total"] == approx(11.49)
+    assert total([e, skipped], CAL) == approx(3.0 + 36.736 + 11.49)
 
 
 def test_calibration_round_trips_through_json():
