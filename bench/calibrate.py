@@ -3,7 +3,7 @@ representative workloads, cached per machine in `results/.calibration.json`.
 
 Keyed by device (CPU model or GPU name), torch version and thread count: a different machine, torch or
 thread count calibrates again; `bench plan --recalibrate` forces it. What is measured (each the median of a few
-the fastest of a few calls after a warm-up):
+calls after a warm-up):
 
 - resnet18 forward at 64 px, batch 8 and at 8 px, batch 1 (bf16/fp16, only when a plan has cells in
   them: at 32 px, batch 1, emulated on most CPUs and 10-50x slower): two points give the dense FLOP/s and the fixed cost per operator

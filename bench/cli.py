@@ -241,9 +241,10 @@ def run(
             loaded, cells = _load(suite, profile, overrides)
             planned = {"name": loaded.name, "profile": loaded.profile, "device": loaded.device, "base_dir": loaded.base_dir(),
                        "cells": cells, "resolved": loaded.resolved_dict(),
-                       "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb,
+                       "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb, "threads": loaded.threads,
                        "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None}
         cells = planned["cells"]
+        _set_threads(planned.get("threads"))
         device = resolve_device(planned["device"])
         if resume is not None:
             store = RunStore(resume)
@@ -386,7 +387,16 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
     source = resolved.get("source")
     return {"name": resolved.get("name") or run_dir.parent.name, "profile": resolved.get("profile"), "device": resolved.get("device", "auto"),
             "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells,
-            "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb")}
+            "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb"),
+            "threads": resolved.get("threads")}
+
+
+def _set_threads(threads: int | None) -> None:
+    """A suite's `threads:` sets torch's thread count for the run (its cells' child processes inherit it)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _render_after_run(run_dir: Path, skip: bool) -> None:
@@ -462,6 +472,7 @@ def plan(
 
     try:
         loaded, cells = _load(suite, profile, overrides)
+        _set_threads(loaded.threads)  # the calibration is per thread count
         device = resolve_device(loaded.device)
         estimates, cal = _estimates(cells, device, loaded.base_dir(), results_root, recalibrate=recalibrate) if estimate else (None, None)
     except InputError as exc:
@@ -504,6 +515,76 @@ def plan(
                       f"({key.get('threads')} threads; {_duration(cal.run_fixed_s)} start-up included). Training assumes every "
                       "epoch runs (early stopping only shortens it); calibration cached in "
                       f"{escape(str(results_root / '.calibration.json'))} (--recalibrate to measure again).", highlight=False)
+
+
+@app.command("cpu-fastpaths")
+def cpu_fastpaths(
+    models: str = typer.Option("resnet18,mobilenet_v2,efficientnet_b0", "--models", help="Comma-separated registry names."),
+    resolutions: str = typer.Option("64,224", "--resolutions", help="Comma-separated resolutions."),
+    modes: str = typer.Option("inference,train", "--modes", help="inference, train or both."),
+    variants: str = typer.Option(",".join(["baseline", "channels_last", "threads=1", "compile", "bf16"]), "--variants",
+                                 help="baseline (fp32, contiguous, default threads, eager) and changes to it: channels_last, threads=1, compile, bf16."),
+    rounds: int = typer.Option(2, "--rounds", help="Round-robin rounds (each variant once per round, beside the baseline)."),
+    min_time_s: float = typer.Option(0.5, "--min-time", help="Seconds of timed steps per variant and round."),
+    out: Path = typer.Option(Path("results/cpu-fastpaths.json"), "--out", "-o", help="Where the table is written (JSON)."),
+) -> None:
+    """Measure what speeds up inference and training on this CPU: channels_last, thread count, torch.compile, bf16.
+
+    Each variant is timed round-robin with the baseline and reported as a throughput ratio (> 1: faster)."""
+    import json as _json
+
+    import torch
+
+    from bench.env import capture_env
+    from bench.fastpaths import VARIANTS, measure_fastpaths
+    from bench.models import get_entry
+
+    try:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        for name in names:
+            get_entry(name)
+        res = [int(r) for r in resolutions.split(",") if r.strip()]
+        mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+        variant_list = tuple(v.strip() for v in variants.split(",") if v.strip())
+        bad = [v for v in variant_list if v not in VARIANTS] + [m for m in mode_list if m not in ("inference", "train")]
+        if bad:
+            raise InputError(f"unknown variant or mode: {', '.join(bad)}", hint=f"variants: {', '.join(VARIANTS)}; modes: inference, train")
+        if "baseline" not in variant_list:
+            variant_list = ("baseline", *variant_list)
+    except (InputError, ValueError) as exc:
+        _fail_input(exc if isinstance(exc, InputError) else InputError(str(exc), field="--resolutions"))
+        return
+    rows = measure_fastpaths(names, res, modes=mode_list, variants=variant_list, rounds=rounds, min_time_s=min_time_s,
+                             log=lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
+    table = Table(title=f"CPU fast paths: throughput ratio to fp32, contiguous, {torch.get_num_threads()} threads, eager (> 1: faster)")
+    variant_cols = [v for v in variant_list if v != "baseline"]
+    for col in ("model", "res", "mode", "bs", "baseline img/s", *variant_cols):
+        table.add_column(col, justify="left" if col in ("model", "mode") else "right")
+    keyed = {(r.model, r.resolution, r.mode, r.variant): r for r in rows}
+    for name in names:
+        for r_ in res:
+            for mode in mode_list:
+                base = keyed[(name, r_, mode, "baseline")]
+                cells = []
+                for v in variant_cols:
+                    row = keyed[(name, r_, mode, v)]
+                    cells.append(f"{row.ratio:.2f}" if row.ratio else "—")
+                table.add_row(name, str(r_), mode, str(base.batch_size), _fmt(base.img_s), *cells)
+    console.print(table)
+    notes = [f"{r.model}@{r.resolution} {r.mode} {r.variant}: {r.note}" for r in rows if r.note]
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]", highlight=False)
+    env = capture_env(torch.device("cpu"))
+    doc = {"rows": [r.to_dict() for r in rows], "env": {k: env.get(k) for k in ("time_utc", "cpu_model", "cpu_cores_usable", "torch_threads",
+                                                                                   "cpu_capability", "torch", "machine")}}
+    try:
+        from bench.store import atomic_write_text
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, _json.dumps(doc, indent=1) + "\n")
+        console.print(f"written: {out}")
+    except OSError as exc:
+        err_console.print(f"[yellow]not written:[/] {escape(str(exc))}")
 
 
 @list_app.command("models")

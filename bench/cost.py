@@ -126,6 +126,7 @@ class Work:
     batch_size: int
     precision: str = "fp32"
     profile: bool = False
+    profile_train: bool = True  # the FLOP count also counts a training step (profile.train_flops; auto: when the cell trains)
     speed: SpeedWork | None = None
     train: TrainWork | None = None
     data: DataWork = field(default_factory=DataWork)
@@ -174,8 +175,8 @@ def estimate(work: Work, cal: Calibration) -> dict[str, float]:
     parts = {"build": cal.build_fixed_s + work.params * cal.init_s_per_param, "profile": 0.0, "speed": 0.0, "train": 0.0, "data": 0.0}
     if work.profile:
         # forward at batch 1 (fp32, inference) + forward and backward at batch 2 (training FLOPs), under dispatch modes
-        counted_ops = fw.ops * (1 + TRAIN_OPS_PER_FORWARD)
-        parts["profile"] = (forward_s(fw, 1, cal) + train_step_s(fw, 2, 0, cal)
+        counted_ops = fw.ops * (1 + (TRAIN_OPS_PER_FORWARD if work.profile_train else 0))
+        parts["profile"] = (forward_s(fw, 1, cal) + (train_step_s(fw, 2, 0, cal) if work.profile_train else 0.0)
                             + counted_ops * cal.profile_s_per_op)
     if work.speed is not None:
         call = forward_s(fw, work.batch_size, cal, p)

@@ -189,6 +189,8 @@ class Suite(StrictModel):
     memory_limit_mb: PositiveInt | None = Field(
         None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
                           "a CPU option: CUDA reserves far more address space than it uses)")
+    threads: PositiveInt | None = Field(
+        None, description="torch threads for the run (recorded in env.json, not part of cell ids); None: torch's default")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)

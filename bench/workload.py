@@ -178,8 +178,10 @@ def cell_works(cells: list[Cell], base_dir: Path, cache: WorkloadCache, *, cpu: 
                 render_key = canonical_json(s.get("data"))
                 data = DataWork(render_images=d["render"] if render_key not in prepared else 0, decode_images=d["decode"])
                 prepared.add(render_key)
+        train_flops = (cell.settings.get("profile") or {}).get("train_flops", "auto")
         works.append(Work(params=counts["params"], forward=fw, batch_size=cell.batch_size, precision=cell.precision,
-                          profile="profile" in cell.measure, speed=speed, train=train, data=data))
+                          profile="profile" in cell.measure, profile_train=("train" in cell.measure) if train_flops == "auto" else bool(train_flops),
+                          speed=speed, train=train, data=data))
     return works
 
 

@@ -60,6 +60,8 @@ def test_cell_estimate_adds_its_parts():
                             train=TrainWork(epochs=2, n_train=10, n_val=5, skipped=True), data=DataWork(100, 50)), CAL)
     assert skipped["train"] == 0 and skipped["data"] == 0 and skipped["total"] == approx(11.49)
     assert total([e, skipped], CAL) == approx(3.0 + 36.736 + 11.49)
+    inference_only = estimate(Work(params=1_000_000, forward=FW, batch_size=4, profile=True, profile_train=False), CAL)
+    assert inference_only["profile"] == approx(0.22 + 100 * 1e-3)  # no training step counted
 
 
 def test_calibration_round_trips_through_json():
