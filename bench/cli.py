@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -242,10 +243,11 @@ def run(
             loaded, cells = _load(suite, profile, overrides)
             planned = {"name": loaded.name, "profile": loaded.profile, "device": loaded.device, "base_dir": loaded.base_dir(),
                        "cells": cells, "resolved": loaded.resolved_dict(),
-                       "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb,
+                       "isolation": loaded.isolation, "memory_limit_mb": loaded.memory_limit_mb, "threads": loaded.threads,
                        "executor": loaded.executor, "ray": loaded.ray.model_dump(),
                        "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None}
         cells = planned["cells"]
+        _set_threads(planned.get("threads"))
         device = resolve_device(planned["device"])
         executor = make_executor(executor_name or planned.get("executor") or "local", isolation=isolation or planned.get("isolation") or "auto",
                                  memory_limit_mb=planned.get("memory_limit_mb"), ray_options=planned.get("ray"))
@@ -269,6 +271,7 @@ def run(
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(exc))} — free space or fix permissions", highlight=False, soft_wrap=True)
         raise typer.Exit(code=exc.exit_code) from None
+    estimates = _run_estimates(cells, device, planned["base_dir"], results_root)
     loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
         f"[bold]{loaded_name}[/]: {len(cells)} cells on {device}"
@@ -286,10 +289,12 @@ def run(
         TimeRemainingColumn(),
     ]
     resume_cmd = f"bench run --resume {shlex.quote(str(store.run_dir))}"
+    run_started = time.perf_counter()
     try:
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task("starting", total=len(cells), counts="")
             summary = run_cells(cells, store, device, progress=_RichProgress(bar, task), base_dir=planned["base_dir"], executor=executor)
+        _record_estimates(store, cells, summary.results, estimates, time.perf_counter() - run_started)
     except KeyboardInterrupt:
         # Ctrl-C: the current cell is abandoned (nothing of it is written), finished cells stay on disk.
         finished = sum(1 for c in cells if (r := store.read_cell(c.id)) is not None and r.status in ("ok", "skipped"))
@@ -318,6 +323,47 @@ def run(
     _render_after_run(store.run_dir, no_report)
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def _run_estimates(cells: list, device, base_dir: Path, results_root: Path):
+    """The plan's estimates for a run, from the cached calibration only (a run never calibrates: that
+    would add to its own time); None without one, or if anything goes wrong (an estimate never fails a run)."""
+    try:
+        from bench.calibrate import default_path, load_cached, machine_key
+        from bench.workload import default_cache_path, estimate_cells
+
+        cal = load_cached(default_path(results_root), machine_key(device))
+        if cal is None:
+            return None
+        return {"calibration": cal, "cells": estimate_cells(cells, base_dir, cal, device_type=device.type,
+                                                             cache_path=default_cache_path(results_root))}
+    except Exception:  # noqa: BLE001
+        if _STATE["debug"]:
+            raise
+        return None
+
+
+def _record_estimates(store, cells: list, results: list, estimates, wall_s: float) -> None:
+    """estimates.json: each cell's estimate beside its measured duration, and the run's wall time beside
+    the estimated total, so the cost model can be checked against what happened."""
+    if estimates is None:
+        return
+    from bench.cost import total
+
+    by_id = {r.id: r for r in results}
+    rows = []
+    for cell, est in zip(cells, estimates["cells"]):
+        r = by_id.get(cell.id)
+        rows.append({"id": cell.id, "label": cell.label(), "estimate_s": est["total"], "estimate_parts_s": est,
+                     "duration_s": r.duration_s if r is not None else None, "status": r.status if r is not None else None})
+    cal = estimates["calibration"]
+    doc = {"estimate_total_s": total(estimates["cells"], cal), "wall_s": wall_s, "cells": rows, "calibration_key": cal.key}
+    try:
+        store.write_json("estimates.json", doc)
+    except StorageError:
+        return
+    console.print(f"time: {_duration(wall_s)} measured, {_duration(doc['estimate_total_s'])} estimated by `bench plan` "
+                  f"(per cell in {store.run_dir / 'estimates.json'})", highlight=False)
 
 
 def _print_fidelity_notes(results) -> None:
@@ -349,7 +395,16 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
     return {"name": resolved.get("name") or run_dir.parent.name, "profile": resolved.get("profile"), "device": resolved.get("device", "auto"),
             "base_dir": Path(source).resolve().parent if source else Path.cwd(), "cells": cells,
             "isolation": resolved.get("isolation", "auto"), "memory_limit_mb": resolved.get("memory_limit_mb"),
-            "executor": resolved.get("executor", "local"), "ray": resolved.get("ray")}
+            "executor": resolved.get("executor", "local"), "ray": resolved.get("ray"),
+            "threads": resolved.get("threads")}
+
+
+def _set_threads(threads: int | None) -> None:
+    """A suite's `threads:` sets torch's thread count for the run (its cells' child processes inherit it)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def _render_after_run(run_dir: Path, skip: bool) -> None:
@@ -386,34 +441,161 @@ def report(
         console.print(f"{fmt}: {path}")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def _estimates(cells: list, device, base_dir: Path, results_root: Path, *, recalibrate: bool = False, calibrate_missing: bool = True):
+    """(per-cell estimates, calibration) or (None, None) when no calibration is cached and none may be measured."""
+    from bench.calibrate import default_path, get_calibration, load_cached, machine_key
+    from bench.workload import default_cache_path, estimate_cells
+
+    path = default_path(results_root)
+    if not calibrate_missing and load_cached(path, machine_key(device)) is None:
+        return None, None
+    precisions = tuple(dict.fromkeys(["fp32", *(c.precision for c in cells)]))
+    cal, _ = get_calibration(device, path, precisions=precisions, recalibrate=recalibrate,
+                             log=lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
+    return estimate_cells(cells, base_dir, cal, device_type=device.type, cache_path=default_cache_path(results_root)), cal
+
+
 @app.command()
 def plan(
     suite: str = typer.Argument(..., help="Suite file, or the name of one in suites/."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Named profile of the suite."),
     overrides: Optional[list[str]] = typer.Option(None, "--set", help="Override a field: --set settings.train.epochs=3 (dotted key, YAML value); repeatable."),
+    estimate: bool = typer.Option(True, "--estimate/--no-estimate", help="Estimate each cell's time from its FLOPs and a measured calibration of this machine."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Measure this machine's calibration again (cached in results/.calibration.json per device, torch version and thread count)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan (cells and estimates) as JSON instead of a table."),
+    results_root: Path = typer.Option(Path("results"), "--results-root", help="Where the calibration and FLOP caches live."),
 ) -> None:
-    """Dry run: the number of cells and a table of them; nothing is executed."""
+    """Dry run: the number of cells, a table of them and an estimate of each one's time; nothing is executed."""
+    import json as _json
+
+    from bench.device import resolve_device
+
     try:
         loaded, cells = _load(suite, profile, overrides)
+        _set_threads(loaded.threads)  # the calibration is per thread count
+        device = resolve_device(loaded.device)
+        estimates, cal = _estimates(cells, device, loaded.base_dir(), results_root, recalibrate=recalibrate) if estimate else (None, None)
     except InputError as exc:
         _fail_input(exc)
         return
-    table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
-    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
-    cudnn = any(c.cudnn_benchmark is not None for c in cells)
-    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", *(["cudnn_benchmark"] if cudnn else []),
-                "strategy", "seed", *swept, "measure"):
-        table.add_column(col)
-    for i, c in enumerate(cells, 1):
-        strategy = c.strategy if "train" in c.measure else "—"
-        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile),
-                      *([str(c.cudnn_benchmark)] if cudnn else []), strategy, str(c.seed),
-                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure))
-    console.print(table)
     from bench.epochs import shared_training_groups
 
     served = sum(len(g) - 1 for g in shared_training_groups(cells))
+    total_s = None
+    if estimates is not None:
+        from bench.cost import total
+
+        total_s = total(estimates, cal)
+    if json_out:
+        rows = [{**c.to_dict(), "label": c.label(), **({"estimate_s": e["total"], "estimate_parts_s": e} if estimates else {})}
+                for c, e in zip(cells, estimates or [None] * len(cells))]
+        doc = {"suite": loaded.name, "profile": loaded.profile, "device": str(device), "cells": rows,
+               "estimate_total_s": total_s, "calibration": cal.to_dict() if cal else None}
+        sys.stdout.write(_json.dumps(doc, indent=1) + "\n")
+        return
+    table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
+    swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
+    est_cols = ("est. speed", "est. train", "est. total") if estimates else ()
+    cudnn = any(c.cudnn_benchmark is not None for c in cells)
+    for col in ("#", "id", "model", "family", "res", "bs", "precision", "channels_last", "compile", *(["cudnn_benchmark"] if cudnn else []),
+                "strategy", "seed", *swept, "measure", *est_cols):
+        table.add_column(col, justify="right" if col.startswith("est.") else "left")
+    for i, c in enumerate(cells, 1):
+        strategy = c.strategy if "train" in c.measure else "—"
+        est = ()
+        if estimates:
+            e = estimates[i - 1]
+            est = (_duration(e["speed"]) if "speed" in c.measure else "—",
+                   _duration(e["train"] + e["data"]) if "train" in c.measure else "—", _duration(e["total"]))
+        table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile),
+                      *([str(c.cudnn_benchmark)] if cudnn else []), strategy, str(c.seed),
+                      *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure), *est)
+    console.print(table)
     console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
+    if total_s is not None:
+        key = cal.key
+        console.print(f"estimated time: [bold]{_duration(total_s)}[/] on {escape(str(key.get('device_name')))} "
+                      f"({key.get('threads')} threads; {_duration(cal.run_fixed_s)} start-up included). Training assumes every "
+                      "epoch runs (early stopping only shortens it); calibration cached in "
+                      f"{escape(str(results_root / '.calibration.json'))} (--recalibrate to measure again).", highlight=False)
+
+
+@app.command("cpu-fastpaths")
+def cpu_fastpaths(
+    models: str = typer.Option("resnet18,mobilenet_v2,efficientnet_b0", "--models", help="Comma-separated registry names."),
+    resolutions: str = typer.Option("64,224", "--resolutions", help="Comma-separated resolutions."),
+    modes: str = typer.Option("inference,train", "--modes", help="inference, train or both."),
+    variants: str = typer.Option(",".join(["baseline", "channels_last", "threads=1", "compile", "bf16"]), "--variants",
+                                 help="baseline (fp32, contiguous, default threads, eager) and changes to it: channels_last, threads=1, compile, bf16."),
+    rounds: int = typer.Option(2, "--rounds", help="Round-robin rounds (each variant once per round, beside the baseline)."),
+    min_time_s: float = typer.Option(0.5, "--min-time", help="Seconds of timed steps per variant and round."),
+    out: Path = typer.Option(Path("results/cpu-fastpaths.json"), "--out", "-o", help="Where the table is written (JSON)."),
+) -> None:
+    """Measure what speeds up inference and training on this CPU: channels_last, thread count, torch.compile, bf16.
+
+    Each variant is timed round-robin with the baseline and reported as a throughput ratio (> 1: faster)."""
+    import json as _json
+
+    import torch
+
+    from bench.env import capture_env
+    from bench.fastpaths import VARIANTS, measure_fastpaths
+    from bench.models import get_entry
+
+    try:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        for name in names:
+            get_entry(name)
+        res = [int(r) for r in resolutions.split(",") if r.strip()]
+        mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+        variant_list = tuple(v.strip() for v in variants.split(",") if v.strip())
+        bad = [v for v in variant_list if v not in VARIANTS] + [m for m in mode_list if m not in ("inference", "train")]
+        if bad:
+            raise InputError(f"unknown variant or mode: {', '.join(bad)}", hint=f"variants: {', '.join(VARIANTS)}; modes: inference, train")
+        if "baseline" not in variant_list:
+            variant_list = ("baseline", *variant_list)
+    except (InputError, ValueError) as exc:
+        _fail_input(exc if isinstance(exc, InputError) else InputError(str(exc), field="--resolutions"))
+        return
+    rows = measure_fastpaths(names, res, modes=mode_list, variants=variant_list, rounds=rounds, min_time_s=min_time_s,
+                             log=lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
+    table = Table(title=f"CPU fast paths: throughput ratio to fp32, contiguous, {torch.get_num_threads()} threads, eager (> 1: faster)")
+    variant_cols = [v for v in variant_list if v != "baseline"]
+    for col in ("model", "res", "mode", "bs", "baseline img/s", *variant_cols):
+        table.add_column(col, justify="left" if col in ("model", "mode") else "right")
+    keyed = {(r.model, r.resolution, r.mode, r.variant): r for r in rows}
+    for name in names:
+        for r_ in res:
+            for mode in mode_list:
+                base = keyed[(name, r_, mode, "baseline")]
+                cells = []
+                for v in variant_cols:
+                    row = keyed[(name, r_, mode, v)]
+                    cells.append(f"{row.ratio:.2f}" if row.ratio else "—")
+                table.add_row(name, str(r_), mode, str(base.batch_size), _fmt(base.img_s), *cells)
+    console.print(table)
+    notes = [f"{r.model}@{r.resolution} {r.mode} {r.variant}: {r.note}" for r in rows if r.note]
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]", highlight=False)
+    env = capture_env(torch.device("cpu"))
+    doc = {"rows": [r.to_dict() for r in rows], "env": {k: env.get(k) for k in ("time_utc", "cpu_model", "cpu_cores_usable", "torch_threads",
+                                                                                   "cpu_capability", "torch", "machine")}}
+    try:
+        from bench.store import atomic_write_text
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, _json.dumps(doc, indent=1) + "\n")
+        console.print(f"written: {out}")
+    except OSError as exc:
+        err_console.print(f"[yellow]not written:[/] {escape(str(exc))}")
 
 
 _PARITY_HELP = """Speed parity: bench's `speed` measurement against a plain reference loop written to timm's

@@ -207,6 +207,8 @@ class Suite(StrictModel):
     cudnn_benchmark: StrictBool | None = Field(
         None, description="torch.backends.cudnn.benchmark in every cell (cuDNN autotunes convolutions for the shapes it meets; "
                           "timm's benchmark.py turns it on); unset: PyTorch's default (off), and the cell ids stay as they were")
+    threads: PositiveInt | None = Field(
+        None, description="torch threads for the run (recorded in env.json, not part of cell ids); None: torch's default")
     strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
     regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
