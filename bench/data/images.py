@@ -74,6 +74,8 @@ def decode_file(path: Path, size: int) -> tuple[np.ndarray, str | None]:
         raise BadImage("file not found") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as exc:  # a header claiming > ~179 Mpx: refused before decoding (PIL's guard)
+        raise BadImage(f"image too large to decode safely ({exc}); shrink it or remove it") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data
         raise BadImage(f"corrupt or truncated image ({exc})") from None
 
