@@ -32,7 +32,7 @@ SUITE = textwrap.dedent(
     """
 )
 
-TIMING = ("train_time_s", "train_img_s")
+TIMING = ("train_time_s", "train_img_s", "achieved_tflop_s")  # achieved_tflop_s: FLOPs x train img/s
 
 
 def _run(suite_file, tmp_path, name, epochs, early="null"):

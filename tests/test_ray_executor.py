@@ -63,7 +63,7 @@ DIE_SUITE = textwrap.dedent(
     """
 )
 
-TIMING = ("train_time_s", "train_img_s", "epoch_time_s")
+TIMING = ("train_time_s", "train_img_s", "epoch_time_s", "achieved_tflop_s")  # achieved_tflop_s: FLOPs x train img/s
 
 
 # -- no Ray needed ---------------------------------------------------------------------------------------

@@ -250,7 +250,7 @@ def test_report_in_headless_chromium(reports):
     try:
         driver.get((folder / "report.html").resolve().as_uri())
         ids = driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id)")
-        assert ids == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "strategies", "precisions", "curves", "long_tail",
+        assert ids == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "mfu", "strategies", "precisions", "curves", "long_tail",
                        "measured", "failures", "reproduce"]
         images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
         assert images and all(done and width > 100 for done, width in images)

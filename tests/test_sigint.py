@@ -36,7 +36,10 @@ def test_sigint_keeps_finished_cells_prints_resume_and_exits_130(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "COLUMNS": "400"}
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(suite), "--out", str(run_dir), "--no-report"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # SIGINT as a terminal gives it: an ignored SIGINT is inherited across exec, and Python
+                            # then installs no KeyboardInterrupt handler (the test runner's state must not decide)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = run_dir / "cells" / f"{planned[0]}.json"
     t0 = time.monotonic()
     while not first.is_file():
