@@ -5,14 +5,14 @@ Keyed by device (CPU model or GPU name), torch version and thread count: a diffe
 thread count calibrates again; `bench plan --recalibrate` forces it. What is measured (each the median of a few
 calls after a warm-up):
 
-- resnet18 forward at 64 px, batch 8 and at 8 px, batch 1 (bf16/fp16, only when a plan has cells in
-  them: at 32 px, batch 1, emulated on most CPUs and 10-50x slower): two points give the dense FLOP/s and the fixed cost per operator
-  call (the tiny input is nearly all per-call cost), after the elementwise part is taken off;
-- resnet18 forward + backward at 32 px, batch 8 and at 8 px, batch 2: the training FLOP/s of dense work
-  and the per-call cost of a training step (autograd's bookkeeping makes it several times the inference one);
-- a stack of depthwise 3x3 convolutions (96 channels, 16 px, batch 4), forward and forward + backward:
-  grouped-conv FLOP/s (a depthwise conv runs at a fraction of a dense one's rate);
-- SiLU over 2M elements: elementwise FLOP/s;
+- forwards (inference) and training steps (zero_grad, forward, backward) of resnet18 and mobilenet_v2 at
+  several sizes (a tiny input, which is nearly all per-call cost, and the sizes quick runs use), a stack of
+  depthwise 3x3 convolutions (grouped work alone) and a SiLU (elementwise work alone). Each point's
+  dense, grouped and elementwise FLOPs and operator calls are counted as a plan counts a cell's
+  (bench.workload), and the seconds per FLOP of each kind and per call are fitted to all points at once by
+  non-negative least squares on relative error: no single noisy point can make a rate negative or
+  infinite. bf16/fp16 (only when a plan has cells in them): fp32's rates scaled by how much slower a
+  resnet18 forward and the depthwise stack compute in them, each timed beside its fp32 twin;
 - a fused Adam step over 4M parameters; building resnet18 (random init); copying and saving 16 MB of
   weights; the speed measurement's reference matmul; rendering and decoding synthetic images; and
   starting a Python that imports torch and bench (the isolation server, once per run).
@@ -34,7 +34,7 @@ from torch import nn
 
 from bench.cost import TRAIN_FLOPS_PER_FORWARD, Calibration
 
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 3  # 3: rates fitted by non-negative least squares over many points
 
 
 def _best_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
@@ -125,46 +125,109 @@ def _sync(device: torch.device) -> None:
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _elementwise_rate(device: torch.device, precision: str, n: int = 2_000_000) -> float:
-    x = torch.randn(n, device=device).to(_DTYPES[precision])
-    return n / _best_time(lambda: (torch.nn.functional.silu(x), _sync(device)))
-
-
 def _depthwise(device: torch.device) -> nn.Module:
     return nn.Sequential(*[nn.Conv2d(96, 96, 3, padding=1, groups=96, bias=False) for _ in range(6)]).to(device)
 
 
 def add_precisions(cal: Calibration, device: torch.device, precisions: list[str]) -> Calibration:
-    """`cal` with the inference rates of more precisions measured (resnet18 forward at 32 px, batch 1, and
-    the depthwise stack at batch 1, both small: emulated bf16/fp16 on a CPU run 10-50x slower than fp32).
-    Their training rates (not measured: CPU training in them is opt-in) are fp32's scaled by the forward ratio."""
+    """`cal` with the rates of more precisions: fp32's, scaled by how much slower (or faster) the compute
+    of a resnet18 forward (32 px, batch 1) and of the depthwise stack (batch 1) runs in that precision,
+    each timed beside its fp32 twin (small: emulated bf16/fp16 on a CPU run 10-50x slower than fp32).
+    Training rates scale by the same ratios (CPU training in them is opt-in)."""
     from dataclasses import replace
 
     from bench.device import autocast
-    from bench.models import build_model
-    from bench.workload import count_model
+    from bench.workload import count_module
 
     sync = lambda: _sync(device)  # noqa: E731
-    net = build_model("resnet18", num_classes=10).to(device).eval()
-    work = count_model("resnet18", 32, 10)
-    dw = _depthwise(device)
-    xd = torch.randn(1, 96, 16, 16, device=device)
-    dw_flops = 6 * 2 * xd.numel() * 9
-    x = torch.randn(1, 3, 32, 32, device=device)
+    nets = _calibration_nets(device)
+    ratios = {}
+    for name, shape in (("resnet18", (1, 3, 32, 32)), ("depthwise", (1, 96, 16, 16))):
+        net = nets[name][0].eval()
+        x = torch.randn(*shape, device=device)
+        fixed = count_module(copy.deepcopy(net), shape)["ops"] * cal.op_s
+        with torch.inference_mode():
+            t32 = _best_time(lambda: (net(x), sync()), repeats=3)
+            for p in precisions:
+                with autocast(device, p):
+                    tp = _best_time(lambda: (net(x), sync()), repeats=2)
+                ratios[(name, p)] = max(tp - fixed, 1e-9) / max(t32 - fixed, 1e-9)
     tables = {name: dict(getattr(cal, name)) for name in ("dense_flops_s", "grouped_flops_s", "elementwise_flops_s",
-                                                          "train_dense_flops_s", "train_grouped_flops_s")}
+                                                          "train_dense_flops_s", "train_grouped_flops_s", "train_elementwise_flops_s")}
     for p in precisions:
-        elementwise = _elementwise_rate(device, p)
-        with torch.inference_mode(), autocast(device, p):
-            t = _best_time(lambda: (net(x), sync()), repeats=2)
-            t_dw = _best_time(lambda: (dw(xd), sync()), repeats=2)
-        compute = t - work["ops"] * cal.op_s - work["elementwise_flops"] / elementwise
-        tables["elementwise_flops_s"][p] = elementwise
-        tables["dense_flops_s"][p] = work["dense_flops"] / max(compute, 1e-9)
-        tables["grouped_flops_s"][p] = dw_flops / max(t_dw - 6 * cal.op_s, 1e-9)
-        tables["train_dense_flops_s"][p] = cal.train_dense_flops_s["fp32"] * tables["dense_flops_s"][p] / cal.dense_flops_s["fp32"]
-        tables["train_grouped_flops_s"][p] = cal.train_grouped_flops_s["fp32"] * tables["grouped_flops_s"][p] / cal.grouped_flops_s["fp32"]
+        for table, base in tables.items():
+            if "fp32" in base:
+                base[p] = base["fp32"] / ratios[("depthwise" if "grouped" in table else "resnet18", p)]
     return replace(cal, **tables)
+
+
+# (network, resolution or size, batch) timed for the fit: tiny inputs (nearly all per-call cost), the
+# sizes quick runs use, a pure depthwise stack (grouped FLOPs alone) and a pure SiLU (elementwise alone),
+# so that each kind of work has a row of its own and the fit can tell them apart
+INFERENCE_POINTS = (("resnet18", 8, 1), ("resnet18", 32, 8), ("resnet18", 64, 8), ("resnet18", 64, 32),
+                    ("mobilenet_v2", 8, 1), ("mobilenet_v2", 32, 8), ("mobilenet_v2", 64, 16),
+                    ("depthwise", 16, 4), ("depthwise", 32, 8), ("silu", 32, 64), ("silu", 64, 64))
+TRAIN_POINTS = (("resnet18", 8, 2), ("resnet18", 32, 16), ("resnet18", 64, 16),
+                ("mobilenet_v2", 8, 2), ("mobilenet_v2", 32, 16), ("mobilenet_v2", 64, 16),
+                ("depthwise", 16, 4), ("silu", 64, 64))
+
+
+def _calibration_nets(device: torch.device) -> dict[str, tuple[nn.Module, int]]:
+    """name -> (module, input channels)."""
+    from bench.models import build_model
+
+    return {"resnet18": (build_model("resnet18", num_classes=10).to(device), 3),
+            "mobilenet_v2": (build_model("mobilenet_v2", num_classes=10).to(device), 3),
+            "depthwise": (_depthwise(device), 96),
+            "silu": (nn.Sequential(nn.SiLU()).to(device), 16)}
+
+
+def _time_points(nets: dict[str, tuple[nn.Module, int]], points, device: torch.device, *, train: bool) -> list[tuple[dict[str, Any], int, float]]:
+    """(workload counts of one input, batch, median seconds) per point: a forward under inference_mode, or
+    a training step without the optimizer (zero_grad, forward, backward; the optimizer is timed apart)."""
+    from bench.workload import count_module
+
+    rows = []
+    for name, size, batch in points:
+        net, channels = nets[name]
+        net.train(train)
+        x = torch.randn(batch, channels, size, size, device=device, requires_grad=train and not any(True for _ in net.parameters()))
+        if train:
+            def call(net=net, x=x) -> None:
+                net.zero_grad(set_to_none=False)
+                net(x).sum().backward()
+                _sync(device)
+        else:
+            def call(net=net, x=x) -> None:
+                with torch.inference_mode():
+                    net(x)
+                _sync(device)
+        counts = count_module(copy.deepcopy(net).eval(), (1, channels, size, size))
+        rows.append((counts, batch, _best_time(call, repeats=5 if batch <= 2 else 3)))
+    return rows
+
+
+def _fit_rates(rows: list[tuple[dict[str, Any], int, float]], what: str) -> dict[str, float]:
+    """Seconds per dense, grouped and elementwise FLOP and per operator call, fitted to the timed points by
+    non-negative least squares on *relative* error (each row divided by its time, so a 2 ms call weighs as
+    much as a 200 ms one). The cost model's rates are their inverses. Non-negative: a noisy point cannot
+    make a rate negative or infinite, which a two-point difference did (2e18 FLOP/s from one busy sample)."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    from bench.cost import TRAIN_FLOPS_PER_FORWARD
+
+    k = TRAIN_FLOPS_PER_FORWARD if what == "training" else 1.0
+    a = np.array([[k * batch * w["dense_flops"], k * batch * w["grouped_flops"], k * batch * w["elementwise_flops"], w["ops"]]
+                  for w, batch, _ in rows], dtype=float)
+    t = np.array([seconds for _, _, seconds in rows], dtype=float)
+    scale = a.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls((a / scale) / t[:, None], np.ones_like(t))
+    coef = coef / scale
+    floor = 1e-15  # seconds per FLOP: a term the fit zeroed costs (almost) nothing, not a division by zero
+    return {"dense": float(1.0 / max(coef[0], floor)), "grouped": float(1.0 / max(coef[1], floor)), "elementwise": float(1.0 / max(coef[2], floor)),
+            "op_s": float(coef[3])}
 
 
 def calibrate(device: torch.device) -> Calibration:
@@ -176,60 +239,16 @@ def calibrate(device: torch.device) -> Calibration:
     key = machine_key(device)
     sync = lambda: _sync(device)  # noqa: E731
 
-    elementwise = {"fp32": _elementwise_rate(device, "fp32")}
-
-    # -- dense conv net: resnet18 at 64 px batch 8 and at 8 px batch 1 --------------------------------------
-    net = build_model("resnet18", num_classes=10).to(device).eval()
-    big, tiny = count_model("resnet18", 64, 10), count_model("resnet18", 8, 10)
-    xb = torch.randn(8, 3, 64, 64, device=device)
-    xt = torch.randn(1, 3, 8, 8, device=device)
-    with torch.inference_mode():
-        t_big = _best_time(lambda: (net(xb), sync()), repeats=5)
-        t_tiny = _best_time(lambda: (net(xt), sync()), repeats=10)
-    elem_big = 8 * big["elementwise_flops"] / elementwise["fp32"]
-    elem_tiny = tiny["elementwise_flops"] / elementwise["fp32"]
-    a_big, a_tiny = 8 * big["dense_flops"], tiny["dense_flops"]
-    # t = a / R + ops x c at two sizes (the same operator calls: their number does not depend on the input size)
-    rate = (a_big - a_tiny) / max((t_big - elem_big) - (t_tiny - elem_tiny), 1e-9)
-    dense = {"fp32": rate}
-    op_s = max((t_tiny - elem_tiny - a_tiny / rate) / tiny["ops"], 0.0)
-
-    # training: forward + backward of resnet18 at 32 px, batch 8 and at 8 px, batch 1 (no optimizer: timed
-    # apart): the training FLOP/s and the per-call cost of a training step, per forward operator call
-    # (autograd records every call and the backward makes about three more)
-    net.train()
-    xs, xt2 = torch.randn(8, 3, 32, 32, device=device), torch.randn(2, 3, 8, 8, device=device)
-    work_s, work_t = count_model("resnet18", 32, 10), tiny
-
-    def step(x: torch.Tensor) -> None:
-        net.zero_grad(set_to_none=False)
-        net(x).sum().backward()
-        sync()
-
-    t_s = _best_time(lambda: step(xs), repeats=3)
-    t_t = _best_time(lambda: step(xt2), repeats=5)
-    k = TRAIN_FLOPS_PER_FORWARD
-    e_s, e_t = k * 8 * work_s["elementwise_flops"] / elementwise["fp32"], k * 2 * work_t["elementwise_flops"] / elementwise["fp32"]
-    a_s, a_t = k * 8 * work_s["dense_flops"], k * 2 * work_t["dense_flops"]
-    train_rate = (a_s - a_t) / max((t_s - e_s) - (t_t - e_t), 1e-9)
-    train_dense = {"fp32": train_rate}
-    train_op_s = max((t_t - e_t - a_t / train_rate) / tiny["ops"], op_s)
-
-    # -- grouped (depthwise) convolutions -------------------------------------------------------------------
-    dw = _depthwise(device)
-    xd = torch.randn(4, 96, 16, 16, device=device)
-    dw_flops = 6 * 2 * xd.numel() * 9  # per batch
-    with torch.inference_mode():
-        t = _best_time(lambda: (dw(xd), sync()), repeats=5)
-    grouped = {"fp32": dw_flops / max(t - 6 * op_s, 1e-9)}
-
-    def dw_step() -> None:
-        dw.zero_grad(set_to_none=False)
-        dw(xd).sum().backward()
-        sync()
-
-    t = _best_time(dw_step, repeats=3)
-    train_grouped = {"fp32": TRAIN_FLOPS_PER_FORWARD * dw_flops / max(t - 6 * train_op_s, 1e-9)}
+    # -- forward and training-step times of two real networks at several sizes, fitted -------------------------
+    nets = _calibration_nets(device)
+    infer = _fit_rates(_time_points(nets, INFERENCE_POINTS, device, train=False), "inference")
+    train = _fit_rates(_time_points(nets, TRAIN_POINTS, device, train=True), "training")
+    dense, grouped, elementwise = {"fp32": infer["dense"]}, {"fp32": infer["grouped"]}, {"fp32": infer["elementwise"]}
+    train_dense, train_grouped, train_elementwise = {"fp32": train["dense"]}, {"fp32": train["grouped"]}, {"fp32": train["elementwise"]}
+    op_s = infer["op_s"]
+    train_op_s = max(train["op_s"], op_s)
+    net = nets["resnet18"][0]
+    tiny = count_model("resnet18", 8, 10)
 
     # -- the FLOP counter's dispatch-mode overhead, per operator call ----------------------------------------
     from bench.flops import count_flops
@@ -285,7 +304,7 @@ def calibrate(device: torch.device) -> Calibration:
 
     return Calibration(
         dense_flops_s=dense, grouped_flops_s=grouped, elementwise_flops_s=elementwise,
-        train_dense_flops_s=train_dense, train_grouped_flops_s=train_grouped,
+        train_dense_flops_s=train_dense, train_grouped_flops_s=train_grouped, train_elementwise_flops_s=train_elementwise,
         op_s=op_s, train_op_s=train_op_s, profile_s_per_op=profile_s_per_op, optimizer_s_per_param=optimizer_s_per_param,
         init_s_per_param=init_s_per_param, copy_s_per_byte=copy_s_per_byte, save_s_per_byte=save_s_per_byte,
         reference_s=reference_s, render_s_per_image=render_s, decode_s_per_image=decode_s,

@@ -58,6 +58,7 @@ class Calibration:
     build_fixed_s: float = 0.0  # per cell, whatever the model (child process, result files)
     run_fixed_s: float = 0.0  # per run (the isolation server importing torch and bench)
     key: dict[str, Any] = field(default_factory=dict)  # what it was measured on: device, torch, threads
+    train_elementwise_flops_s: dict[str, float] = field(default_factory=dict)  # training elementwise FLOP/s; none: inference's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +149,8 @@ def train_step_s(fw: ForwardWork, batch: int, params: int, cal: Calibration, pre
     k = 1.0 + (TRAIN_FLOPS_PER_FORWARD - 1.0) * trainable_fraction
     per_image = k * (fw.dense_flops / cal.rate("train_dense_flops_s", precision)
                      + fw.grouped_flops / cal.rate("train_grouped_flops_s", precision)
-                     + fw.elementwise_flops / cal.rate("elementwise_flops_s", precision))
+                     + fw.elementwise_flops / (cal.rate("train_elementwise_flops_s", precision) if cal.train_elementwise_flops_s
+                                              else cal.rate("elementwise_flops_s", precision)))
     calls = fw.ops * (cal.op_s + (cal.train_op_s - cal.op_s) * trainable_fraction)
     return batch * per_image + calls + params * trainable_fraction * cal.optimizer_s_per_param
 

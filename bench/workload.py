@@ -45,21 +45,31 @@ class _OpCounter(TorchDispatchMode):
 def count_model(name: str, resolution: int, num_classes: int, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Forward FLOPs per image (dense, grouped, elementwise), operator calls, params and the head's params
     of a registry model, counted on the meta device."""
-    from bench.flops import count_flops, count_params
     from bench.models import build_model, classifier_prefix
 
     with torch.device("meta"):
         model = build_model(name, num_classes=num_classes, resolution=resolution, **(model_kwargs or {}))
-    x = torch.empty(1, 3, resolution, resolution, device="meta")
+    counts = count_module(model, (1, 3, resolution, resolution))
+    head = classifier_prefix(model)
+    counts["head_params"] = sum(p.numel() for n, p in model.named_parameters() if head is not None and n.startswith(head + "."))
+    return counts
+
+
+def count_module(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Forward FLOPs of one input of `input_shape` (dense, grouped, elementwise), operator calls and params
+    of any module, counted on the meta device (the module is moved there if it is not)."""
+    from bench.flops import count_flops, count_params
+
+    if any(p.device.type != "meta" for p in model.parameters()):
+        model = model.to("meta")
+    x = torch.empty(*input_shape, device="meta")
     ops = _OpCounter()
     with ops:
         count = count_flops(model, x)
     params, _ = count_params(model)
-    head = classifier_prefix(model)
-    head_params = sum(p.numel() for n, p in model.named_parameters() if head is not None and n.startswith(head + "."))
     grouped = min(ops.grouped_flops, count.flops)
     return {"dense_flops": count.flops - grouped, "grouped_flops": grouped, "elementwise_flops": count.elementwise_flops,
-            "ops": ops.ops, "params": params, "head_params": head_params}
+            "ops": ops.ops, "params": params}
 
 
 class WorkloadCache:

@@ -149,3 +149,34 @@ def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
     assert (tmp_path / "w.json").is_file()  # FLOP counts cached for the next plan
     table = CliRunner().invoke(app, ["plan", str(tmp_path / "s.yaml")])
     assert table.exit_code == 0 and "est. total" in table.output and "estimated time:" in table.output
+
+
+def test_calibration_fit_recovers_known_rates_and_never_goes_negative():
+    """The fit behind the calibration (bench.calibrate._fit_rates) on hand-made timings: made exactly from
+    known rates, it gives them back; a point timed 3x too slow (a busy moment) moves the rates but leaves
+    every one positive and finite, where the old two-point difference gave 2e18 FLOP/s."""
+    from bench.calibrate import _fit_rates
+
+    true = {"dense": 5e10, "grouped": 2e9, "elementwise": 1e9, "op_s": 2e-5}
+    works = [  # (dense, grouped, elementwise FLOPs of one input, operator calls), batch
+        ({"dense_flops": 1e8, "grouped_flops": 0.0, "elementwise_flops": 2e6, "ops": 70}, 1),
+        ({"dense_flops": 1e8, "grouped_flops": 0.0, "elementwise_flops": 2e6, "ops": 70}, 32),
+        ({"dense_flops": 6e7, "grouped_flops": 4e6, "elementwise_flops": 5e6, "ops": 150}, 1),
+        ({"dense_flops": 6e7, "grouped_flops": 4e6, "elementwise_flops": 5e6, "ops": 150}, 16),
+        ({"dense_flops": 0.0, "grouped_flops": 1e6, "elementwise_flops": 0.0, "ops": 6}, 8),
+        ({"dense_flops": 0.0, "grouped_flops": 0.0, "elementwise_flops": 1e6, "ops": 1}, 64),
+    ]
+
+    def seconds(w, batch, k=1.0):
+        return (k * batch * (w["dense_flops"] / true["dense"] + w["grouped_flops"] / true["grouped"] + w["elementwise_flops"] / true["elementwise"])
+                + w["ops"] * true["op_s"])
+
+    fitted = _fit_rates([(w, b, seconds(w, b)) for w, b in works], "inference")
+    for key, value in true.items():
+        assert fitted[key] == pytest.approx(value, rel=1e-6), key
+    fitted = _fit_rates([(w, b, seconds(w, b, k=3.0)) for w, b in works], "training")  # FLOPs x 3 at the same rates
+    for key, value in true.items():
+        assert fitted[key] == pytest.approx(value, rel=1e-6), key
+    noisy = [(w, b, seconds(w, b) * (3.0 if i == 1 else 1.0)) for i, (w, b) in enumerate(works)]
+    fitted = _fit_rates(noisy, "inference")
+    assert all(0 < fitted[k] < 1e15 for k in ("dense", "grouped", "elementwise")) and fitted["op_s"] >= 0
