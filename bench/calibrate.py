@@ -215,8 +215,6 @@ def _fit_rates(rows: list[tuple[dict[str, Any], int, float]], what: str) -> dict
     import numpy as np
     from scipy.optimize import nnls
 
-    from bench.cost import TRAIN_FLOPS_PER_FORWARD
-
     k = TRAIN_FLOPS_PER_FORWARD if what == "training" else 1.0
     a = np.array([[k * batch * w["dense_flops"], k * batch * w["grouped_flops"], k * batch * w["elementwise_flops"], w["ops"]]
                   for w, batch, _ in rows], dtype=float)

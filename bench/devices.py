@@ -136,6 +136,16 @@ def mfu_for(device: torch.device | str, precision: str, achieved_flop_s: float |
     return mfu(achieved_flop_s, device_name(device), precision)
 
 
+def _one_mfu(per_image: float | None, img_s: float, name: str | None, precision: str, tf32_allowed: bool | None, *,
+             what: str, missing: str) -> dict[str, Any]:
+    """`mfu` of FLOPs per image x images per second, with what was counted and, without a FLOP count, why."""
+    m = mfu(per_image * img_s if per_image else None, name, precision, tf32_allowed)
+    m.update(flops_per_image=per_image, img_s=img_s, what=what)
+    if per_image is None and (m["reason"] or "").startswith("no achieved"):
+        m["reason"] = missing
+    return m
+
+
 def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str | None,
              tf32_allowed: bool | None = None) -> dict[str, Any]:
     """MFU of one cell's measurements, for inference (`speed`) and training (`train`):
@@ -145,24 +155,12 @@ def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str 
     speed = measurements.get("speed") or {}
     if speed.get("status", "ok") == "ok" and "throughput_img_s" in speed:
         flops = prof.get("flops")
-        per_image = flops / prof.get("flops_batch_size", 1) if flops else None
-        achieved = per_image * speed["throughput_img_s"] if per_image else None
-        m = mfu(achieved, name, precision, tf32_allowed)
-        m["flops_per_image"] = per_image
-        m["img_s"] = speed["throughput_img_s"]
-        m["what"] = "forward FLOPs per image (2 x MACs) x inference img/s"
-        if per_image is None and (m["reason"] or "").startswith("no achieved"):
-            m["reason"] = "no forward FLOP count (the cell has no profile measurement)"
-        out["inference"] = m
+        out["inference"] = _one_mfu(flops / prof.get("flops_batch_size", 1) if flops else None, speed["throughput_img_s"],
+                                    name, precision, tf32_allowed, what="forward FLOPs per image (2 x MACs) x inference img/s",
+                                    missing="no forward FLOP count (the cell has no profile measurement)")
     train = measurements.get("train") or {}
     if train.get("status", "ok") == "ok" and "train_img_s" in train:
-        per_image = prof.get("train_flops_per_image")
-        achieved = per_image * train["train_img_s"] if per_image else None
-        m = mfu(achieved, name, precision, tf32_allowed)
-        m["flops_per_image"] = per_image
-        m["img_s"] = train["train_img_s"]
-        m["what"] = "training FLOPs per image (forward + backward) x train img/s"
-        if per_image is None and (m["reason"] or "").startswith("no achieved"):
-            m["reason"] = "no training FLOP count (profile.train_flops_per_image missing)"
-        out["training"] = m
+        out["training"] = _one_mfu(prof.get("train_flops_per_image"), train["train_img_s"], name, precision, tf32_allowed,
+                                   what="training FLOPs per image (forward + backward) x train img/s",
+                                   missing="no training FLOP count (profile.train_flops_per_image missing)")
     return out

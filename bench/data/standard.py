@@ -114,9 +114,15 @@ def cifar10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = 
     arrays = np.concatenate(images)
     if not names or max(labels) >= len(names):
         raise InputError("batches.meta has no label_names for every label", file=root_path / CIFAR_DIR / "batches.meta")
-    keys = [f"cifar10-{'train' if i < n_train else 'test'}-{i if i < n_train else i - n_train:05d}" for i in range(len(labels))]
-    samples = SampleSet(keys=keys, labels=[names[v] for v in labels], paths=[None] * len(keys), arrays=list(arrays),
-                        description=f"CIFAR-10 {root_path / CIFAR_DIR} ({n_train} train + {len(keys) - n_train} test)")
+    return _given_split("cifar10", "CIFAR-10", root_path / CIFAR_DIR, [names[v] for v in labels], arrays, n_train)
+
+
+def _given_split(prefix: str, title: str, folder: Path, labels: list[str], arrays: np.ndarray, n_train: int) -> SampleSet:
+    """In-memory images whose first `n_train` are the training part and the rest the test part (kept as the
+    validation split: the `split:N` note)."""
+    keys = [f"{prefix}-{'train' if i < n_train else 'test'}-{i if i < n_train else i - n_train:05d}" for i in range(len(labels))]
+    samples = SampleSet(keys=keys, labels=labels, paths=[None] * len(keys), arrays=list(arrays),
+                        description=f"{title} {folder} ({n_train} train + {len(keys) - n_train} test)")
     samples.notes.append(f"split:{n_train}")
     return samples
 
@@ -146,11 +152,7 @@ def stl10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = "e
     n_train = len(labels[0])
     y_all = np.concatenate(labels)
     arrays = np.concatenate(images)
-    keys = [f"stl10-{'train' if i < n_train else 'test'}-{i if i < n_train else i - n_train:05d}" for i in range(len(y_all))]
-    samples = SampleSet(keys=keys, labels=[names[v] for v in y_all], paths=[None] * len(keys), arrays=list(arrays),
-                        description=f"STL-10 {folder} ({n_train} train + {len(keys) - n_train} test)")
-    samples.notes.append(f"split:{n_train}")
-    return samples
+    return _given_split("stl10", "STL-10", folder, [names[v] for v in y_all], arrays, n_train)
 
 
 @register_dataset("cats-vs-dogs")

@@ -134,14 +134,19 @@ def grouped_bars(groups: Sequence[str], series: Sequence[str], values: dict[tupl
     return _png(fig)
 
 
-def curves_grid(panels: Sequence[tuple[str, list[dict]]]) -> bytes:
-    """Small multiples: per cell, train/val loss (left axis) and val macro-F1 (right axis) per epoch."""
-    n = len(panels)
-    cols = min(4, n)
+def _small_multiples(n: int, *, max_cols: int, panel_size: tuple[float, float]):
+    """A figure of `n` panels in rows of at most `max_cols`; the unused places of the last row blanked."""
+    cols = min(max_cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
+    return fig, axes
+
+
+def curves_grid(panels: Sequence[tuple[str, list[dict]]]) -> bytes:
+    """Small multiples: per cell, train/val loss (left axis) and val macro-F1 (right axis) per epoch."""
+    fig, axes = _small_multiples(len(panels), max_cols=4, panel_size=(3.0, 2.2))
     for ax, (title, curve) in zip(axes.flat, panels):
         epochs = [row["epoch"] for row in curve]
         ax.plot(epochs, [row.get("train_loss") for row in curve], color="tab:blue", lw=1, label="train loss")
@@ -155,6 +160,7 @@ def curves_grid(panels: Sequence[tuple[str, list[dict]]]) -> bytes:
     handles = [plt.Line2D([], [], color=c, label=l) for c, l in (("tab:blue", "train loss"), ("tab:orange", "val loss"), ("tab:green", "val macro-F1 (right axis)"))]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     # fixed margins instead of tight_layout/bbox "tight": each of those draws the whole grid once more
+    rows = axes.shape[0]
     fig.subplots_adjust(left=0.06, right=0.95, bottom=0.06 + 0.3 / rows, top=1 - 0.25 / rows, wspace=0.45, hspace=0.55)
     return _png(fig, tight=False)
 
@@ -215,12 +221,7 @@ class Line:
 def sweep_lines(panels: Sequence[tuple[str, Sequence[Line]]], *, x_label: str, y_label: str, log_x: bool = False) -> bytes:
     """Small multiples, one panel per model: a metric against a numeric axis, one line per other config,
     error bars where the points have them."""
-    n = len(panels)
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
+    fig, axes = _small_multiples(len(panels), max_cols=3, panel_size=(4.2, 3.0))
     cmap = plt.get_cmap("tab10")
     for ax, (title, lines) in zip(axes.flat, panels):
         for j, line in enumerate(lines):
