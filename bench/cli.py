@@ -6,7 +6,6 @@ with no Python traceback unless `--debug` is given. `bench run` exits 1 when any
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 import time

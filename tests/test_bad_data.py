@@ -47,7 +47,6 @@ def data(tmp_path):
             rel = f"img/{c}_{i}.{'jpg' if mode in ('RGB', 'CMYK') else 'png'}"
             _image(tmp_path / rel, mode, colour)
             rows.append((f"{c}{i}", rel, c))
-    header = ("id", "img_path", "artist")
     _csv(tmp_path / "good.csv", rows)
     _csv(tmp_path / "no_label_column.csv", [r[:2] for r in rows], header=("id", "img_path"))
     (tmp_path / "empty.csv").write_text("")

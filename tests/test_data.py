@@ -1,7 +1,6 @@
 """Datasets: the synthetic stand-in, splits, the decoded-image cache, and every bad-data case."""
 
 import csv
-import textwrap
 from pathlib import Path
 
 import numpy as np

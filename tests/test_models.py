@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bench.errors import InputError
-from bench.models import build_model, classifier_prefix, get_entry, is_model, list_models, load_weights
+from bench.models import build_model, classifier_prefix, get_entry, is_model, list_models
 from bench.models.catalog import EFFICIENTNET_NATIVE
 
 

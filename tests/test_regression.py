@@ -3,7 +3,6 @@ matching by id (never by row order), and the CLI's exit codes."""
 
 import json
 import math
-import shutil
 
 import pytest
 from typer.testing import CliRunner

@@ -123,7 +123,7 @@ def test_time_loop_counts_and_excludes_warmup():
 
 
 def test_time_loop_times_the_reference_beside_each_call_and_ratios_are_exact():
-    calls, refs = [], []
+    calls = []
     result = time_loop(lambda: calls.append("m"), device=torch.device("cpu"), warmup_iters=2, min_repeats=5,
                        min_time_s=0.0, reference=lambda: calls.append("r"))
     assert calls == ["m", "r"] * 7  # warmed up together, then one reference right after each timed call

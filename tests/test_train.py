@@ -1,12 +1,10 @@
 """Training end to end on real data (scikit-learn's digits), early stopping, precisions, bad data."""
 
 import csv
-import json
 import textwrap
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
@@ -25,7 +23,7 @@ DIGITS = textwrap.dedent(
     name: digits-test
     models: [resnet18]
     num_classes: 10
-    matrix: {{resolution: [16], batch_size: [32], precision: {precision}, strategy: {strategy}}}
+    matrix: {{resolution: [{resolution}], batch_size: [32], precision: {precision}, strategy: {strategy}}}
     measure: [train]
     settings:
       train:
@@ -38,8 +36,8 @@ DIGITS = textwrap.dedent(
 )
 
 
-def _run(suite_file, tmp_path, *, precision="[fp32]", strategy="[none]", epochs=6, lr=0.002, early="null", subset="null", cpu_emulated="false"):
-    suite = load_suite(suite_file(DIGITS.format(precision=precision, strategy=strategy, epochs=epochs, lr=lr, early=early, subset=subset, cpu_emulated=cpu_emulated)))
+def _run(suite_file, tmp_path, *, precision="[fp32]", strategy="[none]", epochs=6, lr=0.002, early="null", subset="null", cpu_emulated="false", resolution=16):
+    suite = load_suite(suite_file(DIGITS.format(resolution=resolution, precision=precision, strategy=strategy, epochs=epochs, lr=lr, early=early, subset=subset, cpu_emulated=cpu_emulated)))
     store = RunStore.create(tmp_path / "run")
     return run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path), store
 
@@ -92,8 +90,10 @@ def test_early_stopping_stops_and_evaluates_best_checkpoint(suite_file, tmp_path
 
 def test_reduced_precisions_run_or_skip_never_crash(suite_file, tmp_path):
     # bf16/fp16 autocast is emulated on most CPUs (~8 img/s for resnet18): a 25% subset keeps this test
-    # short; cpu_emulated_precision asks for it explicitly (by default such a CPU skips it, next test)
-    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25, cpu_emulated="true")
+    # short; cpu_emulated_precision asks for it explicitly (by default such a CPU skips it, next test).
+    # 32 px, not 16: torch 2.14.1's emulated bf16 training of resnet18 at 16 px (a stride-2 conv on a 1x1 map)
+    # gives NaN in about 1 process in 3 (plain torch, no bench; 10/10 finite at 32 px), so 16 px flaked.
+    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25, cpu_emulated="true", resolution=32)
     bf16, fp16 = summary.results
     assert (bf16.cell.precision, fp16.cell.precision) == ("bf16", "fp16")
     assert fp16.status == "ok", fp16.reason
