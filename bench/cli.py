@@ -788,7 +788,8 @@ def compare(
     if mismatch:
         comp.warnings.append("different hardware/software (" + "; ".join(mismatch) + ")" +
                              (": timings compared anyway (--allow-hardware-mismatch)" if allow_hardware_mismatch
-                              else ": only hardware-independent metrics compared (accuracy, F1, params, MACs)"))
+                              else ": timings not compared; params and MACs compared exactly, accuracy and F1 coarsely (training "
+                                   "reproduces exactly only on the same machine: record a baseline on this hardware for a tight gate)"))
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
     table = Table(title=f"{cur_run.label} against {base_run.label}")

@@ -37,6 +37,7 @@ class MetricSpec:
     direction: str
     timing: bool = False  # judged with repeat distributions
     hardware_dependent: bool = False
+    same_hardware_only: bool = False  # reproduces exactly only on the same hardware and thread count
 
 
 METRICS: dict[str, MetricSpec] = {m.key: m for m in (
@@ -45,9 +46,9 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in (
     MetricSpec("speed.latency_p90_ms", LOWER, timing=True, hardware_dependent=True),
     MetricSpec("speed.latency_vs_reference", LOWER, timing=True, hardware_dependent=True),
     MetricSpec("speed.peak_memory_mb", LOWER, hardware_dependent=True),
-    MetricSpec("train.accuracy", HIGHER),
-    MetricSpec("train.macro_f1", HIGHER),
-    MetricSpec("train.balanced_accuracy", HIGHER),
+    MetricSpec("train.accuracy", HIGHER, same_hardware_only=True),
+    MetricSpec("train.macro_f1", HIGHER, same_hardware_only=True),
+    MetricSpec("train.balanced_accuracy", HIGHER, same_hardware_only=True),
     MetricSpec("train.train_img_s", HIGHER, hardware_dependent=True),
     MetricSpec("profile.params", EXACT),
     MetricSpec("profile.macs", EXACT),
@@ -67,6 +68,15 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "profile.macs": "exact",
 }
 
+# Training is bitwise reproducible on one machine at one thread count, not across machines: another CPU's
+# kernels round differently and a few epochs on a small set amplify it. The nightly baseline (recorded on an
+# AMD EPYC) rerun on an Intel Xeon (2026-11-28) moved accuracy by +0.024..+0.117 and macro-F1 and balanced
+# accuracy by +0.013..+0.178 (mobilenet_v2's macro-F1 0.557 -> 0.735), where reruns on one machine gave
+# identical values. So on other hardware these are judged at about twice that, unless the suite allows
+# more: they catch a collapse (a learning rate 20x too small took macro-F1 from 0.56 to 0.07), not drift.
+# A baseline recorded on the CI's own hardware restores the tight gate.
+OTHER_HARDWARE_THRESHOLDS: dict[str, str] = {"train.accuracy": "0.25", "train.macro_f1": "0.35", "train.balanced_accuracy": "0.35"}
+OTHER_HARDWARE_NOTE = "other hardware: training reproduces exactly only on the same machine, so judged coarsely"
 MANN_WHITNEY_ALPHA = 0.01
 # The machine-busy guard. Every speed cell times a fixed reference matmul beside its batches. When, in
 # the current run, that reference ran this much slower than in the baseline (median over median) or
@@ -327,14 +337,21 @@ def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str,
             if spec.timing:
                 pooled = [x for r in runs for x in (_timing_samples(r, key) or [])]
                 samples = (pooled or None, _timing_samples(b, key))
-            regression, improvement, allowed, note, p = judge(spec, thresholds[key], va, vb, *samples, between_runs=between)
+            threshold = thresholds[key]
+            coarse = hardware_independent_only and spec.same_hardware_only and key in OTHER_HARDWARE_THRESHOLDS
+            if coarse:
+                other = Threshold.parse(OTHER_HARDWARE_THRESHOLDS[key])
+                threshold = other if other.allowed(va) > threshold.allowed(va) else threshold
+            regression, improvement, allowed, note, p = judge(spec, threshold, va, vb, *samples, between_runs=between)
+            if coarse:
+                note = OTHER_HARDWARE_NOTE + (f"; {note}" if note else "")
             if busy and spec.timing:
                 regression = improvement = False
                 note = f"not judged: {busy}"
             out.findings.append(Finding(
                 cell_id=cid, label=b.cell.label(), metric=key, baseline=float(va), current=float(vb),
                 change=float(vb) - float(va), relative=(float(vb) - float(va)) / abs(va) if va else None,
-                allowed=allowed, threshold=str(thresholds[key]), regression=regression, improvement=improvement,
+                allowed=allowed, threshold=str(threshold), regression=regression, improvement=improvement,
                 note=note, p_value=p,
             ))
     return out
