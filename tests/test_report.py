@@ -266,6 +266,11 @@ def test_report_in_headless_chromium(reports):
         assert sorted(first) == sorted(before) and first == list(reversed(second)) and first != second
         f1_column = [float(r.split("\t")[-2].split(" ")[0]) for r in first]
         assert f1_column == sorted(f1_column)
+        # at 1280 px every menu link is on screen (the menu wraps) and the page never scrolls sideways
+        overflow = driver.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth,"
+            " Array.from(document.querySelectorAll('nav a')).filter(a => a.getBoundingClientRect().right > window.innerWidth).length]")
+        assert overflow[0] <= overflow[1] and overflow[2] == 0, overflow
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
     finally:
