@@ -64,19 +64,59 @@ def precision_unsupported(device: torch.device, precision: str) -> str | None:
     return _probe(device.type, precision)
 
 
-def cpu_precision_is_native(precision: str) -> bool:
-    """Whether this CPU has arithmetic units for `precision` (AVX512-BF16/AMX for bf16, AMX-FP16 for fp16).
+# A precision trains "natively" on a CPU when oneDNN says it has the units *and* a training step measured
+# under it is at most this many times an fp32 one. Emulated autocast measured 25-45x slower than fp32 for
+# resnet18 on AVX2/AVX512 machines here; a Sapphire Rapids Xeon (AVX512-FP16 and AMX-BF16, no AMX-FP16),
+# where oneDNN reports fp16 as supported, trained resnet18 fp16 at 32 px 160x slower than fp32 (bf16: 1.5x),
+# so the flag alone let the artists quick run spend over 12 minutes on one fp16 cell.
+NATIVE_MAX_SLOWDOWN = 3.0
 
-    Without them autocast still runs, but emulated: every op converts to and from fp32, which measured
-    25-45x slower than fp32 for resnet18 training on AVX2/AVX512 machines here. oneDNN's own probe decides.
+
+def cpu_precision_is_native(precision: str) -> bool:
+    """Whether this CPU trains `precision` at native speed (AVX512-BF16/AMX for bf16, AMX-FP16 for fp16).
+
+    Without those units autocast still runs, but emulated: every op converts to and from fp32. oneDNN's
+    own probe says whether the units exist; a measured training step (`cpu_precision_slowdown`) says
+    whether torch's kernels use them.
     """
     if precision == "fp32":
         return True
     probe = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
     try:
-        return bool(getattr(torch.ops.mkldnn, probe)())
+        supported = bool(getattr(torch.ops.mkldnn, probe)())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN: no native path either
         return False
+    return supported and cpu_precision_slowdown(precision) <= NATIVE_MAX_SLOWDOWN
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_precision_slowdown(precision: str) -> float:
+    """A small conv block's training step (forward, backward) under `precision` autocast, over the same
+    step in fp32, on the CPU: median of 3 timed steps each after one untimed. Once per process; about
+    10 ms where the precision is native, a second or so where it is emulated."""
+    import time
+
+    from torch import nn
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+
+    def step_s(prec: str) -> float:
+        times = []
+        for i in range(4):
+            t0 = time.perf_counter()
+            with autocast(torch.device("cpu"), prec):
+                out = net(x)
+            nn.functional.cross_entropy(out.float(), y).backward()
+            if i:
+                times.append(time.perf_counter() - t0)
+        return sorted(times)[1]
+
+    base = step_s("fp32")
+    return step_s(precision) / base if base > 0 else 1.0
 
 
 def synchronize(device: torch.device) -> None:

@@ -116,6 +116,21 @@ def test_emulated_precision_training_on_a_cpu_is_skipped_by_default_with_the_rea
             assert "emulated" in r.reason and "cpu_emulated_precision" in r.reason
 
 
+
+def test_cpu_precision_counts_as_native_only_when_a_measured_step_is_fast(monkeypatch):
+    # a Sapphire Rapids Xeon's oneDNN reports fp16 support, yet resnet18 trained fp16 160x slower than fp32
+    import bench.device as dev
+
+    for p in ("bf16", "fp16"):
+        assert dev.cpu_precision_slowdown(p) > 0
+    claims = {p: bool(getattr(torch.ops.mkldnn, f"_is_mkldnn_{p}_supported")()) for p in ("bf16", "fp16")}
+    monkeypatch.setattr(dev, "cpu_precision_slowdown", lambda precision: 160.0)
+    assert not dev.cpu_precision_is_native("bf16") and not dev.cpu_precision_is_native("fp16")
+    monkeypatch.setattr(dev, "cpu_precision_slowdown", lambda precision: dev.NATIVE_MAX_SLOWDOWN)
+    assert {p: dev.cpu_precision_is_native(p) for p in ("bf16", "fp16")} == claims
+    assert dev.cpu_precision_is_native("fp32")
+
+
 def test_bad_data_fails_one_cell_not_the_sweep(suite_file, tmp_path):
     """Two cells: one on a CSV with a truncated image, one on digits. One fails with the file named."""
     from PIL import Image

@@ -23,7 +23,7 @@ from torch import nn
 
 from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
 from bench.data.loader import IMAGENET_MEAN, IMAGENET_STD
-from bench.device import autocast, cpu_precision_is_native, precision_unsupported, synchronize
+from bench.device import autocast, cpu_precision_is_native, cpu_precision_slowdown, precision_unsupported, synchronize
 from bench.errors import Diverged, InputError, SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
 from bench.metrics import classification_metrics
@@ -220,8 +220,9 @@ class Train(Measurement):
             # Without bf16/fp16 units autocast is emulated: resnet18 trained fp16 ~45x slower than fp32
             # (7.6 vs 341 img/s) on one machine here, bf16 >25x on an AVX2 one. Inference (`speed`) still
             # measures it; training there is opt-in, so a CPU sweep is not held up for hours.
-            raise SkipCell(f"{cell.precision} training on this CPU is emulated (no {cell.precision} arithmetic units, "
-                           f"capability {torch.backends.cpu.get_cpu_capability()}; 25-45x slower than fp32): measure it on a GPU "
+            raise SkipCell(f"{cell.precision} training on this CPU is emulated (no {cell.precision} arithmetic units used, "
+                           f"capability {torch.backends.cpu.get_cpu_capability()}; a small conv block's training step measured "
+                           f"{cpu_precision_slowdown(cell.precision):.0f}x fp32, resnet18 25-160x): measure it on a GPU "
                            "or a CPU with AVX512-BF16/AMX, or set settings.train.cpu_emulated_precision: true to train anyway")
         strategy = Strategy.model_validate(cell.strategy_config or {})
         if s.deterministic:
