@@ -171,7 +171,7 @@ def test_bad_data_fails_one_cell_not_the_sweep(suite_file, tmp_path):
 
 
 def test_num_classes_mismatch_is_a_clear_cell_failure(suite_file, tmp_path):
-    text = DIGITS.format(precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false").replace("num_classes: 10", "num_classes: 3")
+    text = DIGITS.format(resolution=16, precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false").replace("num_classes: 10", "num_classes: 3")
     summary, _ = _run_text(suite_file, tmp_path, text)
     assert summary.results[0].status == "failed"
     assert "the data has 10 classes but the suite's num_classes is 3" in summary.results[0].reason
@@ -204,7 +204,7 @@ def test_a_trailing_batch_of_one_image_is_dropped_not_a_batchnorm_crash(suite_fi
     """Found by the nightly suite: 1 training image left over made BatchNorm raise in train mode."""
     from bench.measure.train import TrainSettings, prepare_data
 
-    text = DIGITS.format(precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false")
+    text = DIGITS.format(resolution=16, precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false")
     (cell,) = expand(load_suite(suite_file(text)))
     train_ds, _, _ = prepare_data(TrainSettings.model_validate(cell.settings["train"]).data, 16, 0, tmp_path)
     n = len(train_ds)
