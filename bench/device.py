@@ -93,7 +93,7 @@ def cpu_precision_is_native(precision: str) -> bool:
 def cpu_precision_slowdown(precision: str) -> float:
     """A small conv block's training step (forward, backward) under `precision` autocast, over the same
     step in fp32, on the CPU: median of 3 timed steps each after one untimed. Once per process; about
-    10 ms where the precision is native, a second or so where it is emulated."""
+    0.03 s where the precision is native, about 0.1 s where it is emulated (measured here)."""
     import time
 
     from torch import nn
