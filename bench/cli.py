@@ -628,6 +628,9 @@ def parity(ctx: typer.Context) -> None:
     parser.add_argument("--clock", choices=["wall", "thread_cpu"], default="wall",
                         help="thread_cpu: time both sides by this thread's CPU time (CPU, --threads 1): the work per image, "
                              "whatever the machine's load")
+    parser.add_argument("--control", action="store_true",
+                        help="A/A control: run the reference loop twice per round, bracketing bench; the spread of second/first "
+                             "is this machine's own noise, against which to read bench/reference")
     parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(ctx.args)
@@ -651,7 +654,7 @@ def parity(ctx: typer.Context) -> None:
             get_entry(name)
         rows = compare(args.models, device=device, batch_size=args.batch, resolution=args.resolution, precisions=args.precision,
                        channels_last=args.channels_last, rounds=args.rounds, warmup_iters=args.warmup, bench_iters=args.iters,
-                       speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu, clock=args.clock,
+                       speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu, clock=args.clock, control=args.control,
                        progress=lambda msg: console.print(f"  {escape(msg)}", highlight=False))
     except InputError as exc:
         _fail_input(exc)
@@ -665,19 +668,26 @@ def parity(ctx: typer.Context) -> None:
                         f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}")
     for col in ("model", "precision", "bench img/s", "reference img/s", "ratio (median)", "min-max", "IQR", "ratio of means", "within 5%"):
         table.add_column(col)
+    if args.control:
+        table.add_column("A/A control (median, min-max)")
     if args.mfu:
         table.add_column("MFU (bench)")
     for r in rows:
         cells = [r.model, r.precision, f"{r.bench_img_s:.1f}", f"{r.reference_img_s:.1f}", f"{r.ratio:.3f}",
                  f"{r.ratio_min:.3f}-{r.ratio_max:.3f}", f"{r.ratio_iqr:.3f}", f"{r.ratio_mean:.3f}",
                  "yes" if abs(r.ratio - 1) <= 0.05 else "no"]
+        if args.control:
+            c = r.control
+            cells.append(f"{c['ratio']:.3f} ({c['ratio_min']:.3f}-{c['ratio_max']:.3f})")
         if args.mfu:
             m = (r.mfu or {}).get("bench") or {}
             cells.append(f"{m['mfu']:.1%}" if m.get("mfu") is not None else f"— ({m.get('reason') or 'no FLOP count'})")
         table.add_row(*cells)
     console.print(table)
     console.print("ratio = bench's headline img/s (batch / median batch latency) / the reference's (images / wall time); "
-                  "ratio of means uses bench's mean rate. " + FLOPS_NOTE)
+                  "ratio of means uses bench's mean rate. "
+                  + ("A/A control = the reference loop's second run / its first in the same round: the machine's own noise. " if args.control else "")
+                  + FLOPS_NOTE)
     if args.json:
         args.json.write_text(_json.dumps([r.to_dict() for r in rows], indent=1))
 

@@ -111,6 +111,7 @@ class ParityRow:
     ratios: list[float] = field(default_factory=list)
     bench_samples: list[float] = field(default_factory=list)
     reference_samples: list[float] = field(default_factory=list)
+    control: dict[str, Any] | None = None  # with control=True: the A/A ratios (second reference run / first), see compare
     gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
     mfu: dict[str, Any] | None = None
 
@@ -171,13 +172,27 @@ def _bench_round(cell, device: torch.device, isolation: str, server, clock: str 
     return speed
 
 
+def _round_order(r: int, control: bool) -> tuple[str, ...]:
+    """Which loop runs when in round `r`: the order flips every other round so a drift in the machine's
+    load hits both sides alike; with the control, the two reference runs bracket bench."""
+    if control:
+        return ("reference", "bench", "control") if r % 2 == 0 else ("control", "bench", "reference")
+    return ("reference", "bench") if r % 2 == 0 else ("bench", "reference")
+
+
 def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size: int = 8, resolution: int = 224,
             precisions: tuple[str, ...] | list[str] = ("fp32",), channels_last: bool = False, rounds: int = 5,
             warmup_iters: int = 10, bench_iters: int = 40, speed_settings: dict[str, Any] | None = None,
             isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False, clock: str = "wall",
-            progress: Callable[[str], None] | None = None) -> list[ParityRow]:
+            control: bool = False, progress: Callable[[str], None] | None = None) -> list[ParityRow]:
     """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
-    precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None)."""
+    precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None).
+
+    `control=True` adds an A/A control: each round runs the reference loop a second time, on the other side
+    of bench (reference, bench, reference), and `row.control` holds second / first per round, summarised
+    like the main ratio. The reference loop does not change between its two runs, so the control's spread
+    is this machine's own noise over the time bench's round takes: a bench/reference ratio off 1 by no more
+    than the control's is noise, not a difference of method."""
     from bench.cells import Cell
     from bench.device import precision_unsupported
     from bench.isolation import ForkServer
@@ -220,25 +235,29 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 cell = Cell(model=name, family=entry.family, resolution=resolution, batch_size=batch_size, precision=precision,
                             channels_last=channels_last, compile=False, seed=0, num_classes=num_classes, measure=("speed",),
                             settings={"speed": settings})
-                bench_rates, bench_means, ref_rates = [], [], []
+                bench_rates, bench_means, ref_rates, control_rates = [], [], [], []
                 for r in range(rounds):
-                    order = ("reference", "bench") if r % 2 == 0 else ("bench", "reference")
-                    for side in order:
-                        if side == "reference":
+                    for side in _round_order(r, control):
+                        if side in ("reference", "control"):
                             ref = reference_loop(model, x, device=device, precision=precision,
                                                  warmup_iters=warmup_iters, bench_iters=bench_iters, clock=CLOCKS[clock])
-                            ref_rates.append(ref.img_s)
+                            (ref_rates if side == "reference" else control_rates).append(ref.img_s)
                         else:
                             speed = _bench_round(cell, device, isolation, server, clock)
                             bench_rates.append(speed["throughput_img_s"])
                             bench_means.append(speed["throughput_mean_img_s"])
+                    aa = f", A/A {control_rates[-1] / ref_rates[-1]:.3f}" if control else ""
                     say(f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
-                        f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}")
+                        f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}{aa}")
                 s = summarize(bench_rates, ref_rates, bench_means)
                 row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
                                 channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
                                 isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
                                 gflops_per_image=gflops, **s)
+                if control:
+                    c = summarize(control_rates, ref_rates)
+                    row.control = {"ratio": c["ratio"], "ratio_min": c["ratio_min"], "ratio_max": c["ratio_max"],
+                                   "ratio_iqr": c["ratio_iqr"], "ratios": c["ratios"], "control_samples": control_rates}
                 if with_mfu and gflops is not None:
                     row.mfu = {"bench": mfu_for(device, precision, gflops * 1e9 * row.bench_img_s),
                                "reference": mfu_for(device, precision, gflops * 1e9 * row.reference_img_s)}

@@ -99,6 +99,32 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
     assert row.rounds == 3 and len(row.ratios) == 3
     assert row.ratio == pytest.approx(100.0 / row.reference_img_s, rel=0.5)
     assert row.bench_samples == [100.0] * 3
+    assert row.control is None  # no A/A control unless asked
+
+
+def test_control_runs_the_reference_twice_around_bench_and_summarises_second_over_first(monkeypatch):
+    order, rates = [], iter([10.0, 12.0, 8.0, 10.0])  # round 1: reference 10, control 12; round 2: control 8, reference 10
+
+    class Ref:
+        def __init__(self, img_s):
+            self.img_s = img_s
+
+    def ref(*a, **k):
+        order.append("ref")
+        return Ref(next(rates))
+
+    def bench_round(cell, device, isolation, server, clock="wall"):
+        order.append("bench")
+        return {"throughput_img_s": 10.0, "throughput_mean_img_s": 10.0}
+
+    monkeypatch.setattr(parity, "reference_loop", ref)
+    monkeypatch.setattr(parity, "_bench_round", bench_round)
+    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=2, control=True)
+    assert order == ["ref", "bench", "ref", "ref", "bench", "ref"]
+    assert row.reference_samples == [10.0, 10.0] and row.control["control_samples"] == [12.0, 8.0]
+    assert row.control["ratios"] == [1.2, 0.8]
+    assert row.control["ratio"] == pytest.approx(1.0) and row.control["ratio_min"] == 0.8 and row.control["ratio_max"] == 1.2
+    assert row.ratios == [1.0, 1.0]
 
 
 def test_compare_runs_bench_speed_for_real():
