@@ -45,6 +45,21 @@ def _version(module: str) -> str | None:
         return None
 
 
+# Environment variables that change how fast the same code runs: thread pools, the C allocator (glibc's
+# MALLOC_* tunables, or jemalloc/tcmalloc through LD_PRELOAD), oneDNN/MKL switches, CUDA's allocator.
+# On the 2-core machine here, MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ alone took resnet18's CPU
+# inference from 196-208 to 145-156 ms per batch of 8 at 224 px (README, "CPU allocator"), so two runs
+# differing in them are not comparable and env.json says so.
+PERF_ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "DNNL_", "ONEDNN_",
+                     "TORCHINDUCTOR_", "PYTORCH_CUDA_ALLOC_CONF", "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def perf_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The set performance-relevant environment variables (PERF_ENV_PREFIXES), sorted by name."""
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in sorted(environ) if k.startswith(PERF_ENV_PREFIXES)}
+
+
 def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """Everything needed to judge whether two runs' numbers are comparable."""
     import bench
@@ -74,6 +89,7 @@ def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Pa
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(cwd or Path.cwd()),
         "seeds": seeds or [],
+        "env_vars": perf_env_vars(),
     }
     from bench.machine import capture_machine_state
 

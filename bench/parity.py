@@ -25,8 +25,13 @@ measures the work each loop does per image whatever the machine's load: the chec
 bench's timed region that a busy machine's wall-clock noise hides.
 
 bench's headline throughput is batch / median batch latency; the reference's is the mean rate (total
-images / total time). Both ratios are returned: `ratio` (bench's headline over the reference) and
-`ratio_mean` (bench's mean rate, `throughput_mean_img_s`, over the reference).
+images / total time), as timm reports. Three ratios are returned: `ratio` (bench's headline over the
+reference's mean rate: the two figures a user would put side by side), and two that apply one statistic
+to both loops' calls, so that they compare methods alone: `ratio_mean` (bench's mean rate,
+`throughput_mean_img_s`, over the reference's) and `ratio_of_medians` (bench's headline over the
+reference's batch / median call time). On a quiet GPU the three agree; on a shared CPU, where slow
+calls come in bursts, a median-based rate runs a few percent above a mean-based one (here 2-8%), and
+`ratio` carries that difference of statistic on top of any difference of method.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any, Callable
 import torch
 
 from bench.devices import mfu_for
+from bench.env import perf_env_vars
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -55,6 +61,12 @@ class ReferenceResult:
     @property
     def img_s(self) -> float:
         return self.images / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+    @property
+    def median_img_s(self) -> float:
+        """Images per call / the median call time: the statistic of bench's headline, on this loop's calls."""
+        m = statistics.median(self.step_times_s)
+        return self.images / self.calls / m if m > 0 else float("inf")
 
 
 def _sync(device: torch.device) -> None:
@@ -112,6 +124,8 @@ class ParityRow:
     bench_samples: list[float] = field(default_factory=list)
     reference_samples: list[float] = field(default_factory=list)
     control: dict[str, Any] | None = None  # with control=True: the A/A ratios (second reference run / first), see compare
+    ratio_of_medians: float | None = None  # median over rounds of bench's headline / the reference's batch / median call time
+    env_vars: dict[str, str] = field(default_factory=dict)  # speed-relevant environment variables set (bench.env.perf_env_vars)
     gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
     mfu: dict[str, Any] | None = None
 
@@ -235,13 +249,23 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 cell = Cell(model=name, family=entry.family, resolution=resolution, batch_size=batch_size, precision=precision,
                             channels_last=channels_last, compile=False, seed=0, num_classes=num_classes, measure=("speed",),
                             settings={"speed": settings})
-                bench_rates, bench_means, ref_rates, control_rates = [], [], [], []
+                bench_rates, bench_means, ref_rates, ref_medians, control_rates = [], [], [], [], []
+                # Priming, discarded: the process's first calls of a model pay for its cold start (oneDNN
+                # primitives, the allocator's first pages) beyond a 10-call warm-up; here effb0's first reference
+                # run came out 15-18% slower than its second. Without this, round 1 charges that to
+                # whichever side runs first.
+                reference_loop(model, x, device=device, precision=precision, warmup_iters=warmup_iters, bench_iters=1,
+                               clock=CLOCKS[clock])
                 for r in range(rounds):
                     for side in _round_order(r, control):
                         if side in ("reference", "control"):
                             ref = reference_loop(model, x, device=device, precision=precision,
                                                  warmup_iters=warmup_iters, bench_iters=bench_iters, clock=CLOCKS[clock])
-                            (ref_rates if side == "reference" else control_rates).append(ref.img_s)
+                            if side == "reference":
+                                ref_rates.append(ref.img_s)
+                                ref_medians.append(ref.median_img_s)
+                            else:
+                                control_rates.append(ref.img_s)
                         else:
                             speed = _bench_round(cell, device, isolation, server, clock)
                             bench_rates.append(speed["throughput_img_s"])
@@ -253,7 +277,8 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
                                 channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
                                 isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
-                                gflops_per_image=gflops, **s)
+                                gflops_per_image=gflops, env_vars=perf_env_vars(),
+                                ratio_of_medians=statistics.median(b / m for b, m in zip(bench_rates, ref_medians)), **s)
                 if control:
                     c = summarize(control_rates, ref_rates)
                     row.control = {"ratio": c["ratio"], "ratio_min": c["ratio_min"], "ratio_max": c["ratio_max"],

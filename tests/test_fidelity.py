@@ -488,6 +488,17 @@ def test_gpu_state_decoded_from_nvml():
     assert machine_warnings({"gpu": state}, "cuda") == ["GPU clocks were being held down at the start: sw_power_cap"]
 
 
+def test_env_records_the_environment_variables_that_change_speed(monkeypatch):
+    from bench.env import capture_env, perf_env_vars
+
+    assert perf_env_vars({"MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1", "HOME": "/root",
+                          "LD_PRELOAD": "libjemalloc.so", "PATH": "/bin"}) == {
+        "LD_PRELOAD": "libjemalloc.so", "MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1"}
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")
+    env = capture_env(torch.device("cpu"))
+    assert env["env_vars"]["MALLOC_TRIM_THRESHOLD_"] == "4294967296" and "HOME" not in env["env_vars"]
+
+
 def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
     from bench.env import capture_env
 
@@ -499,11 +510,13 @@ def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
                              "--out", str(out), "--no-report"])
     data = json.loads((out / "env.json").read_text())
     data["machine"] = {"load_average": [9.5, 9.0, 8.0], "cores_usable": 2, "cpu_governor": "powersave"}
+    data["env_vars"] = {"MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1"}
     (out / "env.json").write_text(json.dumps(data))
     md = render_report([out], tmp_path / "rep", formats=["md"])["md"].read_text()
     assert "**MACHINE STATE:** the machine was busy at the start: load average 9.50 on 2 usable cores" in md
     assert "| load average at start | 9.50 / 9.00 / 8.00 (1, 5, 15 min) |" in md
     assert "governor is 'powersave'" in md
+    assert "MALLOC_MMAP_THRESHOLD_=33554432, OMP_NUM_THREADS=1" in md
     assert math.isfinite(data["machine"]["load_average"][0])
 
 

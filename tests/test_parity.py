@@ -48,6 +48,7 @@ def test_reference_rate_is_images_over_wall_time():
     # elapsed = last - start = 7 * 0.5
     assert r.elapsed_s == pytest.approx(3.5)
     assert r.img_s == pytest.approx(12 / 3.5)
+    assert r.median_img_s == pytest.approx(4 / 0.5)  # batch 4 / the median call time
     assert all(s == pytest.approx(0.5) for s in r.step_times_s)
 
 
@@ -94,7 +95,7 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
     rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2)
-    assert order == ["ref", "bench", "bench", "ref", "ref", "bench"]
+    assert order == ["ref"] + ["ref", "bench", "bench", "ref", "ref", "bench"]  # a discarded priming run, then the rounds
     (row,) = rows
     assert row.rounds == 3 and len(row.ratios) == 3
     assert row.ratio == pytest.approx(100.0 / row.reference_img_s, rel=0.5)
@@ -103,11 +104,12 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
 
 
 def test_control_runs_the_reference_twice_around_bench_and_summarises_second_over_first(monkeypatch):
-    order, rates = [], iter([10.0, 12.0, 8.0, 10.0])  # round 1: reference 10, control 12; round 2: control 8, reference 10
+    # the priming run (discarded) 99; round 1: reference 10, control 12; round 2: control 8, reference 10
+    order, rates = [], iter([99.0, 10.0, 12.0, 8.0, 10.0])
 
     class Ref:
         def __init__(self, img_s):
-            self.img_s = img_s
+            self.img_s = self.median_img_s = img_s
 
     def ref(*a, **k):
         order.append("ref")
@@ -120,7 +122,7 @@ def test_control_runs_the_reference_twice_around_bench_and_summarises_second_ove
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
     (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=2, control=True)
-    assert order == ["ref", "bench", "ref", "ref", "bench", "ref"]
+    assert order == ["ref"] + ["ref", "bench", "ref", "ref", "bench", "ref"]
     assert row.reference_samples == [10.0, 10.0] and row.control["control_samples"] == [12.0, 8.0]
     assert row.control["ratios"] == [1.2, 0.8]
     assert row.control["ratio"] == pytest.approx(1.0) and row.control["ratio_min"] == 0.8 and row.control["ratio_max"] == 1.2
@@ -136,6 +138,7 @@ def test_compare_runs_bench_speed_for_real():
     assert len(row.bench_samples) == 2 and all(v > 0 for v in row.bench_samples)
     assert len(row.reference_samples) == 2 and all(v > 0 for v in row.reference_samples)
     assert row.ratios == pytest.approx([b / r for b, r in zip(row.bench_samples, row.reference_samples)])
+    assert row.ratio_of_medians > 0
     assert row.gflops_per_image > 0
     assert row.mfu["bench"]["mfu"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
 

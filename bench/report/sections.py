@@ -184,6 +184,8 @@ def header(ctx: ReportContext) -> dict:
             ("CPU", f"{env.get('cpu_model')} ({env.get('cpu_cores_usable')} of {env.get('cpu_cores')} cores usable, {env.get('torch_threads')} torch threads)"
              if env.get("cpu_model") else None),
             ("GPU", f"{gpu} (driver {env.get('gpu_driver')})" if gpu else None),
+            ("speed-relevant environment variables", ", ".join(f"{k}={v}" for k, v in env["env_vars"].items()) or "none set"
+             if isinstance(env.get("env_vars"), dict) else None),
         ],
         "counts": counts,
         "total": len(run.results),
