@@ -132,6 +132,13 @@ class ParityRow:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def within(self, tolerance: float = 0.05) -> bool:
+        """Parity verdict: both like-for-like ratios (mean rate over mean rate, median over median) within
+        `tolerance` of 1. `ratio`, bench's median headline over timm's mean rate, is shown beside it but
+        not judged: on a shared CPU it also carries the median-vs-mean gap, a choice of statistic."""
+        same = [self.ratio_mean] + ([self.ratio_of_medians] if self.ratio_of_medians is not None else [])
+        return all(abs(r - 1) <= tolerance for r in same)
+
 
 def _quantile(values: list[float], q: float) -> float:
     s = sorted(values)

@@ -79,6 +79,19 @@ def test_summarize_exact():
         summarize([1.0], [1.0, 2.0])
 
 
+def test_parity_verdict_judges_the_like_for_like_ratios():
+    from bench.parity import ParityRow
+
+    def row(ratio, mean, medians):
+        return ParityRow(model="m", precision="fp32", batch_size=1, resolution=8, channels_last=False, device="cpu", threads=1,
+                         isolation="none", rounds=1, clock="wall", ratio=ratio, ratio_min=ratio, ratio_max=ratio, ratio_iqr=0.0,
+                         ratio_mean=mean, bench_img_s=1.0, reference_img_s=1.0, ratio_of_medians=medians)
+
+    assert row(1.08, 1.024, 1.033).within(0.05)  # the headline's median-vs-mean gap is not judged
+    assert not row(1.0, 1.06, 1.0).within(0.05) and not row(1.0, 1.0, 0.94).within(0.05)
+    assert row(1.0, 1.04, None).within(0.05)  # rows written before ratio_of_medians existed
+
+
 def test_compare_interleaves_and_flips_order(monkeypatch):
     order = []
     real_ref = parity.reference_loop

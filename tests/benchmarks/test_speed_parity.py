@@ -6,8 +6,9 @@ gives per model the median over rounds of bench img/s / reference img/s, with it
 batch 4, one thread, so that a shared machine's other jobs do not stall a two-thread barrier), well under
 a minute on 2 cores.
 
-A shared machine moves single rounds by 10% or more either way, so the 5% is reported (stdout and the
-benchmark's extra_info) and asserted only with BENCH_STRICT_PARITY=1; what is always asserted is that
+The 5% is judged on the like-for-like ratios (ParityRow.within: bench's mean rate over the reference's,
+and batch / median call time on both). A shared machine moves single rounds by 10% or more either way,
+so it is reported (stdout and the benchmark's extra_info) and asserted only with BENCH_STRICT_PARITY=1; what is always asserted is that
 both sides measured and that bench is within a factor of 1.5 of the reference, which a harness doing
 extra work in its timed region (or timing in train mode, without inference_mode, or unwarmed) fails.
 """
@@ -48,14 +49,15 @@ def test_speed_parity_with_reference_loop(benchmark):
         label = f"{r.model} {r.precision} on {r.device} ({r.threads} threads), batch {r.batch_size}, {r.resolution} px"
         benchmark.extra_info[f"{r.model}.{r.precision}"] = {
             "ratio_median": r.ratio, "ratio_min": r.ratio_min, "ratio_max": r.ratio_max, "ratio_iqr": r.ratio_iqr,
-            "ratio_of_means": r.ratio_mean, "bench_img_s": r.bench_img_s, "reference_img_s": r.reference_img_s,
+            "ratio_of_means": r.ratio_mean, "ratio_of_medians": r.ratio_of_medians, "bench_img_s": r.bench_img_s, "reference_img_s": r.reference_img_s,
             "rounds": r.rounds, "settings": label}
         print(f"\nparity {label}: bench/reference {r.ratio:.3f} (min {r.ratio_min:.3f}, max {r.ratio_max:.3f}, "
-              f"IQR {r.ratio_iqr:.3f}; ratio of means {r.ratio_mean:.3f}; bench {r.bench_img_s:.1f} img/s, "
+              f"IQR {r.ratio_iqr:.3f}; ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}; bench {r.bench_img_s:.1f} img/s, "
               f"reference {r.reference_img_s:.1f} img/s, {r.rounds} rounds)")
         assert len(r.ratios) == r.rounds and r.bench_img_s > 0 and r.reference_img_s > 0
         assert 1 / 1.5 <= r.ratio <= 1.5, f"{label}: bench/reference {r.ratio:.3f}"
-        if abs(r.ratio - 1) > 0.05:
-            warnings.warn(f"{label}: bench/reference {r.ratio:.3f}, outside 5% on this run (noisy machine?)")
+        same = f"ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}"
+        if not r.within(0.05):
+            warnings.warn(f"{label}: {same}, outside 5% on this run (noisy machine?)")
         if os.environ.get("BENCH_STRICT_PARITY"):
-            assert abs(r.ratio - 1) <= 0.05, f"{label}: bench/reference {r.ratio:.3f}"
+            assert r.within(0.05), f"{label}: {same}"
