@@ -30,7 +30,7 @@ reference's mean rate: the two figures a user would put side by side), and two t
 to both loops' calls, so that they compare methods alone: `ratio_mean` (bench's mean rate,
 `throughput_mean_img_s`, over the reference's) and `ratio_of_medians` (bench's headline over the
 reference's batch / median call time). On a quiet GPU the three agree; on a shared CPU, where slow
-calls come in bursts, a median-based rate runs a few percent above a mean-based one (here 2-8%), and
+calls come in bursts, a median-based rate runs a few percent above a mean-based one (here 0-6%), and
 `ratio` carries that difference of statistic on top of any difference of method.
 """
 
