@@ -285,7 +285,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                                 channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
                                 isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
                                 gflops_per_image=gflops, env_vars=perf_env_vars(),
-                                ratio_of_medians=statistics.median(b / m for b, m in zip(bench_rates, ref_medians)), **s)
+                                ratio_of_medians=summarize(bench_rates, ref_medians)["ratio"], **s)
                 if control:
                     c = summarize(control_rates, ref_rates)
                     row.control = {"ratio": c["ratio"], "ratio_min": c["ratio_min"], "ratio_max": c["ratio_max"],
