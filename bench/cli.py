@@ -597,6 +597,15 @@ def cpu_fastpaths(
         err_console.print(f"[yellow]not written:[/] {escape(str(exc))}")
 
 
+def _allocator_label(rows: list) -> str:
+    pinned = next((r.allocator for r in rows if r.allocator), None)
+    if pinned is None:
+        return "default"
+    if pinned.get("pinned"):
+        return f"{pinned['allocator']} pinned (mmap threshold {pinned['mmap_threshold'] // 2**20} MiB, trim threshold {pinned['trim_threshold'] // 2**20} MiB)"
+    return f"not pinned ({pinned.get('reason')})"
+
+
 _PARITY_HELP = """Speed parity: bench's `speed` measurement against a plain reference loop written to timm's
 benchmark.py method (warm-up, synchronised timing, inference_mode, pre-allocated input), interleaved over
 several rounds; prints bench img/s / reference img/s per model and precision (median, min-max, IQR).
@@ -631,6 +640,9 @@ def parity(ctx: typer.Context) -> None:
     parser.add_argument("--control", action="store_true",
                         help="A/A control: run the reference loop twice per round, bracketing bench; the spread of second/first "
                              "is this machine's own noise, against which to read bench/reference")
+    parser.add_argument("--allocator", choices=["pinned", "default"], default="pinned",
+                        help="pinned (default): fix glibc's mmap/trim thresholds in this process first, so that neither loop's "
+                             "page faults depend on what the other allocated before it (bench.allocator); default: leave glibc as is")
     parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(ctx.args)
@@ -655,6 +667,7 @@ def parity(ctx: typer.Context) -> None:
         rows = compare(args.models, device=device, batch_size=args.batch, resolution=args.resolution, precisions=args.precision,
                        channels_last=args.channels_last, rounds=args.rounds, warmup_iters=args.warmup, bench_iters=args.iters,
                        speed_settings=speed, isolation=args.isolation, with_mfu=args.mfu, clock=args.clock, control=args.control,
+                       allocator=args.allocator,
                        progress=lambda msg: console.print(f"  {escape(msg)}", highlight=False))
     except InputError as exc:
         _fail_input(exc)
@@ -665,13 +678,14 @@ def parity(ctx: typer.Context) -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}")
         raise typer.Exit(code=2)
     table = Table(title=f"speed parity on {device} ({torch.get_num_threads()} threads), batch {args.batch}, {args.resolution} px, "
-                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}")
+                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}, allocator {_allocator_label(rows)}")
     for col in ("model", "precision", "bench img/s", "reference img/s", "ratio (median)", "min-max", "IQR", "ratio of means", "ratio of medians", "within 5% (both)"):
         table.add_column(col)
     if args.control:
         table.add_column("A/A control (median, min-max)")
     if args.mfu:
         table.add_column("MFU (bench)")
+    table.add_column("page faults/call (bench / ref)")
     for r in rows:
         cells = [r.model, r.precision, f"{r.bench_img_s:.1f}", f"{r.reference_img_s:.1f}", f"{r.ratio:.3f}",
                  f"{r.ratio_min:.3f}-{r.ratio_max:.3f}", f"{r.ratio_iqr:.3f}", f"{r.ratio_mean:.3f}", f"{r.ratio_of_medians:.3f}",
@@ -682,6 +696,7 @@ def parity(ctx: typer.Context) -> None:
         if args.mfu:
             m = (r.mfu or {}).get("bench") or {}
             cells.append(f"{m['mfu']:.1%}" if m.get("mfu") is not None else f"— ({m.get('reason') or 'no FLOP count'})")
+        cells.append(" / ".join("—" if v is None else f"{v:,.0f}" for v in (r.bench_faults_per_call, r.reference_faults_per_call)))
         table.add_row(*cells)
     console.print(table)
     console.print("ratio = bench's headline img/s (batch / median batch latency) / the reference's (images / wall time); "

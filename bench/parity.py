@@ -32,6 +32,12 @@ to both loops' calls, so that they compare methods alone: `ratio_mean` (bench's 
 reference's batch / median call time). On a quiet GPU the three agree; on a shared CPU, where slow
 calls come in bursts, a median-based rate runs a few percent above a mean-based one (here 0-6%), and
 `ratio` carries that difference of statistic on top of any difference of method.
+
+Both loops run in one process, and on Linux glibc's allocator makes a CPU call's cost depend on that
+process's history: whether a call faults its activations' pages in afresh (here 16,000-17,000 faults and
+30-40 ms of kernel time per resnet18 batch) changed from one loop to the other with what ran before them,
+not with their method (bench.allocator). `bench parity` therefore pins glibc's thresholds first
+(`allocator="pinned"`, recorded in the row) and records page faults per call on both sides.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from typing import Any, Callable
 
 import torch
 
+from bench.allocator import minor_faults, pin_glibc_thresholds
 from bench.devices import mfu_for
 from bench.env import perf_env_vars
 
@@ -57,6 +64,7 @@ class ReferenceResult:
     warmup_calls: int
     elapsed_s: float
     step_times_s: tuple[float, ...]
+    minor_faults: int | None = None  # page faults over the timed calls (bench.allocator.minor_faults)
 
     @property
     def img_s(self) -> float:
@@ -67,6 +75,10 @@ class ReferenceResult:
         """Images per call / the median call time: the statistic of bench's headline, on this loop's calls."""
         m = statistics.median(self.step_times_s)
         return self.images / self.calls / m if m > 0 else float("inf")
+
+    @property
+    def page_faults_per_call(self) -> float | None:
+        return None if self.minor_faults is None else self.minor_faults / self.calls
 
 
 def _sync(device: torch.device) -> None:
@@ -89,6 +101,7 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
                 model(x)
             _sync(device)
         images = 0
+        faults = minor_faults()
         start = clock()
         for _ in range(bench_iters):
             t0 = clock()
@@ -98,7 +111,9 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
             steps.append(clock() - t0)
             images += x.shape[0]
         elapsed = clock() - start
-    return ReferenceResult(images=images, calls=bench_iters, warmup_calls=warmup_iters, elapsed_s=elapsed, step_times_s=tuple(steps))
+        faults = minor_faults() - faults
+    return ReferenceResult(images=images, calls=bench_iters, warmup_calls=warmup_iters, elapsed_s=elapsed, step_times_s=tuple(steps),
+                           minor_faults=faults)
 
 
 @dataclass
@@ -126,6 +141,9 @@ class ParityRow:
     control: dict[str, Any] | None = None  # with control=True: the A/A ratios (second reference run / first), see compare
     ratio_of_medians: float | None = None  # median over rounds of bench's headline / the reference's batch / median call time
     env_vars: dict[str, str] = field(default_factory=dict)  # speed-relevant environment variables set (bench.env.perf_env_vars)
+    allocator: dict[str, Any] | None = None  # with allocator="pinned": what bench.allocator.pin_glibc_thresholds did
+    bench_faults_per_call: float | None = None  # medians over rounds of page faults per model call (CPU)
+    reference_faults_per_call: float | None = None
     gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
     mfu: dict[str, Any] | None = None
 
@@ -168,6 +186,11 @@ def summarize(bench: list[float], reference: list[float], bench_mean: list[float
     }
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
 
 
@@ -205,7 +228,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
             precisions: tuple[str, ...] | list[str] = ("fp32",), channels_last: bool = False, rounds: int = 5,
             warmup_iters: int = 10, bench_iters: int = 40, speed_settings: dict[str, Any] | None = None,
             isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False, clock: str = "wall",
-            control: bool = False, progress: Callable[[str], None] | None = None) -> list[ParityRow]:
+            control: bool = False, allocator: str = "default", progress: Callable[[str], None] | None = None) -> list[ParityRow]:
     """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
     precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None).
 
@@ -213,7 +236,12 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     of bench (reference, bench, reference), and `row.control` holds second / first per round, summarised
     like the main ratio. The reference loop does not change between its two runs, so the control's spread
     is this machine's own noise over the time bench's round takes: a bench/reference ratio off 1 by no more
-    than the control's is noise, not a difference of method."""
+    than the control's is noise, not a difference of method.
+
+    `allocator="pinned"` fixes glibc's mmap and trim thresholds for this process before anything runs
+    (bench.allocator; process-wide and permanent, so `bench parity` asks for it and a library call does not
+    by default): then neither loop's page faults depend on what the other allocated before it. Page faults
+    per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`)."""
     from bench.cells import Cell
     from bench.device import precision_unsupported
     from bench.isolation import ForkServer
@@ -230,7 +258,10 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
     if clock == "thread_cpu" and (device.type != "cpu" or torch.get_num_threads() != 1 or isolation != "none"):
         raise ValueError("clock 'thread_cpu' needs device cpu, one torch thread (torch.set_num_threads(1)) and isolation 'none'")
+    if allocator not in ("default", "pinned"):
+        raise ValueError("allocator must be 'default' or 'pinned'")
     settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
+    pinned = pin_glibc_thresholds() if allocator == "pinned" else None  # before the fork server, whose children inherit it
     say = progress or (lambda _msg: None)
     rows: list[ParityRow] = []
     server = ForkServer() if isolation == "process" else None
@@ -257,6 +288,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                             channels_last=channels_last, compile=False, seed=0, num_classes=num_classes, measure=("speed",),
                             settings={"speed": settings})
                 bench_rates, bench_means, ref_rates, ref_medians, control_rates = [], [], [], [], []
+                bench_faults, ref_faults = [], []
                 # Priming, discarded: the process's first calls of a model pay for its cold start (oneDNN
                 # primitives, the allocator's first pages) beyond a 10-call warm-up; here effb0's first reference
                 # run came out 15-18% slower than its second. Without this, round 1 charges that to
@@ -271,12 +303,14 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                             if side == "reference":
                                 ref_rates.append(ref.img_s)
                                 ref_medians.append(ref.median_img_s)
+                                ref_faults.append(ref.page_faults_per_call)
                             else:
                                 control_rates.append(ref.img_s)
                         else:
                             speed = _bench_round(cell, device, isolation, server, clock)
                             bench_rates.append(speed["throughput_img_s"])
                             bench_means.append(speed["throughput_mean_img_s"])
+                            bench_faults.append(speed.get("page_faults_per_call"))
                     aa = f", A/A {control_rates[-1] / ref_rates[-1]:.3f}" if control else ""
                     say(f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
                         f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}{aa}")
@@ -284,7 +318,8 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
                                 channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
                                 isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
-                                gflops_per_image=gflops, env_vars=perf_env_vars(),
+                                gflops_per_image=gflops, env_vars=perf_env_vars(), allocator=pinned,
+                                bench_faults_per_call=_median_or_none(bench_faults), reference_faults_per_call=_median_or_none(ref_faults),
                                 ratio_of_medians=summarize(bench_rates, ref_medians)["ratio"], **s)
                 if control:
                     c = summarize(control_rates, ref_rates)

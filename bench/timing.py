@@ -34,11 +34,12 @@ class TimingResult:
     reference_samples: tuple[float, ...] = ()  # the reference workload, timed right after each call
     warmup_samples: tuple[float, ...] = ()  # the discarded warm-up calls' times
     warmup_settled: bool | None = None  # None: a fixed warm-up count was asked for
+    counted: int | None = None  # with `counter`: its increase over the timed calls (e.g. page faults)
 
     def to_dict(self) -> dict[str, Any]:
         return {"samples_s": list(self.samples), "warmup_iters": self.warmup_iters, "method": self.method,
                 "reference_samples_s": list(self.reference_samples), "warmup_samples_s": list(self.warmup_samples),
-                "warmup_settled": self.warmup_settled}
+                "warmup_settled": self.warmup_settled, "counted": self.counted}
 
     @property
     def ratios(self) -> tuple[float, ...]:
@@ -127,6 +128,7 @@ def time_loop(
     warmup_tolerance: float = 0.05,
     warmup_max_time_s: float = float("inf"),
     clock: Callable[[], float] = time.perf_counter,
+    counter: Callable[[], int] | None = None,
 ) -> TimingResult:
     """Warm up (below), then time calls until both `min_repeats` calls and `min_time_s` seconds are
     reached (or `max_repeats` / `max_time_s`, whichever first).
@@ -137,7 +139,9 @@ def time_loop(
 
     Each sample is one call bracketed by a device synchronisation (CUDA events on a GPU), so it is the
     call's real latency, not its launch time. With `reference`, that workload is timed the same way right
-    after each call (warmed up too); its time does not count towards `min_time_s`.
+    after each call (warmed up too); its time does not count towards `min_time_s`. With `counter` (a
+    cumulative count such as bench.allocator.minor_faults), its increase over the timed calls is returned
+    as `counted`; it is read outside every timed interval.
     """
     if min_repeats < 1 or warmup_iters < 0:
         raise ValueError("min_repeats must be >= 1 and warmup_iters >= 0")
@@ -160,6 +164,7 @@ def time_loop(
     ref_samples: list[float] = []
     append = samples.append
     spent_on_reference = 0.0
+    count_before = counter() if counter is not None else None
     began = clock()
     while True:
         append(timer(fn))
@@ -171,4 +176,5 @@ def time_loop(
         n = len(samples)
         if n >= max_repeats or elapsed >= max_time_s or (n >= min_repeats and elapsed >= min_time_s):
             break
-    return TimingResult(tuple(samples), len(warm), timer.method, tuple(ref_samples), tuple(warm), is_settled)
+    counted = counter() - count_before if counter is not None else None
+    return TimingResult(tuple(samples), len(warm), timer.method, tuple(ref_samples), tuple(warm), is_settled, counted)

@@ -286,6 +286,20 @@ def test_warmup_runs_until_timings_settle_and_counts_what_it_discarded():
     assert r.warmup_iters == 4 and r.warmup_settled is None
 
 
+def test_counter_is_read_around_the_timed_calls_only():
+    calls = {"n": 0}
+
+    def fn():
+        calls["n"] += 1
+
+    clock = FakeClock([1.0] * 20)
+    r = time_loop(fn, device=torch.device("cpu"), warmup_iters=3, min_repeats=4, min_time_s=0.0, clock=clock,
+                  counter=lambda: calls["n"] * 100)
+    assert r.warmup_iters == 3 and len(r.samples) == 4
+    assert r.counted == 400  # the 4 timed calls' increase, not the warm-up's
+    assert time_loop(fn, device=torch.device("cpu"), warmup_iters=0, min_repeats=1, min_time_s=0.0).counted is None
+
+
 # -- what actually ran: results.csv and the report --------------------------------------------------------
 
 def test_actual_batch_warmup_and_timing_method_in_results_csv_and_report(suite_file, tmp_path):
@@ -307,6 +321,7 @@ def test_actual_batch_warmup_and_timing_method_in_results_csv_and_report(suite_f
     assert speed["batch_size"] == speed["requested_batch_size"] == 3 and speed["fallback"] is None
     assert speed["warmup_iters"] >= 2 and speed["warmup_iters"] == len(speed["warmup_samples_s"]) + 1
     assert speed["timing_method"] == "perf_counter" and speed["memory_format"] == "channels_last"
+    assert speed["page_faults_per_call"] >= 0  # counted on a CPU
     row = pd.read_csv(out / "results.csv").iloc[0]
     assert row["speed.batch_size"] == 3 and row["speed.warmup_iters"] == speed["warmup_iters"]
     assert row["speed.timing_method"] == "perf_counter" and row["isolation"] == "process"

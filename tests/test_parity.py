@@ -52,6 +52,45 @@ def test_reference_rate_is_images_over_wall_time():
     assert all(s == pytest.approx(0.5) for s in r.step_times_s)
 
 
+def test_reference_counts_page_faults_over_its_timed_calls_only(monkeypatch):
+    reads = iter([100, 160])  # read before the first timed call and after the last: not around the warm-up
+    monkeypatch.setattr(parity, "minor_faults", lambda: next(reads))
+    r = reference_loop(Counting(), torch.randn(2, 4), device=torch.device("cpu"), warmup_iters=2, bench_iters=3)
+    assert r.minor_faults == 60 and r.page_faults_per_call == 20
+
+
+def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypatch):
+    events = []
+    pinned = {"allocator": "glibc 2.36", "pinned": True, "mmap_threshold": 1, "trim_threshold": 2}
+    real_ref = parity.reference_loop
+
+    def pin():
+        events.append("pin")
+        return pinned
+
+    def ref(*a, **k):
+        events.append("ref")
+        return real_ref(*a, **k)
+
+    faults = iter([3.0, 1.0, 2.0, 5.0])  # the last for the second, unpinned compare
+
+    def bench_round(cell, device, isolation, server, clock="wall"):
+        events.append("bench")
+        return {"throughput_img_s": 10.0, "throughput_mean_img_s": 10.0, "page_faults_per_call": next(faults)}
+
+    monkeypatch.setattr(parity, "pin_glibc_thresholds", pin)
+    monkeypatch.setattr(parity, "reference_loop", ref)
+    monkeypatch.setattr(parity, "_bench_round", bench_round)
+    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned")
+    assert events[0] == "pin" and events.count("pin") == 1
+    assert row.allocator == pinned
+    assert row.bench_faults_per_call == 2.0  # the median over rounds
+    assert row.reference_faults_per_call is not None and row.reference_faults_per_call >= 0
+    events.clear()
+    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2)
+    assert "pin" not in events and row.allocator is None  # a library call leaves the process's allocator alone
+
+
 def test_reference_runs_eval_inference_mode_and_autocast():
     m = Counting().train()
     reference_loop(m, torch.randn(2, 4), device=torch.device("cpu"), precision="bf16", warmup_iters=1, bench_iters=2)
@@ -123,6 +162,7 @@ def test_control_runs_the_reference_twice_around_bench_and_summarises_second_ove
     class Ref:
         def __init__(self, img_s):
             self.img_s = self.median_img_s = img_s
+            self.page_faults_per_call = None
 
     def ref(*a, **k):
         order.append("ref")
@@ -152,6 +192,7 @@ def test_compare_runs_bench_speed_for_real():
     assert len(row.reference_samples) == 2 and all(v > 0 for v in row.reference_samples)
     assert row.ratios == pytest.approx([b / r for b, r in zip(row.bench_samples, row.reference_samples)])
     assert row.ratio_of_medians > 0
+    assert row.bench_faults_per_call >= 0 and row.reference_faults_per_call >= 0  # counted on both sides (CPU)
     assert row.gflops_per_image > 0
     assert row.mfu["bench"]["mfu"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
 
@@ -192,3 +233,5 @@ def test_compare_rejects_bad_arguments():
         compare(["small_cnn"], isolation="thread")
     with pytest.raises(ValueError):
         compare(["small_cnn"], rounds=0)
+    with pytest.raises(ValueError, match="allocator"):
+        compare(["small_cnn"], allocator="jemalloc")

@@ -13,6 +13,10 @@ figure (images / total time, as timm reports) is kept beside it.
 Beside each timed batch a fixed reference matmul is timed (bench.timing.reference_workload), and
 `latency_vs_reference` = median over batches of batch time / reference time: a machine-independent-ish
 ratio in which a shared machine's load cancels, which is what the regression gate judges best.
+
+On a CPU, `page_faults_per_call` counts the minor page faults per model call: with glibc's default
+allocator a call may fault its activations in afresh each time, kernel time that is part of its latency
+and depends on the process's allocation history (bench.allocator explains and measures it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from bench.allocator import minor_faults
 from bench.device import autocast, evaluating, precision_unsupported
 from bench.errors import SkipCell
 from bench.measure.base import CellContext, Measurement, Settings, register_measurement
@@ -107,6 +112,7 @@ class Speed(Measurement):
                 warmup_window=s.warmup_window,
                 warmup_tolerance=s.warmup_tolerance,
                 warmup_max_time_s=s.warmup_max_time_s,
+                counter=minor_faults if device.type == "cpu" else None,
             )
         st = Stats.of(timing.samples)
         ratios = timing.ratios
@@ -135,6 +141,9 @@ class Speed(Measurement):
             "threads": torch.get_num_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
             "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
+            # the kernel's part of a CPU call: pages of activations faulted in afresh (bench.allocator), over the
+            # timed calls (the reference matmul beside them writes into a preallocated output)
+            "page_faults_per_call": timing.counted / st.n if timing.counted is not None else None,
             "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,
             "memory_added_mb": ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,
