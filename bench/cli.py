@@ -602,7 +602,7 @@ def _allocator_label(rows: list) -> str:
     if pinned is None:
         return "default"
     if pinned.get("pinned"):
-        return f"{pinned['allocator']} pinned (mmap threshold {pinned['mmap_threshold'] // 2**20} MiB, trim threshold {pinned['trim_threshold'] // 2**20} MiB)"
+        return f"{pinned['allocator']} pinned (no mmap, trim threshold {pinned['trim_threshold'] // 2**20} MiB)"
     return f"not pinned ({pinned.get('reason')})"
 
 
@@ -641,7 +641,7 @@ def parity(ctx: typer.Context) -> None:
                         help="A/A control: run the reference loop twice per round, bracketing bench; the spread of second/first "
                              "is this machine's own noise, against which to read bench/reference")
     parser.add_argument("--allocator", choices=["pinned", "default"], default="pinned",
-                        help="pinned (default): fix glibc's mmap/trim thresholds in this process first, so that neither loop's "
+                        help="pinned (default): serve every block from glibc's heap, never trimmed, in this process first, so that neither loop's "
                              "page faults depend on what the other allocated before it (bench.allocator); default: leave glibc as is")
     parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")

@@ -35,8 +35,9 @@ calls come in bursts, a median-based rate runs a few percent above a mean-based 
 
 Both loops run in one process, and on Linux glibc's allocator makes a CPU call's cost depend on that
 process's history: whether a call faults its activations' pages in afresh (here 16,000-17,000 faults and
-30-40 ms of kernel time per resnet18 batch) changed from one loop to the other with what ran before them,
-not with their method (bench.allocator). `bench parity` therefore pins glibc's thresholds first
+30-40 ms of kernel time per resnet18 batch; 9,400 per efficientnet_b0 batch in bench's loop and 0 in the
+reference's) changed from one loop to the other with what ran before them, not with their method
+(bench.allocator). `bench parity` therefore pins glibc's heap first
 (`allocator="pinned"`, recorded in the row) and records page faults per call on both sides.
 """
 
@@ -50,7 +51,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.allocator import minor_faults, pin_glibc_thresholds
+from bench.allocator import minor_faults, pin_glibc_heap
 from bench.devices import mfu_for
 from bench.env import perf_env_vars
 
@@ -141,7 +142,7 @@ class ParityRow:
     control: dict[str, Any] | None = None  # with control=True: the A/A ratios (second reference run / first), see compare
     ratio_of_medians: float | None = None  # median over rounds of bench's headline / the reference's batch / median call time
     env_vars: dict[str, str] = field(default_factory=dict)  # speed-relevant environment variables set (bench.env.perf_env_vars)
-    allocator: dict[str, Any] | None = None  # with allocator="pinned": what bench.allocator.pin_glibc_thresholds did
+    allocator: dict[str, Any] | None = None  # with allocator="pinned": what bench.allocator.pin_glibc_heap did
     bench_faults_per_call: float | None = None  # medians over rounds of page faults per model call (CPU)
     reference_faults_per_call: float | None = None
     gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
@@ -238,7 +239,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     is this machine's own noise over the time bench's round takes: a bench/reference ratio off 1 by no more
     than the control's is noise, not a difference of method.
 
-    `allocator="pinned"` fixes glibc's mmap and trim thresholds for this process before anything runs
+    `allocator="pinned"` serves every block from glibc's heap and never trims it, for this process, before anything runs
     (bench.allocator; process-wide and permanent, so `bench parity` asks for it and a library call does not
     by default): then neither loop's page faults depend on what the other allocated before it. Page faults
     per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`)."""
@@ -261,7 +262,7 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     if allocator not in ("default", "pinned"):
         raise ValueError("allocator must be 'default' or 'pinned'")
     settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
-    pinned = pin_glibc_thresholds() if allocator == "pinned" else None  # before the fork server, whose children inherit it
+    pinned = pin_glibc_heap() if allocator == "pinned" else None  # before the fork server, whose children inherit it
     say = progress or (lambda _msg: None)
     rows: list[ParityRow] = []
     server = ForkServer() if isolation == "process" else None

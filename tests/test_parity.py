@@ -61,7 +61,7 @@ def test_reference_counts_page_faults_over_its_timed_calls_only(monkeypatch):
 
 def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypatch):
     events = []
-    pinned = {"allocator": "glibc 2.36", "pinned": True, "mmap_threshold": 1, "trim_threshold": 2}
+    pinned = {"allocator": "glibc 2.36", "pinned": True, "mmap": "off", "trim_threshold": 2}
     real_ref = parity.reference_loop
 
     def pin():
@@ -78,7 +78,7 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
         events.append("bench")
         return {"throughput_img_s": 10.0, "throughput_mean_img_s": 10.0, "page_faults_per_call": next(faults)}
 
-    monkeypatch.setattr(parity, "pin_glibc_thresholds", pin)
+    monkeypatch.setattr(parity, "pin_glibc_heap", pin)
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
     (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned")
