@@ -11,6 +11,10 @@ and batch / median call time on both). A shared machine moves single rounds by 1
 so it is reported (stdout and the benchmark's extra_info) and asserted only with BENCH_STRICT_PARITY=1; what is always asserted is that
 both sides measured and that bench is within a factor of 1.5 of the reference, which a harness doing
 extra work in its timed region (or timing in train mode, without inference_mode, or unwarmed) fails.
+
+Unlike `bench parity`, this leaves glibc's allocator as it is (pinning the heap would last for every later
+test in this process); page faults per call on both sides are reported beside the ratios, so a gap that
+comes from one side paying faults the other does not is visible (bench.allocator).
 """
 
 import os
@@ -50,10 +54,12 @@ def test_speed_parity_with_reference_loop(benchmark):
         benchmark.extra_info[f"{r.model}.{r.precision}"] = {
             "ratio_median": r.ratio, "ratio_min": r.ratio_min, "ratio_max": r.ratio_max, "ratio_iqr": r.ratio_iqr,
             "ratio_of_means": r.ratio_mean, "ratio_of_medians": r.ratio_of_medians, "bench_img_s": r.bench_img_s, "reference_img_s": r.reference_img_s,
-            "rounds": r.rounds, "settings": label}
+            "rounds": r.rounds, "settings": label,
+            "page_faults_per_call": {"bench": r.bench_faults_per_call, "reference": r.reference_faults_per_call}}
         print(f"\nparity {label}: bench/reference {r.ratio:.3f} (min {r.ratio_min:.3f}, max {r.ratio_max:.3f}, "
               f"IQR {r.ratio_iqr:.3f}; ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}; bench {r.bench_img_s:.1f} img/s, "
-              f"reference {r.reference_img_s:.1f} img/s, {r.rounds} rounds)")
+              f"reference {r.reference_img_s:.1f} img/s, {r.rounds} rounds; page faults per call bench "
+              f"{r.bench_faults_per_call}, reference {r.reference_faults_per_call})")
         assert len(r.ratios) == r.rounds and r.bench_img_s > 0 and r.reference_img_s > 0
         assert 1 / 1.5 <= r.ratio <= 1.5, f"{label}: bench/reference {r.ratio:.3f}"
         same = f"ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}"
