@@ -129,6 +129,20 @@ def _depthwise(device: torch.device) -> nn.Module:
     return nn.Sequential(*[nn.Conv2d(96, 96, 3, padding=1, groups=96, bias=False) for _ in range(6)]).to(device)
 
 
+def compute_ratio(t_precision: float, t_fp32: float, fixed: float) -> float:
+    """How much slower a precision computes than fp32: (t_precision - fixed) / (t_fp32 - fixed), the per-call
+    cost `fixed` (the same in every precision) taken out of both times.
+
+    `fixed` is itself fitted on a noisy machine and can come out at or above a small network's whole time;
+    subtracting all of it then divides by nothing (a fresh clone here once got a 10^7 x slowdown for bf16 and
+    planned 35,000 hours for a 10-minute suite). So at most half of the shorter time is taken out: the
+    ratio stays between the raw ratio of times and twice it (or half it), never degenerate."""
+    if t_precision <= 0 or t_fp32 <= 0:
+        raise ValueError("times must be positive")
+    taken = min(max(fixed, 0.0), 0.5 * min(t_precision, t_fp32))
+    return (t_precision - taken) / (t_fp32 - taken)
+
+
 def add_precisions(cal: Calibration, device: torch.device, precisions: list[str]) -> Calibration:
     """`cal` with the rates of more precisions: fp32's, scaled by how much slower (or faster) the compute
     of a resnet18 forward (32 px, batch 1) and of the depthwise stack (batch 1) runs in that precision,
@@ -151,7 +165,7 @@ def add_precisions(cal: Calibration, device: torch.device, precisions: list[str]
             for p in precisions:
                 with autocast(device, p):
                     tp = _best_time(lambda: (net(x), sync()), repeats=2)
-                ratios[(name, p)] = max(tp - fixed, 1e-9) / max(t32 - fixed, 1e-9)
+                ratios[(name, p)] = compute_ratio(tp, t32, fixed)
     tables = {name: dict(getattr(cal, name)) for name in ("dense_flops_s", "grouped_flops_s", "elementwise_flops_s",
                                                           "train_dense_flops_s", "train_grouped_flops_s", "train_elementwise_flops_s")}
     for p in precisions:

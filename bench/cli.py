@@ -597,12 +597,12 @@ def cpu_fastpaths(
         err_console.print(f"[yellow]not written:[/] {escape(str(exc))}")
 
 
-def _allocator_label(rows: list) -> str:
+def _allocator_label(rows: list, asked: str) -> str:
     pinned = next((r.allocator for r in rows if r.allocator), None)
     if pinned is None:
-        return "default"
+        return asked
     if pinned.get("pinned"):
-        return f"{pinned['allocator']} pinned (no mmap, trim threshold {pinned['trim_threshold'] // 2**20} MiB)"
+        return f"{pinned['allocator']} pinned (no mmap, trim above {pinned['trim_threshold'] // 2**20} MiB)"
     return f"not pinned ({pinned.get('reason')})"
 
 
@@ -641,7 +641,7 @@ def parity(ctx: typer.Context) -> None:
                         help="A/A control: run the reference loop twice per round, bracketing bench; the spread of second/first "
                              "is this machine's own noise, against which to read bench/reference")
     parser.add_argument("--allocator", choices=["pinned", "default"], default="pinned",
-                        help="pinned (default): serve every block from glibc's heap, never trimmed, in this process first, so that neither loop's "
+                        help="pinned (default): serve every block from glibc's heap, not trimmed below 2 GiB, in this process (and the fork server's) first, so that neither loop's "
                              "page faults depend on what the other allocated before it (bench.allocator); default: leave glibc as is")
     parser.add_argument("--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
@@ -678,7 +678,7 @@ def parity(ctx: typer.Context) -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}")
         raise typer.Exit(code=2)
     table = Table(title=f"speed parity on {device} ({torch.get_num_threads()} threads), batch {args.batch}, {args.resolution} px, "
-                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}, allocator {_allocator_label(rows)}")
+                        f"{args.rounds} rounds, bench isolation {args.isolation}, clock {args.clock}, allocator {_allocator_label(rows, args.allocator)}")
     for col in ("model", "precision", "bench img/s", "reference img/s", "ratio (median)", "min-max", "IQR", "ratio of means", "ratio of medians", "within 5% (both)"):
         table.add_column(col)
     if args.control:

@@ -193,8 +193,8 @@ def shared_server() -> "ForkServer":
 class ForkServer:
     """The parent's handle on one fork server: `run(job) -> exit code`; `close()` ends it."""
 
-    def __init__(self) -> None:
-        env = dict(os.environ)
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ) | (extra_env or {})
         paths = [p for p in sys.path if p and Path(p).is_dir()]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)).keys()).strip(os.pathsep)
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.isolation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

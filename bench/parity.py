@@ -51,7 +51,7 @@ from typing import Any, Callable
 
 import torch
 
-from bench.allocator import minor_faults, pin_glibc_heap
+from bench.allocator import PINNED_HEAP_ENV, minor_faults, pin_glibc_heap
 from bench.devices import mfu_for
 from bench.env import perf_env_vars
 
@@ -102,7 +102,7 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
                 model(x)
             _sync(device)
         images = 0
-        faults = minor_faults()
+        faults = minor_faults() if device.type == "cpu" else None  # host page faults say nothing of a GPU's call
         start = clock()
         for _ in range(bench_iters):
             t0 = clock()
@@ -112,7 +112,7 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
             steps.append(clock() - t0)
             images += x.shape[0]
         elapsed = clock() - start
-        faults = minor_faults() - faults
+        faults = minor_faults() - faults if faults is not None else None
     return ReferenceResult(images=images, calls=bench_iters, warmup_calls=warmup_iters, elapsed_s=elapsed, step_times_s=tuple(steps),
                            minor_faults=faults)
 
@@ -239,7 +239,8 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     is this machine's own noise over the time bench's round takes: a bench/reference ratio off 1 by no more
     than the control's is noise, not a difference of method.
 
-    `allocator="pinned"` serves every block from glibc's heap and never trims it, for this process, before anything runs
+    `allocator="pinned"` serves every block from glibc's heap and does not trim it, for this process (and, through
+    its environment, the fork server's with `isolation="process"`), before anything runs
     (bench.allocator; process-wide and permanent, so `bench parity` asks for it and a library call does not
     by default): then neither loop's page faults depend on what the other allocated before it. Page faults
     per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`)."""
@@ -262,10 +263,11 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     if allocator not in ("default", "pinned"):
         raise ValueError("allocator must be 'default' or 'pinned'")
     settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
-    pinned = pin_glibc_heap() if allocator == "pinned" else None  # before the fork server, whose children inherit it
+    pinned = pin_glibc_heap() if allocator == "pinned" else None
     say = progress or (lambda _msg: None)
     rows: list[ParityRow] = []
-    server = ForkServer() if isolation == "process" else None
+    # the fork server is a fresh interpreter, not a fork of this process: it gets the same settings through its environment
+    server = (ForkServer(extra_env=PINNED_HEAP_ENV if pinned and pinned["pinned"] else None) if isolation == "process" else None)
     try:
         for name in models:
             entry = get_entry(name)

@@ -180,3 +180,17 @@ def test_calibration_fit_recovers_known_rates_and_never_goes_negative():
     noisy = [(w, b, seconds(w, b) * (3.0 if i == 1 else 1.0)) for i, (w, b) in enumerate(works)]
     fitted = _fit_rates(noisy, "inference")
     assert all(0 < fitted[k] < 1e15 for k in ("dense", "grouped", "elementwise")) and fitted["op_s"] >= 0
+
+
+def test_precision_ratio_takes_out_the_per_call_cost_but_never_divides_by_nothing():
+    from bench.calibrate import compute_ratio
+
+    assert compute_ratio(0.011, 0.002, 0.001) == pytest.approx(10.0)  # (11 - 1) / (2 - 1) ms: the compute alone
+    # a fitted per-call cost at or above fp32's whole time (seen on a fresh clone: a 10^7 x "slowdown"):
+    # at most half the shorter time is taken out, so the ratio stays between the raw one and twice it
+    assert compute_ratio(0.011, 0.002, 0.003) == pytest.approx((0.011 - 0.001) / (0.002 - 0.001))
+    assert 0.011 / 0.002 <= compute_ratio(0.011, 0.002, 0.5) <= 2 * 0.011 / 0.002
+    assert compute_ratio(0.001, 0.004, 0.01) == pytest.approx(0.0005 / 0.0035)  # faster than fp32 stays faster
+    assert compute_ratio(0.003, 0.003, -1.0) == 1.0  # a negative fitted cost is not added
+    with pytest.raises(ValueError):
+        compute_ratio(0.0, 0.003, 0.001)

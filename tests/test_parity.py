@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from bench import parity
+from bench.allocator import PINNED_HEAP_ENV
 from bench.parity import compare, reference_loop, summarize
 
 
@@ -57,6 +58,8 @@ def test_reference_counts_page_faults_over_its_timed_calls_only(monkeypatch):
     monkeypatch.setattr(parity, "minor_faults", lambda: next(reads))
     r = reference_loop(Counting(), torch.randn(2, 4), device=torch.device("cpu"), warmup_iters=2, bench_iters=3)
     assert r.minor_faults == 60 and r.page_faults_per_call == 20
+    meta = reference_loop(Counting().to("meta"), torch.randn(2, 4, device="meta"), device=torch.device("meta"), warmup_iters=0, bench_iters=1)
+    assert meta.minor_faults is None and meta.page_faults_per_call is None  # host faults are counted for a CPU's calls only
 
 
 def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypatch):
@@ -72,7 +75,7 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
         events.append("ref")
         return real_ref(*a, **k)
 
-    faults = iter([3.0, 1.0, 2.0, 5.0])  # the last for the second, unpinned compare
+    faults = iter([3.0, 1.0, 2.0, 4.0, 5.0])  # then one for the process-isolated compare and one for the unpinned one
 
     def bench_round(cell, device, isolation, server, clock="wall"):
         events.append("bench")
@@ -86,6 +89,20 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
     assert row.allocator == pinned
     assert row.bench_faults_per_call == 2.0  # the median over rounds
     assert row.reference_faults_per_call is not None and row.reference_faults_per_call >= 0
+    servers = []
+
+    class Server:
+        def __init__(self, extra_env=None):
+            servers.append(extra_env)
+
+        def close(self):
+            pass
+
+    import bench.isolation
+
+    monkeypatch.setattr(bench.isolation, "ForkServer", Server)
+    compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2, allocator="pinned", isolation="process")
+    assert servers == [PINNED_HEAP_ENV]  # the fork server is a fresh interpreter: it gets the settings by environment
     events.clear()
     (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2)
     assert "pin" not in events and row.allocator is None  # a library call leaves the process's allocator alone
