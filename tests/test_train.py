@@ -107,7 +107,9 @@ def test_reduced_precisions_run_or_skip_never_crash(suite_file, tmp_path):
 
 
 def test_emulated_precision_training_on_a_cpu_is_skipped_by_default_with_the_reason(suite_file, tmp_path):
-    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25)
+    # 32 px for the same reason as below: where bf16 is native (AMX) the cell trains, and torch 2.14.1's CPU
+    # bf16 resnet18 at 16 px gives NaN in about 1 process in 3 (it failed a fresh-clone CI so, 2026-11-28)
+    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25, resolution=32)
     for r in summary.results:
         if cpu_precision_is_native(r.cell.precision):  # AVX512-BF16/AMX: trains natively
             assert r.status == "ok", r.reason
