@@ -1,4 +1,4 @@
-"""bench.allocator: with glibc's defaults a loop can re-fault its memory on every pass; with the heap pinned, it stops.
+"""bench.platform.allocator: with glibc's defaults a loop can re-fault its memory on every pass; with the heap pinned, it stops.
 
 Each case runs in a fresh child process: pinning is process-wide and permanent, and the point is what a
 process's allocation history does, so the test process's own history must not leak in."""
@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from bench import allocator
-
+from bench.platform import allocator
 # Eight passes of an allocation pattern, faults counted per pass. "big": one 40 MB block made and freed,
 # like efficientnet_b0's 38.5 MB activation; above glibc's 32 MiB cap on its mmap threshold, so by default
 # every pass maps it afresh and faults all its pages in again (a lone block like this one kept faulting
@@ -19,7 +18,7 @@ from bench import allocator
 # history (here it varied from run to run), so only the pinned case is asserted for it.
 PASSES = """
 import json, sys, torch
-from bench.allocator import minor_faults, pin_glibc_heap
+from bench.platform.allocator import minor_faults, pin_glibc_heap
 mode, pattern = sys.argv[1], sys.argv[2]
 pinned = pin_glibc_heap() if mode == "pinned" else None  # "env": PINNED_HEAP_ENV set by the parent
 faults = []

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.measure.train as train_module
-from bench.cells import expand
-from bench.errors import InputError
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+import bench.measure.train.loop as train_module
+from bench.suite.expand import expand
+from bench.core.errors import InputError
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 ROOT = Path(__file__).resolve().parents[1]
 
 SUITE = textwrap.dedent(

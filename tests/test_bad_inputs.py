@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.errors import InputError
+from bench.cli.app import app
+from bench.core.errors import InputError
 
 runner = CliRunner()
 
@@ -215,8 +215,7 @@ def test_debug_shows_traceback(write):
 def test_weights_of_another_architecture_refused_before_the_sweep(write, tmp_path):
     import torch
 
-    from bench.models import build_model
-
+    from bench.models.builders import build_model
     torch.save(build_model("mobilenet_v2", num_classes=10).state_dict(), tmp_path / "mnv2.pth")
     path = write("name: t\nmodels:\n  - {name: resnet18, weights: mnv2.pth}\nnum_classes: 10\n")
     _assert_input_error(

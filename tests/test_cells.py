@@ -8,9 +8,10 @@ import textwrap
 
 import pytest
 
-from bench.cells import Cell, cell_id, expand
-from bench.suite import load_suite
+from bench.core.cell import Cell, cell_id
 
+from bench.suite.expand import expand
+from bench.suite.load import load_suite
 THREE_AXES = textwrap.dedent(
     """
     name: three-axes
@@ -51,7 +52,7 @@ def test_expansion_is_deterministic(suite_file):
 
 
 def _ids_in_subprocess(path, hashseed):
-    code = "import sys; from bench.suite import load_suite; from bench.cells import expand; print(' '.join(c.id for c in expand(load_suite(sys.argv[1]))))"
+    code = "import sys; from bench.suite.load import load_suite; from bench.suite.expand import expand; print(' '.join(c.id for c in expand(load_suite(sys.argv[1]))))"
     env = {**os.environ, "PYTHONHASHSEED": str(hashseed)}
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
     return out.stdout.split()
@@ -147,8 +148,7 @@ def test_cudnn_benchmark_is_part_of_the_cell_only_when_set(suite_file):
 def test_cudnn_benchmark_set_for_the_cell_and_restored(monkeypatch):
     import torch
 
-    from bench import runner
-
+    from bench.execution import cell as runner
     seen = []
     monkeypatch.setattr(runner, "_measure_cell", lambda cell, *a: seen.append(torch.backends.cudnn.benchmark))
     cell = Cell(model="resnet18", family="resnet", resolution=32, batch_size=2, precision="fp32", channels_last=False,
@@ -161,7 +161,7 @@ def test_cudnn_benchmark_set_for_the_cell_and_restored(monkeypatch):
 
 
 def test_cudnn_benchmark_must_be_a_bool(suite_file):
-    from bench.errors import InputError
+    from bench.core.errors import InputError
 
     with pytest.raises(InputError, match="cudnn_benchmark"):
         load_suite(suite_file("name: x\nmodels: [resnet18]\ncudnn_benchmark: maybe\n"))

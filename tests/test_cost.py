@@ -1,5 +1,5 @@
-"""The cost model (bench.cost) on hand-made inputs with exact answers, the workload counts it is fed
-(bench.workload) against the real counter, and `bench plan`'s estimates from a cached calibration."""
+"""The cost model (bench.plan.cost) on hand-made inputs with exact answers, the workload counts it is fed
+(bench.plan.workload) against the real counter, and `bench plan`'s estimates from a cached calibration."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cost import (Calibration, DataWork, ForwardWork, SpeedWork, TrainWork, Work, estimate, forward_s, timed_calls,
+from bench.plan.cost import (Calibration, DataWork, ForwardWork, SpeedWork, TrainWork, Work, estimate, forward_s, timed_calls,
                         total, train_step_s)
 
 CAL = Calibration(
@@ -72,9 +72,9 @@ def test_calibration_round_trips_through_json():
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_meta_count_matches_the_profile_counter(name):
-    from bench.flops import count_flops, count_params
-    from bench.models import build_model
-    from bench.workload import count_model
+    from bench.measure.flops import count_flops, count_params
+    from bench.models.builders import build_model
+    from bench.plan.workload import count_model
 
     counts = count_model(name, 32, 10)
     model = build_model(name, num_classes=10)
@@ -91,9 +91,8 @@ def test_meta_count_matches_the_profile_counter(name):
 
 
 def _suite(tmp_path: Path, text: str):
-    from bench.cells import expand
-    from bench.suite import load_suite
-
+    from bench.suite.expand import expand
+    from bench.suite.load import load_suite
     path = tmp_path / "s.yaml"
     path.write_text(text)
     suite = load_suite(path)
@@ -113,7 +112,7 @@ settings:
 
 def test_workload_of_a_training_suite(tmp_path):
     from bench.data import load_samples
-    from bench.workload import WorkloadCache, cell_works
+    from bench.plan.workload import WorkloadCache, cell_works
 
     suite, cells = _suite(tmp_path, DIGITS)
     works = cell_works(cells, tmp_path, WorkloadCache(None), cpu=True)
@@ -122,7 +121,7 @@ def test_workload_of_a_training_suite(tmp_path):
     fp32_long = by[("fp32", 4)].train
     assert fp32_long.n_train + fp32_long.n_val == n and fp32_long.n_val == round(0.3 * n)
     assert by[("fp32", 2)].train.served and not fp32_long.served  # an epoch sweep trains its longest cell only
-    assert by[("bf16", 4)].train.skipped == (not __import__("bench.device", fromlist=["x"]).cpu_precision_is_native("bf16"))
+    assert by[("bf16", 4)].train.skipped == (not __import__("bench.platform.device", fromlist=["x"]).cpu_precision_is_native("bf16"))
 
 
 def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
@@ -130,8 +129,8 @@ def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from bench.calibrate import machine_key, save_cached
-    from bench.cli import app
+    from bench.plan.calibration import machine_key, save_cached
+    from bench.cli.app import app
 
     cal_path = tmp_path / "cal.json"
     save_cached(cal_path, replace(CAL, key=machine_key(torch.device("cpu"))))
@@ -152,10 +151,10 @@ def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
 
 
 def test_calibration_fit_recovers_known_rates_and_never_goes_negative():
-    """The fit behind the calibration (bench.calibrate._fit_rates) on hand-made timings: made exactly from
+    """The fit behind the calibration (bench.plan.calibration._fit_rates) on hand-made timings: made exactly from
     known rates, it gives them back; a point timed 3x too slow (a busy moment) moves the rates but leaves
     every one positive and finite, where the old two-point difference gave 2e18 FLOP/s."""
-    from bench.calibrate import _fit_rates
+    from bench.plan.calibration import _fit_rates
 
     true = {"dense": 5e10, "grouped": 2e9, "elementwise": 1e9, "op_s": 2e-5}
     works = [  # (dense, grouped, elementwise FLOPs of one input, operator calls), batch
@@ -183,7 +182,7 @@ def test_calibration_fit_recovers_known_rates_and_never_goes_negative():
 
 
 def test_precision_ratio_takes_out_the_per_call_cost_but_never_divides_by_nothing():
-    from bench.calibrate import compute_ratio
+    from bench.plan.calibration import compute_ratio
 
     assert compute_ratio(0.011, 0.002, 0.001) == pytest.approx(10.0)  # (11 - 1) / (2 - 1) ms: the compute alone
     # a fitted per-call cost at or above fp32's whole time (seen on a fresh clone: a 10^7 x "slowdown"):

@@ -1,12 +1,12 @@
-"""bench.devices: peak FLOP/s matched from device names, MFU with exact numbers on hand-made inputs."""
+"""bench.platform.peaks: peak FLOP/s matched from device names, MFU with exact numbers on hand-made inputs."""
 
 import pytest
 
-from bench.cells import Cell
-from bench.devices import DEVICES, cell_mfu, match_device, mfu
-from bench.results import CellResult
-from bench.runner import attach_mfu
-
+from bench.core.cell import Cell
+from bench.platform.peaks import DEVICES, match_device, mfu
+from bench.measure.mfu import cell_mfu
+from bench.core.result import CellResult
+from bench.execution.cell import attach_mfu
 T = 1e12
 
 
@@ -98,7 +98,7 @@ def test_cell_mfu_missing_parts():
 def test_attach_mfu_records_into_measurements(monkeypatch):
     import torch
 
-    import bench.devices as devices
+    import bench.platform.peaks as devices
 
     cell = Cell(model="resnet18", family="resnet", resolution=64, batch_size=8, precision="bf16", channels_last=False,
                 compile=False, seed=0, num_classes=10, measure=("profile", "speed", "train"))

@@ -5,13 +5,13 @@ import textwrap
 import pandas as pd
 import torch
 
-import bench.runner as runner_module
-from bench.cells import expand
-from bench.epochs import shared_training_groups
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+import bench.execution.epochs as epochs_module
+import bench.execution.executors as executors_module
+from bench.suite.expand import expand
+from bench.execution.epochs import shared_training_groups
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 SUITE = textwrap.dedent(
     """
     name: epoch-sweep
@@ -51,13 +51,14 @@ def _comparable(train: dict) -> dict:
 
 def test_epoch_sweep_trains_once_and_matches_separate_runs(suite_file, tmp_path, monkeypatch):
     trained = []
-    real = runner_module.run_cell
+    real = epochs_module.run_cell
 
     def counting(cell, *args, **kwargs):
         trained.append(cell.settings["train"]["epochs"])
         return real(cell, *args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "run_cell", counting)
+    monkeypatch.setattr(epochs_module, "run_cell", counting)  # an epoch sweep's one training run
+    monkeypatch.setattr(executors_module, "run_cell", counting)  # a single cell's
     cells, summary, store = _run(suite_file, tmp_path, "sweep", "[1, 2, 3]")
     assert len(cells) == 3 and len({c.id for c in cells}) == 3
     assert [len(g) for g in shared_training_groups(cells)] == [3]

@@ -16,14 +16,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import bench.runner as runner_mod
-from bench.cells import expand
-from bench.cli import app
-from bench.errors import StorageError
-from bench.runner import release_memory, run_cells
-from bench.store import RunStore, atomic_write_text
-from bench.suite import load_suite
-
+import bench.execution.cell as runner_mod
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.core.errors import StorageError
+from bench.execution.cell import release_memory
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.core.files import atomic_write_text
+from bench.suite.load import load_suite
 FAST_SPEED = "settings: {speed: {warmup_iters: 1, min_repeats: 2, min_time_s: 0.0}}\n"
 
 
@@ -80,7 +81,7 @@ def test_nan_loss_fails_its_cell_and_the_other_completes(suite_file, tmp_path):
 
 def test_inf_loss_names_epoch_and_step(suite_file, tmp_path, monkeypatch):
     """An injected inf at the 7th training step of a run with 4 steps per epoch: epoch 2 step 3."""
-    import bench.measure.train as train_mod
+    import bench.measure.train.loop as train_mod
 
     real = train_mod.make_loss
     calls = {"n": 0}

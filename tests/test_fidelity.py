@@ -17,20 +17,21 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
-import bench.runner as runner_mod
-from bench.cells import expand
-from bench.cli import app
-from bench.flops import count_flops, count_train_flops
-from bench.machine import gpu_state, warnings as machine_warnings
+import bench.execution.cell as runner_mod
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.measure.flops import count_flops, count_train_flops
+from bench.platform.machine import gpu_state, warnings as machine_warnings
 from bench.measure.base import CellContext
 from bench.measure.profile import Profile, coverage
-from bench.models import build_model, get_entry
+from bench.models.builders import build_model
+from bench.models import get_entry
 from bench.report import render_report
-from bench.results import CellResult
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-from bench.timing import settled, time_loop
+from bench.core.result import CellResult
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
+from bench.measure.timing import settled, time_loop
 
 # -- FLOP coverage --------------------------------------------------------------------------------------
 
@@ -504,7 +505,7 @@ def test_gpu_state_decoded_from_nvml():
 
 
 def test_env_records_the_environment_variables_that_change_speed(monkeypatch):
-    from bench.env import capture_env, perf_env_vars
+    from bench.platform.env import capture_env, perf_env_vars
 
     assert perf_env_vars({"MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1", "HOME": "/root",
                           "LD_PRELOAD": "libjemalloc.so", "PATH": "/bin"}) == {
@@ -515,7 +516,7 @@ def test_env_records_the_environment_variables_that_change_speed(monkeypatch):
 
 
 def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
-    from bench.env import capture_env
+    from bench.platform.env import capture_env
 
     env = capture_env(torch.device("cpu"))
     assert set(env["machine"]) >= {"cpu_governor", "load_average", "cores_usable", "cpu_freq_mhz"}
@@ -537,15 +538,15 @@ def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
 
 def test_compare_warns_when_a_cell_ran_at_another_batch_size(suite_file):
     """The trap of a silent fallback: half the batch looks like a throughput regression. compare says why."""
-    from bench.regression import DEFAULT_THRESHOLDS, Threshold, compare_results
-
+    from bench.gate.regression import compare_results
+    from bench.measure.catalogue import thresholds_from
     (cell,) = expand(load_suite(suite_file("name: c\nmodels: [resnet18]\nmatrix: {resolution: [32], batch_size: [8]}\nmeasure: [speed]\n")))
 
     def result(bs, fallback=None):
         speed = {"status": "ok", "batch_size": bs, "requested_batch_size": 8, "fallback": fallback, "throughput_img_s": 100.0 * bs / 8}
         return CellResult(cell=cell, status="ok", measurements={"speed": speed})
 
-    thresholds = {k: Threshold.parse(v) for k, v in DEFAULT_THRESHOLDS.items()}
+    thresholds = thresholds_from(None)
     comp = compare_results([result(8)], [result(4, "batch 8 -> 4 after out of memory (x)")], thresholds)
     assert comp.warnings == [f"cell {cell.id} ({cell.label()}): speed ran at batch 8 in the baseline and 4 now "
                              "(batch 8 -> 4 after out of memory (x)): its timings are not like for like"]

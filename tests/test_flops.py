@@ -11,9 +11,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from bench.flops import count_flops, count_params
-from bench.models import build_model, get_entry
-from bench.reference import EFFICIENTNET_TABLE2
+from bench.measure.flops import count_flops, count_params
+from bench.models.builders import build_model
+from bench.models import get_entry
+from bench.models.published import EFFICIENTNET_TABLE2
 
 
 def _profile(name: str, resolution: int | None = None):

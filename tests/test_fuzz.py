@@ -13,15 +13,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bench.cells import expand
+from bench.suite.expand import expand
 from bench.data import SampleSet, decode_all
 from bench.data.images import clear_memory_cache
-from bench.errors import InputError
+from bench.core.errors import InputError
 from bench.measure import get_measurement, list_measurements
 from bench.models import list_models
-from bench.strategies import BUILTIN_STRATEGIES, Strategy
-from bench.suite import Matrix, ModelSpec, Suite, load_suite
-
+from bench.measure.train.settings import BUILTIN_STRATEGIES, Strategy
+from bench.suite.schema import Matrix, ModelSpec, Suite
+from bench.suite.load import load_suite
 WORK = Path(tempfile.mkdtemp(prefix="bench-fuzz-"))
 
 junk = st.one_of(

@@ -14,8 +14,8 @@ import torch
 
 fvcore_nn = pytest.importorskip("fvcore.nn")
 
-from bench.flops import count_flops  # noqa: E402
-from bench.models import build_model  # noqa: E402
+from bench.measure.flops import count_flops  # noqa: E402
+from bench.models.builders import build_model  # noqa: E402
 
 MATMUL_LIKE = ("conv", "linear", "matmul", "einsum", "bmm", "addmm")
 

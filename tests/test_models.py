@@ -9,8 +9,9 @@ import socket
 import pytest
 import torch
 
-from bench.errors import InputError
-from bench.models import build_model, classifier_prefix, get_entry, is_model, list_models
+from bench.core.errors import InputError
+from bench.models.builders import build_model, classifier_prefix
+from bench.models import get_entry, is_model, list_models
 from bench.models.catalog import EFFICIENTNET_NATIVE
 
 
@@ -107,7 +108,7 @@ def test_weights_loaded_without_running_pickled_code(tmp_path):
 
 
 def test_small_cnn_is_configurable_and_validated():
-    from bench.errors import InputError
+    from bench.core.errors import InputError
 
     base = build_model("small_cnn", num_classes=10, resolution=32)
     n = sum(p.numel() for p in base.parameters())

@@ -1,11 +1,11 @@
-"""bench.parity's reference loop (timm's method) and the interleaved comparison, on tiny models."""
+"""bench.tools.parity's reference loop (timm's method) and the interleaved comparison, on tiny models."""
 
 import pytest
 import torch
 
-from bench import parity
-from bench.allocator import PINNED_HEAP_ENV
-from bench.parity import compare, reference_loop, summarize
+from bench.tools import parity
+from bench.platform.allocator import PINNED_HEAP_ENV
+from bench.tools.parity import compare, reference_loop, summarize
 
 
 class Counting(torch.nn.Module):
@@ -98,9 +98,9 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
         def close(self):
             pass
 
-    import bench.isolation
+    import bench.execution.isolation
 
-    monkeypatch.setattr(bench.isolation, "ForkServer", Server)
+    monkeypatch.setattr(bench.execution.isolation, "ForkServer", Server)
     compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2, allocator="pinned", isolation="process")
     assert servers == [PINNED_HEAP_ENV]  # the fork server is a fresh interpreter: it gets the settings by environment
     events.clear()
@@ -136,7 +136,7 @@ def test_summarize_exact():
 
 
 def test_parity_verdict_judges_the_like_for_like_ratios():
-    from bench.parity import ParityRow
+    from bench.tools.parity import ParityRow
 
     def row(ratio, mean, medians):
         return ParityRow(model="m", precision="fp32", batch_size=1, resolution=8, channels_last=False, device="cpu", threads=1,

@@ -18,14 +18,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.cells import expand
-from bench.cli import app
-from bench.errors import InputError
-from bench.executors import RayExecutor, make_executor, ray_available
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.core.errors import InputError
+from bench.execution.executors import RayExecutor, make_executor, ray_available
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 ROOT = Path(__file__).resolve().parent.parent
 needs_ray = pytest.mark.skipif(not ray_available(), reason='Ray is not installed (pip install -e ".[ray]"; CI installs it)')
 
@@ -230,9 +229,9 @@ def test_cli_runs_on_ray_and_records_the_executor(cluster, suite_file, tmp_path)
 def test_an_error_outside_the_cell_fails_it_without_retrying(cluster, suite_file, tmp_path, monkeypatch):
     """Only a lost worker is retried: an exception in the task (here: a plugin module the worker cannot
     import) fails the cell once, with that exception as its reason."""
-    import bench.isolation
+    import bench.execution.executors
 
-    monkeypatch.setattr(bench.isolation, "_plugin_modules", lambda: ["no_such_bench_plugin"])
+    monkeypatch.setattr(bench.execution.executors, "plugin_modules", lambda: ["no_such_bench_plugin"])
     cells = expand(load_suite(suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile]\n")))
     result = run_cells(cells, RunStore.create(tmp_path / "r"), torch.device("cpu"), executor=RayExecutor(max_retries=2, torch_threads=1)).results[0]
     assert result.status == "failed" and result.executor == "ray" and result.retries is None

@@ -7,12 +7,14 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from bench.cells import Cell
-from bench.cli import app
-from bench.errors import InputError
-from bench.regression import METRICS, Threshold, between_run_spread, busy_reason, compare_results, judge, thresholds_from
-from bench.results import CellResult
-from bench.store import RunStore
+from bench.core.cell import Cell
+from bench.cli.app import app
+from bench.core.errors import InputError
+from bench.measure.catalogue import CATALOGUE, thresholds_from
+from bench.core.metric import Threshold
+from bench.gate.regression import between_run_spread, busy_reason, compare_results, judge
+from bench.core.result import CellResult
+from bench.store.run_store import RunStore
 
 
 def _cell(model="resnet18", seed=0):
@@ -42,7 +44,7 @@ def test_threshold_parsing_exact():
     assert Threshold.parse("exact").exact
     off = Threshold.parse("off")
     assert off.off and str(off) == "off"
-    assert judge(METRICS["train.train_img_s"], off, 100.0, 1.0)[:2] == (False, False)  # 99% slower, not judged
+    assert judge(CATALOGUE["train.train_img_s"], off, 100.0, 1.0)[:2] == (False, False)  # 99% slower, not judged
     assert Threshold.parse("5%+0.02").allowed(1.0) == pytest.approx(0.05)
     assert Threshold.parse("5%+0.02").allowed(0.1) == pytest.approx(0.02)
     for bad in ("ten", "%", "", "5%%"):
@@ -57,20 +59,20 @@ def test_unknown_metric_named_with_a_suggestion():
 
 def test_directions_on_plain_values():
     t = Threshold.parse("0.01")
-    f1 = METRICS["train.macro_f1"]
+    f1 = CATALOGUE["train.macro_f1"]
     assert judge(f1, t, 0.80, 0.785)[0] is True  # dropped 0.015 > 0.01
     assert judge(f1, t, 0.80, 0.795)[0] is False  # within 0.01
     assert judge(f1, t, 0.80, 0.90)[:2] == (False, True)  # improvement
-    lat = METRICS["speed.peak_memory_mb"]
+    lat = CATALOGUE["speed.peak_memory_mb"]
     assert judge(lat, Threshold.parse("10%"), 100.0, 111.0)[0] is True  # lower is better: grew 11%
     assert judge(lat, Threshold.parse("10%"), 100.0, 89.0)[:2] == (False, True)
-    params = METRICS["profile.params"]
+    params = CATALOGUE["profile.params"]
     assert judge(params, Threshold.parse("exact"), 100, 101)[0] is True
     assert judge(params, Threshold.parse("exact"), 100, 100)[0] is False
 
 
 def test_timing_regression_needs_threshold_noise_and_significance():
-    thr = METRICS["speed.throughput_img_s"]
+    thr = CATALOGUE["speed.throughput_img_s"]
     base = [100.0, 101.0, 99.0, 100.5, 99.5, 100.0, 100.2, 99.8]
     slow = [v * 0.7 for v in base]  # 30% slower, tight: a regression
     assert judge(thr, Threshold.parse("10%"), 100.0, 70.0, base, slow)[0] is True
@@ -167,7 +169,7 @@ def test_timings_of_a_cell_timed_on_a_busy_machine_are_reported_not_judged():
     regs = {(f.cell_id, f.metric) for f in comp.regressions}
     assert {(b.id, "speed.latency_median_ms"), (b.id, "speed.latency_vs_reference"), (b.id, "train.macro_f1")} <= regs
     assert not any(cid == a.id for cid, _ in regs)
-    a_timings = [f for f in comp.findings if f.cell_id == a.id and METRICS[f.metric].timing]
+    a_timings = [f for f in comp.findings if f.cell_id == a.id and CATALOGUE[f.metric].timing]
     assert a_timings and all(f.note == "not judged: machine busy: the reference workload ran 8.0x slower than in the baseline"
                              for f in a_timings)
     assert [w for w in comp.warnings if a.id in w] == [
@@ -265,7 +267,7 @@ def test_cli_compare_prints_a_metric_whose_threshold_is_off(tmp_path):
 
 
 def test_format_number_infinity():
-    from bench.fmt import format_number
+    from bench.core.numbers import format_number
 
     assert (format_number(math.inf), format_number(-math.inf), format_number(1234.5), format_number(0.01234)) == ("∞", "-∞", "1,234", "0.0123")
 
@@ -283,8 +285,7 @@ def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_pat
 
 
 def test_regression_section_of_a_suite_is_validated(suite_file):
-    from bench.suite import load_suite
-
+    from bench.suite.load import load_suite
     path = suite_file("name: x\nmodels: [resnet18]\nregression:\n  train.macro_f1: lots\n")
     with pytest.raises(InputError, match="bad threshold"):
         load_suite(path)

@@ -16,16 +16,15 @@ import torch
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from bench.cells import expand
-from bench.cli import app
-from bench.device import cpu_precision_is_native
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.platform.device import cpu_precision_is_native
 from bench.report import list_sections, render_report
 from bench.report.render import TEMPLATE_DIR, build_sections
 from bench.report.data import load_runs
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 FAST_SPEED = "  speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}\n"
 
 TRAINED = textwrap.dedent(
@@ -361,7 +360,7 @@ def test_mfu_section_numbers_on_a_known_gpu(one_model_run, tmp_path):
     """A copy of a real run, as if measured on an A100: the section shows MFU = achieved / peak."""
     import shutil
 
-    from bench.devices import cell_mfu
+    from bench.measure.mfu import cell_mfu
     from bench.report.sections import ReportContext, mfu
 
     run = tmp_path / "run"

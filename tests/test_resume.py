@@ -13,12 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cells import expand
-from bench.errors import InputError
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+from bench.suite.expand import expand
+from bench.core.errors import InputError
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 SUITE = textwrap.dedent(
     """
     name: resume
@@ -32,7 +31,7 @@ SUITE = textwrap.dedent(
 
 
 def _start(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *args, "--no-report"], cwd=cwd,
+    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args, "--no-report"], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -71,7 +70,7 @@ def test_sigkill_at_three_points_then_resume(tmp_path):
     _kill_when(_start([str(suite), "--out", str(run_dir)], tmp_path), lambda: len(_cell_files(run_dir)) >= 4)
     assert 4 <= len(_cell_files(run_dir)) < 6
 
-    done = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--resume", str(run_dir), "--no-report"],
+    done = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", str(run_dir), "--no-report"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reused from an earlier run" in done.stdout
@@ -111,5 +110,5 @@ def test_stale_temp_files_are_removed_under_the_lock(tmp_path):
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--resume", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "no plan.json" in proc.stderr and "Traceback" not in proc.stderr

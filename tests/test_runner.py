@@ -10,12 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.cells import expand
-from bench.cli import app
-from bench.runner import run_cells
-from bench.store import RunStore, atomic_write_text
-from bench.suite import load_suite
-from bench.timing import TimingResult, time_loop
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.core.files import atomic_write_text
+from bench.suite.load import load_suite
+from bench.measure.timing import TimingResult, time_loop
 
 FAST = "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}}\n"
 
@@ -135,8 +136,8 @@ def test_time_loop_times_the_reference_beside_each_call_and_ratios_are_exact():
 
 def test_latency_vs_reference_cancels_a_machine_slowing_both():
     """A slow machine state slows the model and the reference alike: the ratio stays, the raw time moves."""
-    from bench.regression import METRICS, Threshold, judge
-
+    from bench.measure.catalogue import METRICS
+    from bench.gate.regression import Threshold, judge
     spec = METRICS["speed.latency_vs_reference"]
     base_ratios = [5.0, 5.1, 4.9, 5.0, 5.05, 4.95]
     busy_ratios = [r * 1.02 for r in base_ratios]  # raw latency 40% up, ratio 2%: no regression

@@ -15,14 +15,14 @@ import torch
 from typer.testing import CliRunner
 
 import bench
-from bench.cells import expand
-from bench.cli import app
+from bench.suite.expand import expand
+from bench.cli.app import app
 from bench.data import load_samples
-from bench.errors import InputError
-from bench.models import build_model
-from bench.models.registry import load_weights
-from bench.runner import run_cell
-from bench.suite import load_suite
+from bench.core.errors import InputError
+from bench.models.builders import build_model
+from bench.models.builders import load_weights
+from bench.execution.cell import run_cell
+from bench.suite.load import load_suite
 from tests.test_bad_inputs import _assert_input_error, _invoke
 
 

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.cells import expand
-from bench.cli import SUITE_DIRS
-from bench.epochs import shared_training_groups
-from bench.suite import find_suite, load_suite
-
+from bench.suite.expand import expand
+from bench.cli.app import SUITE_DIRS
+from bench.execution.epochs import shared_training_groups
+from bench.suite.load import find_suite, load_suite
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "suites" / "seeds"
 NAMES = ["efficientnet_from_scratch", "artists", "transfer_cats_dogs", "small_cnn_cifar", "precision_formats"]

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from bench.data import dataset_option_names, load_samples
-from bench.errors import InputError
-from bench.measure.train import DataSettings, prepare_data
+from bench.core.errors import InputError
+from bench.measure.train.loop import DataSettings, prepare_data
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bench.stats import Stats, percentile
+from bench.core.stats import Stats, percentile
 
 
 def test_summary_exact():
@@ -34,7 +34,7 @@ def test_errors():
 
 
 def test_seed_aggregate_mean_std_ci_exact():
-    from bench.aggregate import mean_std_ci
+    from bench.store.aggregate import mean_std_ci
 
     out = mean_std_ci([0.5, 0.6, 0.7])
     assert out["n"] == 3 and out["mean"] == pytest.approx(0.6) and out["std"] == pytest.approx(0.1)

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 from bench.data.sources import long_tail_counts
-from bench.strategies import BUILTIN_STRATEGIES, FocalLoss, Strategy, class_weights, make_loss, make_sampler
-
-
+from bench.measure.train.settings import BUILTIN_STRATEGIES, Strategy
+from bench.measure.train.strategies import FocalLoss, class_weights, make_loss, make_sampler
 def _long_tail_labels(ratio=20, n_max=200, classes=10):
     counts = long_tail_counts(n_max, classes, ratio)
     return np.repeat(np.arange(classes), counts), counts

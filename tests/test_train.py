@@ -9,15 +9,14 @@ import torch
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from bench.cells import expand
-from bench.cli import app
-from bench.device import cpu_precision_is_native
-from bench.measure.train import EarlyStopper
-from bench.models import build_model
-from bench.runner import run_cells
-from bench.store import RunStore
-from bench.suite import load_suite
-
+from bench.suite.expand import expand
+from bench.cli.app import app
+from bench.platform.device import cpu_precision_is_native
+from bench.measure.train.loop import EarlyStopper
+from bench.models.builders import build_model
+from bench.execution.sweep import run_cells
+from bench.store.run_store import RunStore
+from bench.suite.load import load_suite
 DIGITS = textwrap.dedent(
     """
     name: digits-test
@@ -79,7 +78,7 @@ def test_early_stopping_stops_and_evaluates_best_checkpoint(suite_file, tmp_path
     ckpt = torch.load(store.artifact_dir(result.id) / "best.pt", weights_only=True)
     model = build_model("resnet18", num_classes=10)
     model.load_state_dict(ckpt)
-    from bench.measure.train import TrainSettings, prepare_data, predict, make_loader
+    from bench.measure.train.loop import TrainSettings, prepare_data, predict, make_loader
 
     s = TrainSettings.model_validate(result.cell.settings["train"])
     _, val_ds, _ = prepare_data(s.data, 16, 0, tmp_path)
@@ -121,7 +120,7 @@ def test_emulated_precision_training_on_a_cpu_is_skipped_by_default_with_the_rea
 
 def test_cpu_precision_counts_as_native_only_when_a_measured_step_is_fast(monkeypatch):
     # a Sapphire Rapids Xeon's oneDNN reports fp16 support, yet resnet18 trained fp16 160x slower than fp32
-    import bench.device as dev
+    import bench.platform.device as dev
 
     for p in ("bf16", "fp16"):
         assert dev.cpu_precision_slowdown(p) > 0
@@ -204,7 +203,7 @@ def test_digits_suite_learns_and_f1_recomputes_from_predictions(tmp_path):
 
 def test_a_trailing_batch_of_one_image_is_dropped_not_a_batchnorm_crash(suite_file, tmp_path):
     """Found by the nightly suite: 1 training image left over made BatchNorm raise in train mode."""
-    from bench.measure.train import TrainSettings, prepare_data
+    from bench.measure.train.loop import TrainSettings, prepare_data
 
     text = DIGITS.format(resolution=16, precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false")
     (cell,) = expand(load_suite(suite_file(text)))

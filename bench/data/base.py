@@ -14,7 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench.errors import InputError, did_you_mean
+from bench.core.errors import InputError, did_you_mean
+
+# the normalisation torchvision's and timm's ImageNet weights expect (a training setting's default)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass

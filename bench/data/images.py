@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from bench.data.base import SampleSet
-from bench.errors import InputError
+from bench.core.errors import InputError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never a half-grey image
 CACHE_VERSION = 1

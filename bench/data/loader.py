@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from bench.data.base import IMAGENET_MEAN, IMAGENET_STD
+
 
 
 class CachedImages(Dataset):

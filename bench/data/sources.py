@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from bench.data.base import SampleSet, register_dataset
-from bench.errors import InputError
+from bench.core.errors import InputError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

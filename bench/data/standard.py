@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.data.base import SampleSet, register_dataset
 from bench.data.sources import _resolve, imagefolder_dataset
-from bench.errors import InputError
+from bench.core.errors import InputError
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]

@@ -78,7 +78,7 @@ def standin(kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | N
     split), classes interleaved; images are rendered when first decoded (see LazyImages), so `subset`
     costs only what it keeps, and the decoded-image cache keeps them for later runs."""
     from bench.data.synthetic import _styles
-    from bench.errors import InputError
+    from bench.core.errors import InputError
 
     shape = SHAPES[kind]
     if not 0 < scale <= 1:

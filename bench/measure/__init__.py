@@ -1,15 +1,11 @@
-"""Measurement registry; importing this package registers the built-in measurements."""
+"""Measurements: what a cell records about its model (profile, speed, train) and the metric catalogue.
 
-from bench.measure import profile as _profile  # noqa: F401
-from bench.measure import speed as _speed  # noqa: F401
-from bench.measure import train as _train  # noqa: F401
-from bench.measure.base import (
-    CellContext,
-    Measurement,
-    Settings,
-    get_measurement,
-    list_measurements,
-    register_measurement,
-)
+Importing this package is light (no torch): the registry knows the built-in measurements by their
+settings and imports their code when a cell first runs one (bench.measure.registry).
+"""
 
-__all__ = ["CellContext", "Measurement", "Settings", "get_measurement", "list_measurements", "register_measurement"]
+from bench.measure.base import CellContext, Measurement
+from bench.measure.registry import get_measurement, list_measurements, register_measurement, settings_schema
+from bench.measure.settings import Settings
+
+__all__ = ["CellContext", "Measurement", "Settings", "get_measurement", "list_measurements", "register_measurement", "settings_schema"]

@@ -1,6 +1,6 @@
 """`profile`: parameter counts and MACs/FLOPs at the cell's resolution, batch 1.
 
-FLOPs = 2 x MACs, both reported (see bench.flops for what is counted and the attention handles). Beside
+FLOPs = 2 x MACs, both reported (see bench.measure.flops for what is counted and the attention handles). Beside
 the headline: the elementwise FLOPs (activations, adds, normalisation, pooling), counted apart so the
 headline stays comparable with published tables; the FLOP coverage (ops the counter has no formula for,
 and the share of the work they may represent, flagged above `uncounted_share_threshold`); and the
@@ -10,24 +10,14 @@ achieved FLOP/s.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
-from bench.flops import DEFAULT_UNCOUNTED_THRESHOLD, DEFINITION, count_flops, count_params, count_train_flops
-from bench.measure.base import CellContext, Measurement, Settings, register_measurement
-
-
-class ProfileSettings(Settings):
-    batch_size: int = 1
-    train_flops: bool | Literal["auto"] = Field(
-        "auto", description="count forward + backward FLOPs per training image: true, false, or auto (when the cell trains)")
-    uncounted_share_threshold: float = Field(
-        DEFAULT_UNCOUNTED_THRESHOLD, ge=0, le=1,
-        description="flag the cell when ops without a FLOP formula may be more than this share of its work")
-
-    ID_NEUTRAL_DEFAULTS = ("train_flops", "uncounted_share_threshold")
+from bench.measure.flops import DEFINITION, count_flops, count_params, count_train_flops
+from bench.measure.base import CellContext, Measurement
+from bench.measure.registry import register_measurement
+from bench.measure.settings import ProfileSettings
 
 
 def coverage(count, threshold: float) -> dict[str, Any]:

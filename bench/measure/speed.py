@@ -2,7 +2,7 @@
 
 Method (as timm's benchmark.py and optimum-benchmark): eval mode, `torch.inference_mode()`, input
 pre-allocated on the device, autocast for bf16/fp16, channels_last and torch.compile when the cell asks,
-warm-up until successive timings settle (bench.timing; the number discarded is recorded), device
+warm-up until successive timings settle (bench.measure.timing; the number discarded is recorded), device
 synchronised around each timed batch (CUDA events on a GPU), repeated until a minimum time and count.
 
 What actually ran is recorded beside what the cell asked for: batch size, resolution, precision and the
@@ -10,13 +10,13 @@ dtype autocast computed in, memory format. Nothing changes silently: a smaller b
 happens only with `oom_fallback: true`, and is recorded (`requested_batch_size`, `fallback`). Throughput is batch_size / median batch latency (robust on a shared machine); the mean-based
 figure (images / total time, as timm reports) is kept beside it.
 
-Beside each timed batch a fixed reference matmul is timed (bench.timing.reference_workload), and
+Beside each timed batch a fixed reference matmul is timed (bench.measure.timing.reference_workload), and
 `latency_vs_reference` = median over batches of batch time / reference time: a machine-independent-ish
 ratio in which a shared machine's load cancels, which is what the regression gate judges best.
 
 On a CPU, `page_faults_per_call` counts the minor page faults per model call: with glibc's default
 allocator a call may fault its activations in afresh each time, kernel time that is part of its latency
-and depends on the process's allocation history (bench.allocator explains and measures it).
+and depends on the process's allocation history (bench.platform.allocator explains and measures it).
 """
 
 from __future__ import annotations
@@ -25,32 +25,16 @@ import gc
 from typing import Any
 
 import torch
-from pydantic import Field
 
-from bench.allocator import minor_faults
-from bench.device import autocast, evaluating, precision_unsupported
-from bench.errors import SkipCell
-from bench.measure.base import CellContext, Measurement, Settings, register_measurement
-from bench.memory import PeakMemory, is_out_of_memory
-from bench.stats import Stats
-from bench.timing import reference_workload, time_loop
-
-
-class SpeedSettings(Settings):
-    warmup_iters: int = Field(3, ge=1, description="at least this many untimed warm-up calls (the first call is never timed)")
-    warmup_max_iters: int = Field(30, ge=1, description="warm-up goes on until the last warmup_window calls settle, at most this many calls")
-    warmup_window: int = Field(3, ge=2, description="warm-up has settled when this many successive calls are within warmup_tolerance of their median")
-    warmup_tolerance: float = Field(0.05, gt=0, description="relative: 0.05 = each of the window's times within 5% of their median")
-    warmup_max_time_s: float = Field(10.0, gt=0, description="stop warming up after this long even if not settled (recorded)")
-    min_repeats: int = Field(10, ge=1, description="at least this many timed batches")
-    min_time_s: float = Field(1.0, ge=0, description="and at least this many seconds of timed batches")
-    max_repeats: int = Field(10_000, ge=1)
-    max_time_s: float = Field(60.0, gt=0, description="stop timing after this long even if min_repeats is not met")
-    reference: bool = Field(True, description="time a fixed reference matmul beside each batch (latency_vs_reference)")
-    oom_fallback: bool = Field(False, description="opt-in: after out of memory, retry at half the batch size (down to 1); "
-                                                  "the batch size used and the fallback are recorded and shown in reports")
-
-    ID_NEUTRAL_DEFAULTS = ("warmup_max_iters", "warmup_window", "warmup_tolerance", "warmup_max_time_s", "oom_fallback")
+from bench.platform.allocator import minor_faults
+from bench.platform.device import autocast, evaluating, precision_unsupported
+from bench.core.errors import SkipCell
+from bench.measure.base import CellContext, Measurement
+from bench.measure.registry import register_measurement
+from bench.measure.settings import SpeedSettings
+from bench.platform.memory import PeakMemory, is_out_of_memory
+from bench.core.stats import Stats
+from bench.measure.timing import reference_workload, time_loop
 
 
 @register_measurement
@@ -141,7 +125,7 @@ class Speed(Measurement):
             "threads": torch.get_num_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
             "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
-            # the kernel's part of a CPU call: pages of activations faulted in afresh (bench.allocator), over the
+            # the kernel's part of a CPU call: pages of activations faulted in afresh (bench.platform.allocator), over the
             # timed calls (the reference matmul beside them writes into a preallocated output)
             "page_faults_per_call": timing.counted / st.n if timing.counted is not None else None,
             "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from bench.errors import InputError
+from bench.core.errors import InputError
 
 
 class SmallCNNConfig(BaseModel):

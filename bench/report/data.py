@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import InputError
-from bench.results import CellResult
-from bench.store import RunStore
+from bench.core.errors import InputError
+from bench.core.result import CellResult
+from bench.store.run_store import RunStore
 
 
 @dataclass

@@ -15,12 +15,11 @@ from typing import Iterable
 
 import jinja2
 
-from bench.errors import InputError
-from bench.fmt import format_number
+from bench.core.errors import InputError
+from bench.core.numbers import format_number
 from bench.report.data import RunData, load_runs
 from bench.report.sections import ReportContext, list_sections
-from bench.store import atomic_write_text
-
+from bench.core.files import atomic_write_text
 FORMATS = ("html", "md")
 FIGURES_DIR = "report_files"
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report_templates"

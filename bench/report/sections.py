@@ -15,14 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bench import axes as axis_paths
-from bench.machine import warnings as machine_warnings
-from bench.aggregate import group_over, mean_std_ci, metric_values
-from bench.cells import cell_id
+from bench.core import axes as axis_paths
+from bench.platform.machine import warnings as machine_warnings
+from bench.store.aggregate import group_over, mean_std_ci, metric_values
+from bench.core.cell import cell_id
 from bench.report import plots
 from bench.report.data import RunData
 from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
-from bench.results import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
+from bench.core.result import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
 
 MAX_CURVE_PANELS = 16
 
@@ -363,7 +363,7 @@ def cost(ctx: ReportContext) -> dict | None:
 
 @register_section("efficientnet", "EfficientNet scaling vs the paper's Table 2", 30)
 def efficientnet(ctx: ReportContext) -> dict | None:
-    from bench.reference import efficientnet_paper_rows, paper_figure
+    from bench.models.published import efficientnet_paper_rows, paper_figure
 
     rows = efficientnet_paper_rows(ctx.current.results)
     if not rows:
@@ -599,7 +599,7 @@ def precisions(ctx: ReportContext) -> dict | None:
 def _format_rows(blocks: list[dict]) -> list[dict]:
     """Each precision's number format (torch.finfo) next to what it measured here, over the models:
     geometric mean of the speed-ups, mean of the Δ."""
-    from bench.formats import format_info
+    from bench.platform.number_formats import format_info
 
     rows = []
     for name in ("fp32", "bf16", "fp16"):
@@ -718,7 +718,7 @@ def flop_coverage(ctx: ReportContext) -> dict | None:
 def mfu(ctx: ReportContext) -> dict | None:
     """Per cell (seeds averaged): achieved TFLOP/s and MFU for inference (forward FLOPs = 2 x MACs per image
     x img/s) and training (forward + backward FLOPs per image x train img/s), against the device's dense
-    peak at the cell's precision (bench.devices). Shown whenever a cell recorded it, with the reason when
+    peak at the cell's precision (bench.platform.peaks). Shown whenever a cell recorded it, with the reason when
     the device has no known peak (any CPU)."""
     results = [r for r in ctx.current.results if "mfu_reason" in (r.measurements.get("speed") or {})
                or "mfu_reason" in (r.measurements.get("train") or {})]

@@ -1,4 +1,4 @@
-"""`bench cpu-fastpaths` (bench.fastpaths): each variant runs as asked and is reported as a ratio to the
+"""`bench cpu-fastpaths` (bench.tools.fastpaths): each variant runs as asked and is reported as a ratio to the
 baseline measured beside it. A smoke-sized run; the figures in README come from the full command."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import torch
 
-from bench.fastpaths import _runner, measure_fastpaths
+from bench.tools.fastpaths import _runner, measure_fastpaths
 
 
 def test_variants_run_and_ratios_are_against_the_baseline():
@@ -40,10 +40,9 @@ def test_channels_last_variant_really_runs_channels_last():
 def test_suite_threads_set_the_run_and_are_recorded(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cells import expand
-    from bench.cli import app
-    from bench.suite import load_suite
-
+    from bench.suite.expand import expand
+    from bench.cli.app import app
+    from bench.suite.load import load_suite
     text = "name: t\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\nisolation: none\n"
     (tmp_path / "a.yaml").write_text(text)
     (tmp_path / "b.yaml").write_text(text + "threads: 1\n")

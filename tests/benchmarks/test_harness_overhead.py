@@ -17,11 +17,11 @@ import warnings
 
 import torch
 
-from bench.cells import Cell
+from bench.core.cell import Cell
 from bench.measure.base import CellContext
 from bench.measure.speed import Speed
-from bench.models import build_model, get_entry
-
+from bench.models.builders import build_model
+from bench.models import get_entry
 MODEL, RES, BATCH, REPEATS, ROUNDS = "resnet18", 64, 8, 30, 5
 
 

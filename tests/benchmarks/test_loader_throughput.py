@@ -11,8 +11,8 @@ import time
 import torch
 
 from bench.data import CachedImages, decode_all, load_samples, make_loader
-from bench.models import build_model
-from bench.strategies import make_sampler
+from bench.models.builders import build_model
+from bench.measure.train.strategies import make_sampler
 
 RES, BATCH = 32, 32
 

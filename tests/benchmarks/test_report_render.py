@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 
-from bench.cells import Cell
+from bench.core.cell import Cell
 from bench.models import get_entry, list_models
 from bench.report import render_report
-from bench.results import CellResult
-from bench.store import RunStore
+from bench.core.result import CellResult
+from bench.store.run_store import RunStore
 
 N_CELLS, N_CLASSES = 1000, 50
 

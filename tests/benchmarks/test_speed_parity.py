@@ -1,6 +1,6 @@
 """bench's speed measurement against a reference loop written to timm's benchmark.py method, in one run.
 
-bench.parity.compare interleaves the two (reference, bench, bench, reference, ...) for several rounds and
+bench.tools.parity.compare interleaves the two (reference, bench, bench, reference, ...) for several rounds and
 gives per model the median over rounds of bench img/s / reference img/s, with its spread. Target: within
 5% (issue 8). On CUDA the suite's full settings run (224 px, batch 32); on a CPU small ones (64 px,
 batch 4, one thread, so that a shared machine's other jobs do not stall a two-thread barrier), well under
@@ -14,7 +14,7 @@ extra work in its timed region (or timing in train mode, without inference_mode,
 
 Unlike `bench parity`, this leaves glibc's allocator as it is (pinning the heap would last for every later
 test in this process); page faults per call on both sides are reported beside the ratios, so a gap that
-comes from one side paying faults the other does not is visible (bench.allocator).
+comes from one side paying faults the other does not is visible (bench.platform.allocator).
 """
 
 import os
@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-from bench.parity import compare
+from bench.tools.parity import compare
 
 MODELS = ("efficientnet_b0", "resnet18")
 

@@ -1,0 +1,136 @@
+"""Peak FLOP/s of known accelerators, and model FLOP utilisation (MFU).
+
+MFU = achieved FLOP/s / the device's peak FLOP/s at the precision the work ran in.
+
+- Achieved FLOP/s counts *FLOPs*, and bench's headline counts *MACs*: FLOPs = 2 x MACs. Inference:
+  forward FLOPs per image (`profile.flops`, = 2 x `profile.macs`, at batch 1) x img/s (`speed`).
+  Training: forward + backward FLOPs per image (`profile.train_flops_per_image`, torch's FlopCounterMode,
+  which counts 2 per multiply-add already) x train img/s (`train`).
+- Peaks are the vendors' *dense* figures (no 2:4 structured sparsity: datasheets print the sparse figure
+  with an asterisk, twice the dense one), at boost clock. Tensor-core peaks need tensor-core shapes and
+  dtypes; elementwise work (not in the headline count) and memory-bound layers keep real MFU well below 1.
+- Which peak a precision uses: bf16/fp16 -> the tensor-core peak of that dtype (FP32 accumulate, which
+  is what autocast's matmuls and convolutions use). fp32 -> the TF32 tensor-core peak when the device has
+  one and PyTorch lets convolutions use it (`torch.backends.cudnn.allow_tf32`, True by default), else the
+  plain FP32 (non-tensor) peak. The peak used is recorded (`peak_precision`).
+
+The device is matched by the name `torch.cuda.get_device_name` reports (first pattern that matches, so
+the more specific ones come first). An unknown device (any CPU, a GPU not in the table) gives MFU None
+with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+T = 1e12
+
+
+@dataclass(frozen=True)
+class DevicePeak:
+    name: str
+    pattern: str  # regular expression matched (case-insensitively) against torch.cuda.get_device_name
+    fp32: float  # FLOP/s, non-tensor FP32
+    tf32: float | None  # tensor-core TF32, dense; None: no TF32 units
+    bf16: float | None  # tensor-core BF16 with FP32 accumulate, dense; None: not supported
+    fp16: float | None  # tensor-core FP16 with FP32 accumulate, dense
+    source: str
+
+    def peak(self, precision: str) -> float | None:
+        return {"fp32": self.fp32, "tf32": self.tf32, "bf16": self.bf16, "fp16": self.fp16}[precision]
+
+
+_H100_DS = "NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/ (sparse figures halved)"
+_H200_DS = "NVIDIA H200 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h200/ (sparse figures halved)"
+
+# Dense peaks (FLOP/s). Order matters: the first pattern that matches the device name wins.
+DEVICES: tuple[DevicePeak, ...] = (
+    DevicePeak("NVIDIA H200 NVL", r"H200.*NVL", 60 * T, 417.5 * T, 835.5 * T, 835.5 * T, _H200_DS),
+    DevicePeak("NVIDIA H200 SXM", r"H200", 67 * T, 494.5 * T, 989.5 * T, 989.5 * T, _H200_DS),
+    DevicePeak("NVIDIA H100 NVL", r"H100.*NVL", 60 * T, 417.5 * T, 835.5 * T, 835.5 * T, _H100_DS),
+    DevicePeak("NVIDIA H100 PCIe", r"H100.*PCIe", 51 * T, 378 * T, 756.5 * T, 756.5 * T, _H100_DS),
+    # "NVIDIA H100 80GB HBM3" is the SXM5 board's name
+    DevicePeak("NVIDIA H100 SXM", r"H100", 67 * T, 494.5 * T, 989.5 * T, 989.5 * T, _H100_DS),
+    DevicePeak("NVIDIA A100 (SXM4 and PCIe, 40/80 GB)", r"A100", 19.5 * T, 156 * T, 312 * T, 312 * T,
+               "NVIDIA A100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/a100/ (dense column)"),
+    DevicePeak("NVIDIA L4", r"\bL4\b", 30.3 * T, 60 * T, 121 * T, 121 * T,
+               "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/ (sparse figures halved)"),
+    DevicePeak("NVIDIA A10G", r"\bA10G\b", 35 * T, 35 * T, 70 * T, 70 * T,
+               "NVIDIA publishes no A10G datasheet; AWS G5's A10G as tabulated in "
+               "https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/ (dense)"),
+    DevicePeak("NVIDIA A10", r"\bA10\b", 31.2 * T, 62.5 * T, 125 * T, 125 * T,
+               "NVIDIA A10 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/products/a10-gpu/ (dense column)"),
+    DevicePeak("NVIDIA V100S PCIe", r"V100S", 16.4 * T, None, None, 130 * T,
+               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
+    DevicePeak("NVIDIA V100 PCIe", r"V100.*PCIE", 14 * T, None, None, 112 * T,
+               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
+    DevicePeak("NVIDIA V100 SXM2", r"V100", 15.7 * T, None, None, 125 * T,
+               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
+    DevicePeak("NVIDIA T4", r"\bT4\b", 8.1 * T, None, None, 65 * T,
+               "NVIDIA T4 datasheet, https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf (FP16/FP32 mixed)"),
+    DevicePeak("NVIDIA GeForce RTX 4090", r"RTX 4090", 82.6 * T, 82.6 * T, 165.2 * T, 165.2 * T,
+               "NVIDIA Ada GPU Architecture whitepaper, appendix table (RTX 4090: peak TF32/BF16/FP16 tensor TFLOPS, "
+               "FP32 accumulate, dense), https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf"),
+)
+
+
+def match_device(name: str | None) -> DevicePeak | None:
+    """The table's entry for a device name as torch reports it, or None."""
+    if not name:
+        return None
+    for dev in DEVICES:
+        if re.search(dev.pattern, name, flags=re.IGNORECASE):
+            return dev
+    return None
+
+
+def device_name(device: torch.device | str) -> str:
+    """What the table is matched against: the CUDA device's name, or the CPU's model."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bench.platform.env import _cpu_model
+
+    return f"CPU {_cpu_model()}" if device.type == "cpu" else device.type
+
+
+def peak_for(dev: DevicePeak, precision: str, tf32_allowed: bool | None = None) -> tuple[float | None, str]:
+    """(peak FLOP/s, the peak's precision name) used for a cell's precision; see the module docstring."""
+    if precision == "fp32":
+        allowed = torch.backends.cudnn.allow_tf32 if tf32_allowed is None else tf32_allowed
+        if allowed and dev.tf32 is not None:
+            return dev.tf32, "tf32"
+        return dev.fp32, "fp32"
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"unknown precision {precision!r}")
+    return dev.peak(precision), precision
+
+
+def mfu(achieved_flop_s: float | None, name: str | None, precision: str, tf32_allowed: bool | None = None) -> dict[str, Any]:
+    """MFU of `achieved_flop_s` on the device named `name`: {'mfu': float or None, 'reason', 'peak_flop_s', ...}."""
+    out: dict[str, Any] = {"mfu": None, "device_name": name, "achieved_tflop_s": None if achieved_flop_s is None else achieved_flop_s / T,
+                           "peak_tflop_s": None, "peak_precision": None, "peak_source": None, "reason": None}
+    dev = match_device(name)
+    if dev is None:
+        out["reason"] = f"no peak FLOP/s known for {name or 'this device'} (bench.platform.peaks lists NVIDIA data-centre GPUs and the RTX 4090)"
+        return out
+    peak, which = peak_for(dev, precision, tf32_allowed)
+    out.update(peak_device=dev.name, peak_precision=which, peak_source=dev.source)
+    if peak is None:
+        out["reason"] = f"{dev.name} has no {precision} tensor-core peak (not supported in hardware)"
+        return out
+    out["peak_tflop_s"] = peak / T
+    if achieved_flop_s is None:
+        out["reason"] = "no achieved FLOP/s (FLOPs per image or throughput missing)"
+        return out
+    out["mfu"] = achieved_flop_s / peak
+    return out
+
+
+def mfu_for(device: torch.device | str, precision: str, achieved_flop_s: float | None) -> dict[str, Any]:
+    """`mfu` for the device a measurement ran on."""
+    return mfu(achieved_flop_s, device_name(device), precision)

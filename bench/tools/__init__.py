@@ -1,0 +1,1 @@
+"""Diagnostics beside the pipeline: speed parity with a plain loop, CPU fast paths."""
