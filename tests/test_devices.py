@@ -98,7 +98,7 @@ def test_cell_mfu_missing_parts():
 def test_attach_mfu_records_into_measurements(monkeypatch):
     import torch
 
-    import bench.platform.peaks as devices
+    import bench.execution.cell as devices  # where attach_mfu looks the device's name up
 
     cell = Cell(model="resnet18", family="resnet", resolution=64, batch_size=8, precision="bf16", channels_last=False,
                 compile=False, seed=0, num_classes=10, measure=("profile", "speed", "train"))

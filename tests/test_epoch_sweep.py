@@ -5,7 +5,6 @@ import textwrap
 import pandas as pd
 import torch
 
-import bench.execution.epochs as epochs_module
 import bench.execution.executors as executors_module
 from bench.suite.expand import expand
 from bench.execution.epochs import shared_training_groups
@@ -51,14 +50,13 @@ def _comparable(train: dict) -> dict:
 
 def test_epoch_sweep_trains_once_and_matches_separate_runs(suite_file, tmp_path, monkeypatch):
     trained = []
-    real = epochs_module.run_cell
+    real = executors_module.run_cell
 
     def counting(cell, *args, **kwargs):
         trained.append(cell.settings["train"]["epochs"])
         return real(cell, *args, **kwargs)
 
-    monkeypatch.setattr(epochs_module, "run_cell", counting)  # an epoch sweep's one training run
-    monkeypatch.setattr(executors_module, "run_cell", counting)  # a single cell's
+    monkeypatch.setattr(executors_module, "run_cell", counting)  # every training run, an epoch sweep's included
     cells, summary, store = _run(suite_file, tmp_path, "sweep", "[1, 2, 3]")
     assert len(cells) == 3 and len({c.id for c in cells}) == 3
     assert [len(g) for g in shared_training_groups(cells)] == [3]

@@ -19,6 +19,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.core.errors import BenchError, InputError, StorageError
+from bench.suite.expand import expand
+from bench.suite.load import find_suite, load_suite
+from bench.core.numbers import format_number
+from bench.core.result import SYNTHETIC_NOTICE, synthetic_datasets
+from bench.models.published import efficientnet_paper_rows, paper_figure
+from bench.store.aggregate import aggregate_seeds
+from bench.store.run_store import RunStore
+from bench.plan.cost import total
+from bench.core.cell import Cell
+from bench.report import render_report
+from bench.execution.epochs import shared_training_groups
+from bench.models import get_entry
+from bench.core.files import atomic_write_text
+from bench.core.yamlfile import loads_yaml
+from bench.models import get_entry, list_models
+from bench.suite.load import load_suite
+from bench.store.baselines import save_baseline
+from bench.store.baselines import load_repeats, resolve_run_or_baseline
+from bench.gate.regression import compare_results, hardware_mismatch, markdown_summary
+from bench.measure.catalogue import thresholds_from
+from bench.report.data import load_run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark and compare image-classification models.")
 list_app = typer.Typer(no_args_is_help=True, help="List registered models or available suites.")
@@ -50,16 +71,12 @@ def _fail_input(exc: InputError) -> None:
 
 
 def _load(suite: str, profile: Optional[str], overrides: Optional[list[str]] = None):
-    from bench.suite.expand import expand
-    from bench.suite.load import find_suite, load_suite
     path = find_suite(suite, SUITE_DIRS)
     loaded = load_suite(path, profile, overrides)
     return loaded, expand(loaded)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    from bench.core.numbers import format_number
-
     return format_number(value, digits)
 
 
@@ -108,8 +125,6 @@ def _results_table(results: list, title: str) -> Table:
 
 
 def _synthetic_banner(results: list) -> str | None:
-    from bench.core.result import SYNTHETIC_NOTICE, synthetic_datasets
-
     datasets = synthetic_datasets(results)
     if not datasets:
         return None
@@ -118,8 +133,6 @@ def _synthetic_banner(results: list) -> str | None:
 
 def _paper_table(results: list) -> Table | None:
     """EfficientNets at native resolution beside the paper's Table 2 (params, MACs), with ratios."""
-    from bench.models.published import efficientnet_paper_rows, paper_figure
-
     rows = efficientnet_paper_rows(results)
     if not rows:
         return None
@@ -164,8 +177,6 @@ def _print_summary_tables(results: list) -> None:
 
 def _print_seed_summary(results: list, store) -> None:
     """summary.csv: cells differing only by seed -> mean, std, 95% CI; printed when seeds repeat."""
-    from bench.store.aggregate import aggregate_seeds
-
     rows = aggregate_seeds(results)
     if not rows:
         return
@@ -224,12 +235,10 @@ def run(
     try:
         if isolation is not None and isolation not in ("auto", "process", "none"):
             raise InputError(f"unknown isolation mode '{isolation}'", field="--isolation", hint="use auto, process or none")
-        from bench.platform.device import resolve_device
-        from bench.platform.env import capture_env
-        from bench.execution.executors import make_executor
-        from bench.execution.sweep import run_cells
-        from bench.store.run_store import RunStore
-
+        from bench.platform.device import resolve_device  # deferred: imports torch
+        from bench.platform.env import capture_env  # deferred: imports torch
+        from bench.execution.executors import make_executor  # deferred: imports torch
+        from bench.execution.sweep import run_cells  # deferred: imports torch
         if resume is not None:
             if suite or out or profile or overrides:
                 raise InputError("--resume takes the run directory's own plan", field="--resume",
@@ -327,8 +336,8 @@ def _run_estimates(cells: list, device, base_dir: Path, results_root: Path):
     """The plan's estimates for a run, from the cached calibration only (a run never calibrates: that
     would add to its own time); None without one, or if anything goes wrong (an estimate never fails a run)."""
     try:
-        from bench.plan.calibration import default_path, load_cached, machine_key
-        from bench.plan.workload import default_cache_path, estimate_cells
+        from bench.plan.calibration import default_path, load_cached, machine_key  # deferred: imports torch
+        from bench.plan.workload import default_cache_path, estimate_cells  # deferred: imports torch
 
         cal = load_cached(default_path(results_root), machine_key(device))
         if cal is None:
@@ -346,8 +355,6 @@ def _record_estimates(store, cells: list, results: list, estimates, wall_s: floa
     the estimated total, so the cost model can be checked against what happened."""
     if estimates is None:
         return
-    from bench.plan.cost import total
-
     by_id = {r.id: r for r in results}
     rows = []
     for cell, est in zip(cells, estimates["cells"]):
@@ -377,9 +384,6 @@ def _print_fidelity_notes(results) -> None:
 
 def _resume_plan(run_dir: Path) -> dict[str, Any]:
     """What a run directory says about itself: its planned cells (plan.json) and its suite."""
-    from bench.core.cell import Cell
-    from bench.store.run_store import RunStore
-
     store = RunStore(run_dir)
     if not (run_dir / "plan.json").is_file():
         raise InputError("not a run directory (no plan.json)", file=run_dir, hint="pass a folder written by `bench run`")
@@ -409,8 +413,6 @@ def _render_after_run(run_dir: Path, skip: bool) -> None:
     """The run's own report, rendered from what it wrote; a report error never fails the run."""
     if skip:
         return
-    from bench.report import render_report
-
     try:
         paths = render_report([run_dir])
     except Exception as exc:  # noqa: BLE001 - the results are safe on disk; say why the report is missing
@@ -428,8 +430,6 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for report.html / report.md (default: the last run directory)."),
 ) -> None:
     """Render a comparison report (self-contained HTML and GitHub Markdown) from results on disk."""
-    from bench.report import render_report
-
     try:
         paths = render_report(run_dirs, out, [f.strip() for f in formats.split(",") if f.strip()])
     except InputError as exc:
@@ -449,8 +449,8 @@ def _duration(seconds: float) -> str:
 
 def _estimates(cells: list, device, base_dir: Path, results_root: Path, *, recalibrate: bool = False, calibrate_missing: bool = True):
     """(per-cell estimates, calibration) or (None, None) when no calibration is cached and none may be measured."""
-    from bench.plan.calibration import default_path, get_calibration, load_cached, machine_key
-    from bench.plan.workload import default_cache_path, estimate_cells
+    from bench.plan.calibration import default_path, get_calibration, load_cached, machine_key  # deferred: imports torch
+    from bench.plan.workload import default_cache_path, estimate_cells  # deferred: imports torch
 
     path = default_path(results_root)
     if not calibrate_missing and load_cached(path, machine_key(device)) is None:
@@ -474,31 +474,48 @@ def plan(
     """Dry run: the number of cells, a table of them and an estimate of each one's time; nothing is executed."""
     import json as _json
 
-    from bench.platform.device import resolve_device
-
     try:
         loaded, cells = _load(suite, profile, overrides)
-        _set_threads(loaded.threads)  # the calibration is per thread count
-        device = resolve_device(loaded.device)
-        estimates, cal = _estimates(cells, device, loaded.base_dir(), results_root, recalibrate=recalibrate) if estimate else (None, None)
+        device: Any = loaded.device  # without estimates, the suite's own setting: no torch needed
+        estimates, cal = None, None
+        if estimate:
+            from bench.platform.device import resolve_device  # deferred: estimates need torch, a dry plan does not
+
+            _set_threads(loaded.threads)  # the calibration is per thread count
+            device = resolve_device(loaded.device)
+            estimates, cal = _estimates(cells, device, loaded.base_dir(), results_root, recalibrate=recalibrate)
     except InputError as exc:
         _fail_input(exc)
         return
-    from bench.execution.epochs import shared_training_groups
-
     served = sum(len(g) - 1 for g in shared_training_groups(cells))
     total_s = None
     if estimates is not None:
-        from bench.plan.cost import total
-
         total_s = total(estimates, cal)
     if json_out:
         rows = [{**c.to_dict(), "label": c.label(), **({"estimate_s": e["total"], "estimate_parts_s": e} if estimates else {})}
                 for c, e in zip(cells, estimates or [None] * len(cells))]
         doc = {"suite": loaded.name, "profile": loaded.profile, "device": str(device), "cells": rows,
                "estimate_total_s": total_s, "calibration": cal.to_dict() if cal else None}
-        sys.stdout.write(_json.dumps(doc, indent=1) + "\n")
+        sys.stdout.write(_json.dumps(doc, separators=(",", ":")) + "\n")
         return
+    if len(cells) <= PLAN_TABLE_MAX_ROWS:
+        console.print(_plan_table(loaded, cells, estimates))
+    else:
+        console.print(_plan_summary(loaded, cells, estimates))
+    console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
+    if total_s is not None:
+        key = cal.key
+        console.print(f"estimated time: [bold]{_duration(total_s)}[/] on {escape(str(key.get('device_name')))} "
+                      f"({key.get('threads')} threads; {_duration(cal.run_fixed_s)} start-up included). Training assumes every "
+                      "epoch runs (early stopping only shortens it); calibration cached in "
+                      f"{escape(str(results_root / '.calibration.json'))} (--recalibrate to measure again).", highlight=False)
+
+
+# a plan longer than this is summarised per model (bench plan --json lists every cell)
+PLAN_TABLE_MAX_ROWS = 200
+
+
+def _plan_table(loaded, cells: list, estimates) -> Table:
     table = Table(title=f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else ""))
     swept = list(dict.fromkeys(k for c in cells for k in c.axes))  # dotted-path axes, e.g. train.optimizer
     est_cols = ("est. speed", "est. train", "est. total") if estimates else ()
@@ -508,7 +525,7 @@ def plan(
         table.add_column(col, justify="right" if col.startswith("est.") else "left")
     for i, c in enumerate(cells, 1):
         strategy = c.strategy if "train" in c.measure else "—"
-        est = ()
+        est: tuple[str, ...] = ()
         if estimates:
             e = estimates[i - 1]
             est = (_duration(e["speed"]) if "speed" in c.measure else "—",
@@ -516,14 +533,29 @@ def plan(
         table.add_row(str(i), c.id, c.model, c.family, str(c.resolution), str(c.batch_size), c.precision, str(c.channels_last), str(c.compile),
                       *([str(c.cudnn_benchmark)] if cudnn else []), strategy, str(c.seed),
                       *(str(c.axes.get(k, c.value(k))) for k in swept), ",".join(c.measure), *est)
-    console.print(table)
-    console.print(f"{len(cells)} cells" + (f"; {served} of them read off a longer run of the same config (epoch sweep: one training serves them)" if served else ""))
-    if total_s is not None:
-        key = cal.key
-        console.print(f"estimated time: [bold]{_duration(total_s)}[/] on {escape(str(key.get('device_name')))} "
-                      f"({key.get('threads')} threads; {_duration(cal.run_fixed_s)} start-up included). Training assumes every "
-                      "epoch runs (early stopping only shortens it); calibration cached in "
-                      f"{escape(str(results_root / '.calibration.json'))} (--recalibrate to measure again).", highlight=False)
+    return table
+
+
+def _plan_summary(loaded, cells: list, estimates) -> Table:
+    """One row per model: how many cells, and the values each axis takes among them."""
+    title = f"{loaded.name}" + (f" (profile {loaded.profile})" if loaded.profile else "")
+    table = Table(title=f"{title}: {len(cells)} cells, summarised per model (bench plan --json lists every cell)")
+    for col in ("model", "cells", "resolutions", "batch sizes", "precisions", "strategies", "seeds", *(["est. total"] if estimates else [])):
+        table.add_column(col, justify="right" if col in ("cells", "est. total") else "left")
+    by_model: dict[str, list[int]] = {}
+    for i, c in enumerate(cells):
+        by_model.setdefault(c.model, []).append(i)
+    for model, idx in by_model.items():
+        group = [cells[i] for i in idx]
+
+        def values(attr: str, group: list = group) -> str:
+            seen = list(dict.fromkeys(str(getattr(c, attr)) for c in group))
+            return ", ".join(seen[:6]) + (f", … ({len(seen)})" if len(seen) > 6 else "")
+
+        est = [_duration(sum(estimates[i]["total"] for i in idx))] if estimates else []
+        table.add_row(model, str(len(group)), values("resolution"), values("batch_size"), values("precision"), values("strategy"),
+                      values("seed"), *est)
+    return table
 
 
 @app.command("cpu-fastpaths")
@@ -544,10 +576,8 @@ def cpu_fastpaths(
 
     import torch
 
-    from bench.platform.env import capture_env
-    from bench.tools.fastpaths import VARIANTS, measure_fastpaths
-    from bench.models import get_entry
-
+    from bench.platform.env import capture_env  # deferred: imports torch
+    from bench.tools.fastpaths import VARIANTS, measure_fastpaths  # deferred: imports torch
     try:
         names = [m.strip() for m in models.split(",") if m.strip()]
         for name in names:
@@ -587,7 +617,6 @@ def cpu_fastpaths(
     doc = {"rows": [r.to_dict() for r in rows], "env": {k: env.get(k) for k in ("time_utc", "cpu_model", "cpu_cores_usable", "torch_threads",
                                                                                    "cpu_capability", "torch", "machine")}}
     try:
-        from bench.core.files import atomic_write_text
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, _json.dumps(doc, indent=1) + "\n")
         console.print(f"written: {out}")
@@ -646,10 +675,8 @@ def parity(ctx: typer.Context) -> None:
     args = parser.parse_args(ctx.args)
     import torch
 
-    from bench.platform.device import resolve_device
-    from bench.tools.parity import compare
-    from bench.core.yamlfile import loads_yaml
-
+    from bench.platform.device import resolve_device  # deferred: imports torch
+    from bench.tools.parity import compare  # deferred: imports torch
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -658,8 +685,6 @@ def parity(ctx: typer.Context) -> None:
         for item in args.speed:
             key, _, value = item.partition("=")
             speed[key] = loads_yaml(value)[0] if value else None
-        from bench.models import get_entry
-
         for name in args.models:
             get_entry(name)
         rows = compare(args.models, device=device, batch_size=args.batch, resolution=args.resolution, precisions=args.precision,
@@ -709,8 +734,6 @@ def parity(ctx: typer.Context) -> None:
 @list_app.command("models")
 def list_models_cmd(family: Optional[str] = typer.Option(None, help="Only this family.")) -> None:
     """Registered models with family, source and native resolution."""
-    from bench.models import get_entry, list_models
-
     table = Table(title="models (any timm or torchvision model also works as timm:NAME / torchvision:NAME)")
     for col in ("name", "family", "source", "upstream", "native res"):
         table.add_column(col)
@@ -723,7 +746,6 @@ def list_models_cmd(family: Optional[str] = typer.Option(None, help="Only this f
 @list_app.command("suites")
 def list_suites_cmd() -> None:
     """Suites in ./suites (and the package's suites folder)."""
-    from bench.suite.load import load_suite
     table = Table(title="suites")
     for col in ("name", "file", "models", "profiles", "description"):
         table.add_column(col, overflow="fold")
@@ -744,8 +766,6 @@ def list_suites_cmd() -> None:
 @app.command()
 def show(run_dir: Path = typer.Argument(..., help="A run directory written by `bench run`.")) -> None:
     """Show a run's results as a table."""
-    from bench.store.run_store import RunStore
-
     try:
         results = RunStore(run_dir).read_cells()
     except InputError as exc:
@@ -769,8 +789,6 @@ def baseline_save(
     root: Path = typer.Option(Path("results/baselines"), "--root", help="Where baselines live."),
 ) -> None:
     """Copy runs' results (not their checkpoints) into a baseline folder."""
-    from bench.store.baselines import save_baseline
-
     try:
         target = save_baseline(run_dirs[0], name, root, repeat_dirs=run_dirs[1:])
     except InputError as exc:
@@ -790,11 +808,6 @@ def compare(
 ) -> None:
     """Compare two runs cell by cell (matched by id). Exit 0: no regression; 1: regression; 2: bad input."""
     import json as _json
-
-    from bench.store.baselines import load_repeats, resolve_run_or_baseline
-    from bench.gate.regression import compare_results, hardware_mismatch, markdown_summary
-    from bench.measure.catalogue import thresholds_from
-    from bench.report.data import load_run
 
     try:
         base_dir = resolve_run_or_baseline(baseline, baselines_root)
@@ -836,7 +849,6 @@ def compare(
         with open(markdown, "a", encoding="utf-8") as fh:  # append: $GITHUB_STEP_SUMMARY may hold more
             fh.write(md)
     if json_out:
-        from bench.core.files import atomic_write_text
         atomic_write_text(json_out, _json.dumps(comp.to_dict(), indent=2) + "\n")
     if comp.regressed:
         names = sorted({f"{f.cell_id}:{f.metric}" for f in comp.regressions} | {f"{c['id']}:failed" for c in comp.failed_cells} | {f"{c}:missing" for c in comp.missing_cells})

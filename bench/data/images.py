@@ -24,6 +24,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from bench.data.base import SampleSet
 from bench.core.errors import InputError
+from bench.data.synthetic import cache_dir
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never a half-grey image
 CACHE_VERSION = 1
@@ -91,8 +92,6 @@ def _cache_key(samples: SampleSet, size: int, on_bad_image: str) -> str:
 
 
 def _disk_path(key: str) -> Path:
-    from bench.data.synthetic import cache_dir
-
     return cache_dir() / "decoded" / f"{key}.npz"
 
 

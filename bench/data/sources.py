@@ -10,6 +10,7 @@ import numpy as np
 
 from bench.data.base import SampleSet, register_dataset
 from bench.core.errors import InputError
+from bench.data.synthetic import ensure_generated
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -172,8 +173,6 @@ def digits_dataset(*, base_dir: Path, imbalance: float = 1.0, seed: int = 0) -> 
 @register_dataset("synthetic-artists")
 def synthetic_artists_dataset(*, base_dir: Path, scale: float = 1.0, image_size: int = 64, seed: int = 0) -> SampleSet:
     """The synthetic stand-in for the founding artists data (see bench.data.synthetic)."""
-    from bench.data.synthetic import ensure_generated
-
     csv_path = ensure_generated(scale=scale, image_size=image_size, seed=seed)
     samples = read_label_csv(csv_path, csv_path.parent)
     samples.synthetic = True

@@ -25,6 +25,7 @@ import numpy as np
 from bench.data.base import SampleSet, register_dataset
 from bench.data.sources import _resolve, imagefolder_dataset
 from bench.core.errors import InputError
+from bench.data.standins import standin
 
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
@@ -76,8 +77,6 @@ def _missing(kind: str, root: Path, folder: str, files: list[str]) -> list[str]:
 def _absent(kind: str, title: str, root: Path, expected: str, missing: list[str], fallback: str, synthetic: dict | None) -> SampleSet:
     where = f"{title} not found under {root}: missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
     if fallback == "synthetic":
-        from bench.data.standins import standin
-
         return standin(kind, why=f"{where}; to use the real data put {expected}", **(synthetic or {}))
     raise InputError(where, field="data.options.root",
                      hint=f"put {expected} (from {SOURCES_URL[kind]}; bench never downloads), or set data.options.fallback: synthetic "
@@ -173,8 +172,6 @@ def cats_vs_dogs_dataset(*, base_dir: Path, root: str = "data/PetImages", fallba
 
 def _standin_kind(kind: str):
     def factory(*, base_dir: Path, scale: float = 1.0, seed: int = 0, image_size: int | None = None) -> SampleSet:
-        from bench.data.standins import standin
-
         return standin(kind, scale=scale, seed=seed, image_size=image_size)
 
     factory.__doc__ = f"The synthetic stand-in for {kind}, asked for by name (same classes, resolution, balance, split)."

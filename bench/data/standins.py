@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.data.base import SampleSet
+from bench.data.synthetic import _styles
+from bench.core.errors import InputError
+from bench.data.synthetic import render
 
 STANDIN_VERSION = 2
 
@@ -57,8 +60,6 @@ class LazyImages(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        from bench.data.synthetic import render
-
         n = int(self.index[i])
         rng = np.random.default_rng([self.seed, n])
         # Colour carries no class information (a random palette per image): a class is its strokes'
@@ -77,9 +78,6 @@ def standin(kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | N
     files were not found) goes into its description. Train images come first, then test ones (the given
     split), classes interleaved; images are rendered when first decoded (see LazyImages), so `subset`
     costs only what it keeps, and the decoded-image cache keeps them for later runs."""
-    from bench.data.synthetic import _styles
-    from bench.core.errors import InputError
-
     shape = SHAPES[kind]
     if not 0 < scale <= 1:
         raise InputError(f"synthetic scale must be in (0, 1] (got {scale})", field="data.options.synthetic.scale")

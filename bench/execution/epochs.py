@@ -15,15 +15,11 @@ epochs: derived cells carry the trained cell's, marked `shared_with`.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
-
-import torch
 
 from bench.core import axes as axis_paths
 from bench.core.cell import Cell, cell_id
 from bench.core.result import CellResult
-from bench.execution.cell import run_cell
 
 EPOCHS_AXIS = "train.epochs"
 
@@ -76,13 +72,3 @@ def derived_results(group: list[Cell], trained: CellResult, taps: dict[int, dict
                 result.status, result.reason = "skipped", f"{name}: {data.get('reason')}"
         out.append(result)
     return out
-
-
-def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
-    """Cells that differ only in epochs (bench.execution.epochs): train the longest once, read the others off its
-    run. Returns every cell's result, the shorter ones first. `artifact_dir(cell_id)` names each cell's folder."""
-    trained = group[-1]
-    taps = {epochs_of(c): artifact_dir(c.id) for c in group[:-1]}
-    tap_results: dict[int, dict[str, Any]] = {}
-    result = run_cell(trained, device, base_dir=base_dir, artifact_dir=artifact_dir(trained.id), epoch_taps=taps, tap_results=tap_results)
-    return [*derived_results(group, result, tap_results), result]

@@ -37,7 +37,7 @@ from bench.core.cell import Cell
 from bench.core.errors import InputError, did_you_mean
 from bench.core.result import CellResult
 from bench.execution.cell import run_cell
-from bench.execution.epochs import run_epoch_sweep
+from bench.execution.epochs import derived_results, epochs_of
 from bench.execution.isolation import run_cell_isolated, shared_server, uses_process
 from bench.measure.registry import plugin_modules
 from bench.suite.schema import EXECUTORS, ISOLATION_MODES
@@ -66,6 +66,16 @@ class Job:
     artifact_dir: Callable[[str], Path]  # cell id -> the folder of its files in the run directory
     total: int  # cells in the plan, for progress
     write_artifact: Callable[[str, str, bytes], None] | None = None  # (cell id, file name, content): executors whose workers cannot write the run directory
+
+
+def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
+    """Cells that differ only in epochs (bench.execution.epochs): train the longest once, read the others off its
+    run. Returns every cell's result, the shorter ones first. `artifact_dir(cell_id)` names each cell's folder."""
+    trained = group[-1]
+    taps = {epochs_of(c): artifact_dir(c.id) for c in group[:-1]}
+    tap_results: dict[int, dict[str, Any]] = {}
+    result = run_cell(trained, device, base_dir=base_dir, artifact_dir=artifact_dir(trained.id), epoch_taps=taps, tap_results=tap_results)
+    return [*derived_results(group, result, tap_results), result]
 
 
 class Executor(ABC):

@@ -6,6 +6,7 @@ params to two significant figures ("5.3M", "66M").
 """
 
 from __future__ import annotations
+from bench.models import get_entry
 
 # name: (params, MACs) as printed in the paper's Table 2.
 EFFICIENTNET_TABLE2: dict[str, tuple[float, float]] = {
@@ -25,8 +26,6 @@ def efficientnet_paper_rows(results) -> list[dict]:
 
     `results` are CellResults; a model measured in several cells appears once (its first such cell).
     """
-    from bench.models import get_entry
-
     rows: list[dict] = []
     seen: set[str] = set()
     for r in results:

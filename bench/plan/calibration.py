@@ -33,6 +33,18 @@ import torch
 from torch import nn
 
 from bench.plan.cost import TRAIN_FLOPS_PER_FORWARD, Calibration
+from bench.platform.device import DTYPES, synchronize
+from bench.platform.env import _cpu_model
+from bench.core.files import atomic_write_text
+from bench.platform.device import autocast
+from bench.plan.workload import count_module
+from bench.models.builders import build_model
+from bench.plan.workload import count_model
+from bench.measure.flops import count_flops
+from bench.core.files import atomic_write
+from bench.measure.timing import reference_workload
+from bench.data.images import decode_file
+from bench.data.synthetic import _styles, render
 
 CALIBRATION_VERSION = 3  # 3: rates fitted by non-negative least squares over many points
 
@@ -61,8 +73,6 @@ def _process_age_s() -> float | None:
 
 
 def machine_key(device: torch.device) -> dict[str, Any]:
-    from bench.platform.env import _cpu_model
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
     return {"version": CALIBRATION_VERSION, "device": device.type, "device_name": name, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
@@ -82,7 +92,6 @@ def load_cached(path: Path, key: dict[str, Any]) -> Calibration | None:
 
 
 def save_cached(path: Path, cal: Calibration) -> None:
-    from bench.core.files import atomic_write_text
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
@@ -116,12 +125,6 @@ def get_calibration(device: torch.device, path: Path, *, precisions: tuple[str, 
     return cal, measured
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _depthwise(device: torch.device) -> nn.Module:
@@ -149,10 +152,7 @@ def add_precisions(cal: Calibration, device: torch.device, precisions: list[str]
     Training rates scale by the same ratios (CPU training in them is opt-in)."""
     from dataclasses import replace
 
-    from bench.platform.device import autocast
-    from bench.plan.workload import count_module
-
-    sync = lambda: _sync(device)  # noqa: E731
+    sync = lambda: synchronize(device)  # noqa: E731
     nets = _calibration_nets(device)
     ratios = {}
     for name, shape in (("resnet18", (1, 3, 32, 32)), ("depthwise", (1, 96, 16, 16))):
@@ -187,7 +187,6 @@ TRAIN_POINTS = (("resnet18", 8, 2), ("resnet18", 32, 16), ("resnet18", 64, 16),
 
 def _calibration_nets(device: torch.device) -> dict[str, tuple[nn.Module, int]]:
     """name -> (module, input channels)."""
-    from bench.models.builders import build_model
     return {"resnet18": (build_model("resnet18", num_classes=10).to(device), 3),
             "mobilenet_v2": (build_model("mobilenet_v2", num_classes=10).to(device), 3),
             "depthwise": (_depthwise(device), 96),
@@ -197,8 +196,6 @@ def _calibration_nets(device: torch.device) -> dict[str, tuple[nn.Module, int]]:
 def _time_points(nets: dict[str, tuple[nn.Module, int]], points, device: torch.device, *, train: bool) -> list[tuple[dict[str, Any], int, float]]:
     """(workload counts of one input, batch, median seconds) per point: a forward under inference_mode, or
     a training step without the optimizer (zero_grad, forward, backward; the optimizer is timed apart)."""
-    from bench.plan.workload import count_module
-
     rows = []
     for name, size, batch in points:
         net, channels = nets[name]
@@ -208,12 +205,12 @@ def _time_points(nets: dict[str, tuple[nn.Module, int]], points, device: torch.d
             def call(net=net, x=x) -> None:
                 net.zero_grad(set_to_none=False)
                 net(x).sum().backward()
-                _sync(device)
+                synchronize(device)
         else:
             def call(net=net, x=x) -> None:
                 with torch.inference_mode():
                     net(x)
-                _sync(device)
+                synchronize(device)
         counts = count_module(copy.deepcopy(net).eval(), (1, channels, size, size))
         rows.append((counts, batch, _best_time(call, repeats=5 if batch <= 2 else 3)))
     return rows
@@ -242,12 +239,9 @@ def _fit_rates(rows: list[tuple[dict[str, Any], int, float]], what: str) -> dict
 
 def calibrate(device: torch.device) -> Calibration:
     """The fp32 calibration (bf16/fp16: `add_precisions`)."""
-    from bench.models.builders import build_model
-    from bench.plan.workload import count_model
-
     age_at_start = _process_age_s() or 0.0
     key = machine_key(device)
-    sync = lambda: _sync(device)  # noqa: E731
+    sync = lambda: synchronize(device)  # noqa: E731
 
     # -- forward and training-step times of two real networks at several sizes, fitted -------------------------
     nets = _calibration_nets(device)
@@ -261,8 +255,6 @@ def calibrate(device: torch.device) -> Calibration:
     tiny = count_model("resnet18", 8, 10)
 
     # -- the FLOP counter's dispatch-mode overhead, per operator call ----------------------------------------
-    from bench.measure.flops import count_flops
-
     net.eval()
     xt = torch.randn(1, 3, 8, 8, device=device)
     t_counted = _best_time(lambda: count_flops(net, xt), repeats=3)
@@ -282,19 +274,13 @@ def calibrate(device: torch.device) -> Calibration:
     state = {"w": torch.randn(n_params)}
     copy_s_per_byte = _best_time(lambda: copy.deepcopy(state), repeats=3) / (n_params * 4)
     with tempfile.TemporaryDirectory() as tmp:
-        from bench.core.files import atomic_write
         target = Path(tmp) / "w.pt"
         save_s_per_byte = _best_time(lambda: atomic_write(target, lambda fh: torch.save(state, fh), binary=True), repeats=2) / (n_params * 4)
 
         # -- reference matmul, images ---------------------------------------------------------------------
-        from bench.measure.timing import reference_workload
-
         ref = reference_workload(device)
         reference_s = _best_time(lambda: (ref(), sync()), repeats=5)
         import numpy as np
-
-        from bench.data.images import decode_file
-        from bench.data.synthetic import _styles, render
 
         rng = np.random.default_rng(0)
         styles = _styles(4, rng)

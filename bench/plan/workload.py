@@ -20,6 +20,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.core.cell import Cell, canonical_json
 from bench.plan.cost import DataWork, ForwardWork, SpeedWork, TrainWork, Work
+from bench.models.builders import build_model, classifier_prefix
+from bench.measure.flops import count_flops, count_params
+from bench.data.synthetic import GENERATOR_VERSION, cache_dir, class_counts
+from bench.data import load_samples, stratified_split
+from bench.data.images import _cache_key, _disk_path
+from bench.platform.device import cpu_precision_is_native
+from bench.execution.epochs import shared_training_groups
+from bench.plan.cost import estimate
+from bench.core.files import atomic_write_text
 
 CACHE_VERSION = 1
 
@@ -45,7 +54,6 @@ class _OpCounter(TorchDispatchMode):
 def count_model(name: str, resolution: int, num_classes: int, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Forward FLOPs per image (dense, grouped, elementwise), operator calls, params and the head's params
     of a registry model, counted on the meta device."""
-    from bench.models.builders import build_model, classifier_prefix
     with torch.device("meta"):
         model = build_model(name, num_classes=num_classes, resolution=resolution, **(model_kwargs or {}))
     counts = count_module(model, (1, 3, resolution, resolution))
@@ -57,8 +65,6 @@ def count_model(name: str, resolution: int, num_classes: int, model_kwargs: dict
 def count_module(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """Forward FLOPs of one input of `input_shape` (dense, grouped, elementwise), operator calls and params
     of any module, counted on the meta device (the module is moved there if it is not)."""
-    from bench.measure.flops import count_flops, count_params
-
     if any(p.device.type != "meta" for p in model.parameters()):
         model = model.to("meta")
     x = torch.empty(*input_shape, device="meta")
@@ -97,7 +103,6 @@ class WorkloadCache:
         if self.path is None or not self.dirty:
             return
         try:
-            from bench.core.files import atomic_write_text
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps({"version": CACHE_VERSION, "models": self.data}))
         except OSError:
@@ -107,8 +112,6 @@ class WorkloadCache:
 def _synthetic_artists(options: dict[str, Any]) -> tuple[int, bool]:
     """(images, already generated?) of the synthetic artists stand-in, from its definition."""
     import hashlib
-
-    from bench.data.synthetic import GENERATOR_VERSION, cache_dir, class_counts
 
     params = {"scale": 1.0, "image_size": 64, "seed": 0, **options}
     counts = [max(2, int(round(c * params["scale"]))) for c in class_counts()]
@@ -120,9 +123,6 @@ def _synthetic_artists(options: dict[str, Any]) -> tuple[int, bool]:
 def dataset_plan(data: dict[str, Any], resolution: int, base_dir: Path) -> dict[str, Any]:
     """Images in a cell's dataset after `subset`, the train/val split sizes, and what is left to do:
     images to render (a synthetic dataset not generated yet) and to decode (not in the decoded cache)."""
-    from bench.data import load_samples, stratified_split
-    from bench.data.images import _cache_key, _disk_path
-
     kind, options = data.get("kind", "synthetic-artists"), dict(data.get("options") or {})
     subset, val_fraction = data.get("subset"), float(data.get("val_fraction", 0.2))
     synthetic = None
@@ -154,9 +154,6 @@ def dataset_plan(data: dict[str, Any], resolution: int, base_dir: Path) -> dict[
 def cell_works(cells: list[Cell], base_dir: Path, cache: WorkloadCache, *, cpu: bool = True) -> list[Work]:
     """The `Work` of each cell, in order. A dataset is rendered and decoded by the first cell that needs it
     (later cells find it cached); cells of an epoch sweep other than the longest are read off its run."""
-    from bench.platform.device import cpu_precision_is_native
-    from bench.execution.epochs import shared_training_groups
-
     served = {c.id for group in shared_training_groups(cells) for c in group[:-1]}
     prepared: set[str] = set()
     datasets: dict[str, dict[str, Any]] = {}
@@ -200,8 +197,6 @@ def default_cache_path(results_root: Path = Path("results")) -> Path:
 def estimate_cells(cells: list[Cell], base_dir: Path, cal, *, device_type: str = "cpu",
                    cache_path: Path | None = None) -> list[dict[str, float]]:
     """Each cell's estimated seconds by part (bench.plan.cost.estimate), in order."""
-    from bench.plan.cost import estimate
-
     cache = WorkloadCache(cache_path)
     try:
         works = cell_works(cells, base_dir, cache, cpu=device_type == "cpu")

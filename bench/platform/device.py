@@ -14,8 +14,10 @@ import torch
 
 from bench.core.errors import InputError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from bench.core.precision import PRECISIONS  # noqa: F401  (re-exported beside the dtypes)
+
+# the one precision -> dtype table (autocast computes in these; fp32 means no autocast)
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -34,7 +36,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The autocast context of a precision ('fp32' = no autocast)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +52,7 @@ def _probe(device_type: str, precision: str) -> str | None:
         x = torch.randn(2, 3, 8, 8, device=device)
         with torch.inference_mode(), autocast(device, precision):
             y = lin(conv(x).mean((2, 3)))
-        if y.dtype != _DTYPES[precision]:
+        if y.dtype != DTYPES[precision]:
             return f"autocast to {precision} on {device.type} left outputs in {y.dtype}"
     except Exception as exc:  # the reason is the record
         return f"{precision} autocast is not supported on {device.type}: {type(exc).__name__}: {exc}"

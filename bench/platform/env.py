@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import bench
+from bench.platform.machine import capture_machine_state
 
 
 def _cpu_model() -> str:
@@ -62,8 +64,6 @@ def perf_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """Everything needed to judge whether two runs' numbers are comparable."""
-    import bench
-
     try:
         cores_usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -91,8 +91,6 @@ def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Pa
         "seeds": seeds or [],
         "env_vars": perf_env_vars(),
     }
-    from bench.platform.machine import capture_machine_state
-
     env["machine"] = capture_machine_state(device.type, device.index or 0)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from bench.platform.device import DTYPES
+
 # IEEE 754 binary32 / binary16 and Google's bfloat16: (exponent bits, explicit mantissa bits)
 LAYOUT = {"fp32": (8, 23), "bf16": (8, 7), "fp16": (5, 10)}
 

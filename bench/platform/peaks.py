@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from bench.platform.env import _cpu_model
 
 T = 1e12
 
@@ -93,8 +94,6 @@ def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from bench.platform.env import _cpu_model
-
     return f"CPU {_cpu_model()}" if device.type == "cpu" else device.type
 
 

@@ -23,6 +23,7 @@ from bench.report import plots
 from bench.report.data import RunData
 from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
 from bench.core.result import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
+from bench.models.published import efficientnet_paper_rows, paper_figure
 
 MAX_CURVE_PANELS = 16
 
@@ -363,8 +364,6 @@ def cost(ctx: ReportContext) -> dict | None:
 
 @register_section("efficientnet", "EfficientNet scaling vs the paper's Table 2", 30)
 def efficientnet(ctx: ReportContext) -> dict | None:
-    from bench.models.published import efficientnet_paper_rows, paper_figure
-
     rows = efficientnet_paper_rows(ctx.current.results)
     if not rows:
         return None
@@ -599,7 +598,7 @@ def precisions(ctx: ReportContext) -> dict | None:
 def _format_rows(blocks: list[dict]) -> list[dict]:
     """Each precision's number format (torch.finfo) next to what it measured here, over the models:
     geometric mean of the speed-ups, mean of the Δ."""
-    from bench.platform.number_formats import format_info
+    from bench.platform.number_formats import format_info  # deferred: imports torch
 
     rows = []
     for name in ("fp32", "bf16", "fp16"):

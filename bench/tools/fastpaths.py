@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from bench.models.builders import build_model
 
 VARIANTS = ("baseline", "channels_last", "threads=1", "compile", "bf16")
 
@@ -50,7 +51,6 @@ def _throughput(step: Callable[[], Any], batch: int, min_time_s: float, min_iter
 
 def _runner(name: str, resolution: int, mode: str, variant: str, batch: int, num_classes: int = 10) -> Callable[[], Any]:
     """A zero-argument step (one inference batch or one training step) set up for a variant."""
-    from bench.models.builders import build_model
     model = build_model(name, num_classes=num_classes, resolution=resolution)
     x = torch.randn(batch, 3, resolution, resolution)
     y = torch.randint(0, num_classes, (batch,))

@@ -54,8 +54,21 @@ import torch
 from bench.platform.allocator import PINNED_HEAP_ENV, minor_faults, pin_glibc_heap
 from bench.platform.peaks import mfu_for
 from bench.platform.env import perf_env_vars
+from bench.core.stats import percentile
+from bench.platform.device import DTYPES, synchronize
+from bench.execution.isolation import run_cell_isolated
+from bench.measure import speed as speed_module
+from bench.execution.cell import run_cell
+from bench.measure.timing import time_loop
+from bench.core.cell import Cell
+from bench.platform.device import precision_unsupported
+from bench.execution.isolation import ForkServer
+from bench.measure.speed import SpeedSettings
+from bench.models.builders import build_model
+from bench.models import get_entry
+from bench.execution.cell import seed_everything
+from bench.measure.flops import count_flops
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -82,11 +95,6 @@ class ReferenceResult:
         return None if self.minor_faults is None else self.minor_faults / self.calls
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.device, precision: str = "fp32",
                    warmup_iters: int = 10, bench_iters: int = 40, clock: Callable[[], float] = time.perf_counter) -> ReferenceResult:
     """timm's inference benchmark loop (see the module docstring), on a prepared model and input."""
@@ -100,7 +108,7 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
         for _ in range(warmup_iters):
             with amp:
                 model(x)
-            _sync(device)
+            synchronize(device)
         images = 0
         faults = minor_faults() if device.type == "cpu" else None  # host page faults say nothing of a GPU's call
         start = clock()
@@ -108,7 +116,7 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
             t0 = clock()
             with amp:
                 model(x)
-            _sync(device)
+            synchronize(device)
             steps.append(clock() - t0)
             images += x.shape[0]
         elapsed = clock() - start
@@ -159,16 +167,6 @@ class ParityRow:
         return all(abs(r - 1) <= tolerance for r in same)
 
 
-def _quantile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if len(s) == 1:
-        return s[0]
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def summarize(bench: list[float], reference: list[float], bench_mean: list[float] | None = None) -> dict[str, Any]:
     """Per-round ratios bench / reference and their median, min, max and interquartile range."""
     if not bench or len(bench) != len(reference):
@@ -179,7 +177,7 @@ def summarize(bench: list[float], reference: list[float], bench_mean: list[float
         "ratio": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
-        "ratio_iqr": _quantile(ratios, 0.75) - _quantile(ratios, 0.25),
+        "ratio_iqr": percentile(sorted(ratios), 75) - percentile(sorted(ratios), 25),
         "ratio_mean": statistics.median(means),
         "bench_img_s": statistics.median(bench),
         "reference_img_s": statistics.median(reference),
@@ -197,11 +195,6 @@ CLOCKS = {"wall": time.perf_counter, "thread_cpu": time.thread_time}
 
 def _bench_round(cell, device: torch.device, isolation: str, server, clock: str = "wall") -> dict[str, Any]:
     from unittest import mock
-
-    from bench.execution.isolation import run_cell_isolated
-    from bench.measure import speed as speed_module
-    from bench.execution.cell import run_cell
-    from bench.measure.timing import time_loop
 
     if isolation == "process":
         result = run_cell_isolated(cell, device, server=server)
@@ -244,13 +237,6 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     (bench.platform.allocator; process-wide and permanent, so `bench parity` asks for it and a library call does not
     by default): then neither loop's page faults depend on what the other allocated before it. Page faults
     per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`)."""
-    from bench.core.cell import Cell
-    from bench.platform.device import precision_unsupported
-    from bench.execution.isolation import ForkServer
-    from bench.measure.speed import SpeedSettings
-    from bench.models.builders import build_model
-    from bench.models import get_entry
-    from bench.execution.cell import seed_everything
     if isolation not in ("none", "process"):
         raise ValueError("isolation must be 'none' or 'process'")
     if rounds < 1:
@@ -278,8 +264,6 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
             x = torch.randn(batch_size, 3, resolution, resolution, device=device).contiguous(memory_format=fmt)
             gflops = None
             if with_mfu:
-                from bench.measure.flops import count_flops
-
                 with torch.no_grad():
                     gflops = count_flops(model, x[:1]).flops / 1e9
             for precision in precisions:

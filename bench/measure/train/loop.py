@@ -21,7 +21,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
+from bench.data.loader import CachedImages, make_loader
+
+from bench.data.images import decode_all
+
+from bench.data import load_samples, stratified_split
 from bench.platform.device import autocast, cpu_precision_is_native, cpu_precision_slowdown, precision_unsupported, synchronize
 from bench.core.errors import Diverged, InputError, SkipCell
 from bench.measure.base import CellContext, Measurement
@@ -31,6 +35,7 @@ from bench.measure.train.metrics import classification_metrics
 from bench.models.builders import classifier_prefix
 from bench.measure.train.settings import Strategy
 from bench.measure.train.strategies import make_loss, make_sampler
+from bench.core.files import atomic_write, atomic_write_text
 def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
     # fused Adam/AdamW: one kernel per step instead of foreach temporaries; on a CPU this is ~10x
     # faster for large layers (VGG16's 102M-weight FC: 0.05 s vs 0.6 s a step, measured here).
@@ -311,7 +316,6 @@ class Train(Measurement):
         """Write the evaluated checkpoint and its predictions beside the cell; return their names."""
         if artifact_dir is None:
             return {"checkpoint": None, "predictions_file": None}
-        from bench.core.files import atomic_write, atomic_write_text
         artifact_dir.mkdir(parents=True, exist_ok=True)
         if state is not None:
             atomic_write(artifact_dir / "best.pt", lambda fh: torch.save(state, fh), binary=True)
