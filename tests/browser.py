@@ -23,7 +23,10 @@ def chromium_driver(width: int = 1280, height: int = 900):
     """A headless Chrome WebDriver, or (None, reason)."""
     browser, driver_path = find_chromium()
     if not browser or not driver_path:
-        return None, "no Chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; .ci/run does this)"
+        return (
+            None,
+            "no Chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; .ci/run does this)",
+        )
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -31,7 +34,13 @@ def chromium_driver(width: int = 1280, height: int = 900):
         return None, "selenium is not installed (pip install -e '.[dev]')"
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--window-size={width},{height}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver_path), options=options), None

@@ -12,10 +12,10 @@ from typing import Any, Literal
 import torch
 
 from bench.measure.base import CellContext, Measurement
-
+from bench.measure.registry import register_measurement
 from bench.measure.settings import Settings
 
-from bench.measure.registry import register_measurement
+
 class FaultSettings(Settings):
     mode: Literal["ok", "exit", "kill", "memory"] = "ok"
 

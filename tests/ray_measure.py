@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure.base import CellContext, Measurement
-
+from bench.measure.registry import register_measurement
 from bench.measure.settings import Settings
 
-from bench.measure.registry import register_measurement
+
 class DieOnceSettings(Settings):
     marker_dir: str
     kill_seed: int = 0

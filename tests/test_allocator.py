@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.platform import allocator
+
 # Eight passes of an allocation pattern, faults counted per pass. "big": one 40 MB block made and freed,
 # like efficientnet_b0's 38.5 MB activation; above glibc's 32 MiB cap on its mmap threshold, so by default
 # every pass maps it afresh and faults all its pages in again (a lone block like this one kept faulting
@@ -39,7 +40,9 @@ def _passes(mode: str, pattern: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     if mode == "env":
         env |= allocator.PINNED_HEAP_ENV
-    out = subprocess.run([sys.executable, "-c", PASSES, mode, pattern], capture_output=True, text=True, check=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", PASSES, mode, pattern], capture_output=True, text=True, check=True, timeout=120, env=env
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -83,5 +86,8 @@ def test_pinning_refuses_when_another_allocator_is_preloaded(monkeypatch):
 
 def test_pinning_says_why_not_without_glibc(monkeypatch):
     monkeypatch.setattr(allocator, "_libc", lambda: None)
-    assert allocator.pin_glibc_heap() == {"allocator": "not glibc", "pinned": False,
-                                                "reason": "mallopt's settings are glibc's; this C library has none"}
+    assert allocator.pin_glibc_heap() == {
+        "allocator": "not glibc",
+        "pinned": False,
+        "reason": "mallopt's settings are glibc's; this C library has none",
+    }

@@ -59,7 +59,10 @@ def data(tmp_path):
     (tmp_path / "img/notes.jpg").write_text("meeting notes, not a picture")
     _csv(tmp_path / "not_an_image.csv", rows + [("n", "img/notes.jpg", "vermeer")])
     _image(tmp_path / "outside.jpg")
-    _csv(tmp_path / "img/escape.csv", [(r[0], r[1].removeprefix("img/"), r[2]) for r in rows] + [("x", "../outside.jpg", "monet")])
+    _csv(
+        tmp_path / "img/escape.csv",
+        [(r[0], r[1].removeprefix("img/"), r[2]) for r in rows] + [("x", "../outside.jpg", "monet")],
+    )
     _csv(tmp_path / "val_unseen.csv", [("v", rows[0][1], "turner")])
     return tmp_path
 
@@ -70,24 +73,75 @@ def _entry(options: dict, **extra) -> str:
 
 # (case, model entry options / overrides, fragments of the reason)
 CASES = [
-    ("missing data root", {"csv": "good.csv", "root": "no_such_folder"}, {},
-     ["no_such_folder", "data.root: data root not found", "give the folder the image paths are relative to"]),
+    (
+        "missing data root",
+        {"csv": "good.csv", "root": "no_such_folder"},
+        {},
+        ["no_such_folder", "data.root: data root not found", "give the folder the image paths are relative to"],
+    ),
     ("CSV not found", {"csv": "nope.csv"}, {}, ["nope.csv: CSV file not found", "give the path of the dataset's CSV"]),
-    ("CSV missing a column", {"csv": "no_label_column.csv"}, {},
-     ["no_label_column.csv:1: CSV has no column 'artist' (columns: id, img_path)", "set data.path_column / data.label_column"]),
-    ("empty CSV", {"csv": "empty.csv"}, {}, ["empty.csv:1: the CSV is empty", "expected a header with img_path,artist"]),
-    ("one-class label column", {"csv": "one_class.csv"}, {},
-     ["the label column has a single class ('monet') in CSV ", "one_class.csv", "classification needs at least two classes"]),
-    ("image file missing", {"csv": "missing_image.csv"}, {}, ["img/gone.jpg: bad image: file not found", "on_bad_image: skip"]),
+    (
+        "CSV missing a column",
+        {"csv": "no_label_column.csv"},
+        {},
+        [
+            "no_label_column.csv:1: CSV has no column 'artist' (columns: id, img_path)",
+            "set data.path_column / data.label_column",
+        ],
+    ),
+    (
+        "empty CSV",
+        {"csv": "empty.csv"},
+        {},
+        ["empty.csv:1: the CSV is empty", "expected a header with img_path,artist"],
+    ),
+    (
+        "one-class label column",
+        {"csv": "one_class.csv"},
+        {},
+        [
+            "the label column has a single class ('monet') in CSV ",
+            "one_class.csv",
+            "classification needs at least two classes",
+        ],
+    ),
+    (
+        "image file missing",
+        {"csv": "missing_image.csv"},
+        {},
+        ["img/gone.jpg: bad image: file not found", "on_bad_image: skip"],
+    ),
     ("truncated JPEG", {"csv": "truncated.csv"}, {}, ["img/truncated.jpg: bad image: corrupt or truncated image"]),
-    ("non-image with an image extension", {"csv": "not_an_image.csv"}, {},
-     ["img/notes.jpg: bad image: not an image (unrecognised format)"]),
-    ("path escaping the data root", {"csv": "img/escape.csv"}, {},
-     ["escape.csv:14: image path '../outside.jpg' escapes the data root", "paths in the CSV must stay inside the data root"]),
-    ("validation label unseen in training", {"csv": "good.csv", "val_csv": "val_unseen.csv"}, {},
-     ["val_unseen.csv:2: validation label 'turner' does not occur in training", "every validation class needs training images"]),
-    ("batch larger than the dataset", {"csv": "good.csv"}, {"batch_size": 64},
-     ["batch size 64 is larger than the training set (8 images)", "use a smaller batch size"]),
+    (
+        "non-image with an image extension",
+        {"csv": "not_an_image.csv"},
+        {},
+        ["img/notes.jpg: bad image: not an image (unrecognised format)"],
+    ),
+    (
+        "path escaping the data root",
+        {"csv": "img/escape.csv"},
+        {},
+        [
+            "escape.csv:14: image path '../outside.jpg' escapes the data root",
+            "paths in the CSV must stay inside the data root",
+        ],
+    ),
+    (
+        "validation label unseen in training",
+        {"csv": "good.csv", "val_csv": "val_unseen.csv"},
+        {},
+        [
+            "val_unseen.csv:2: validation label 'turner' does not occur in training",
+            "every validation class needs training images",
+        ],
+    ),
+    (
+        "batch larger than the dataset",
+        {"csv": "good.csv"},
+        {"batch_size": 64},
+        ["batch size 64 is larger than the training set (8 images)", "use a smaller batch size"],
+    ),
 ]
 
 
@@ -95,8 +149,9 @@ def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
     clear_memory_cache()
     models = [_entry(opts, **extra) for _, opts, extra, _ in CASES] + [_entry({"csv": "good.csv"})]
     suite = data / "bad-data.yaml"
-    suite.write_text(textwrap.dedent(
-        """
+    suite.write_text(
+        textwrap.dedent(
+            """
         name: bad-data
         models:
         {models}
@@ -106,7 +161,8 @@ def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
         settings:
           train: {{data: {{kind: csv, val_fraction: 0.3, hflip: false}}, epochs: 1, early_stopping: null}}
         """
-    ).format(models="\n".join(f"  - {m}" for m in models)))
+        ).format(models="\n".join(f"  - {m}" for m in models))
+    )
     out = data / "run"
     result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--no-report"])
     assert result.exit_code == 1, result.output  # failed cells: exit 1, not a crash

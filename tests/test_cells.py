@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from bench.core.cell import Cell, cell_id
-
 from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 THREE_AXES = textwrap.dedent(
     """
     name: three-axes
@@ -52,7 +52,10 @@ def test_expansion_is_deterministic(suite_file):
 
 
 def _ids_in_subprocess(path, hashseed):
-    code = "import sys; from bench.suite.load import load_suite; from bench.suite.expand import expand; print(' '.join(c.id for c in expand(load_suite(sys.argv[1]))))"
+    code = (
+        "import sys; from bench.suite import expand, load_suite; "
+        "print(' '.join(c.id for c in expand(load_suite(sys.argv[1]))))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": str(hashseed)}
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
     return out.stdout.split()
@@ -68,15 +71,32 @@ def test_ids_identical_across_processes(suite_file):
 def test_id_is_hash_of_resolved_config_only(suite_file):
     """The same cell from two different suites (other name, other order) has the same id."""
     a = expand(load_suite(suite_file("name: a\nmodels: [resnet18]\nmatrix: {resolution: [64]}\n", "a.yaml")))
-    b = expand(load_suite(suite_file("name: b\ndescription: other\nmodels: [mobilenet_v2, resnet18]\nmatrix: {resolution: 64}\n", "b.yaml")))
+    b = expand(
+        load_suite(
+            suite_file(
+                "name: b\ndescription: other\nmodels: [mobilenet_v2, resnet18]\nmatrix: {resolution: 64}\n", "b.yaml"
+            )
+        )
+    )
     assert a[0].id == b[1].id
     # and a known value: the hash is of canonical JSON, so it must not drift between versions silently
     assert a[0].id == cell_id(a[0].identity())
 
 
 def test_cell_roundtrip():
-    cell = Cell(model="resnet18", family="resnet", resolution=64, batch_size=2, precision="fp32", channels_last=False,
-                compile=False, seed=0, num_classes=10, measure=("profile",), settings={"profile": {"batch_size": 1}})
+    cell = Cell(
+        model="resnet18",
+        family="resnet",
+        resolution=64,
+        batch_size=2,
+        precision="fp32",
+        channels_last=False,
+        compile=False,
+        seed=0,
+        num_classes=10,
+        measure=("profile",),
+        settings={"profile": {"batch_size": 1}},
+    )
     again = Cell.from_dict(json.loads(json.dumps(cell.to_dict())))
     assert again == cell and again.id == cell.id
 
@@ -149,10 +169,22 @@ def test_cudnn_benchmark_set_for_the_cell_and_restored(monkeypatch):
     import torch
 
     from bench.execution import cell as runner
+
     seen = []
     monkeypatch.setattr(runner, "_measure_cell", lambda cell, *a: seen.append(torch.backends.cudnn.benchmark))
-    cell = Cell(model="resnet18", family="resnet", resolution=32, batch_size=2, precision="fp32", channels_last=False,
-                compile=False, seed=0, num_classes=10, measure=("profile",), cudnn_benchmark=True)
+    cell = Cell(
+        model="resnet18",
+        family="resnet",
+        resolution=32,
+        batch_size=2,
+        precision="fp32",
+        channels_last=False,
+        compile=False,
+        seed=0,
+        num_classes=10,
+        measure=("profile",),
+        cudnn_benchmark=True,
+    )
     before = torch.backends.cudnn.benchmark
     runner.run_cell(cell, torch.device("cpu"))
     assert seen == [True] and torch.backends.cudnn.benchmark == before

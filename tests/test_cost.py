@@ -9,18 +9,43 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.plan.cost import (Calibration, DataWork, ForwardWork, SpeedWork, TrainWork, Work, estimate, forward_s, timed_calls,
-                        total, train_step_s)
+from bench.plan.cost import (
+    Calibration,
+    DataWork,
+    ForwardWork,
+    SpeedWork,
+    TrainWork,
+    Work,
+    estimate,
+    forward_s,
+    timed_calls,
+    total,
+    train_step_s,
+)
 
 CAL = Calibration(
-    dense_flops_s={"fp32": 1e9, "bf16": 0.5e9}, grouped_flops_s={"fp32": 1e8}, elementwise_flops_s={"fp32": 1e8},
-    train_dense_flops_s={"fp32": 5e8}, train_grouped_flops_s={"fp32": 5e7},
-    op_s=1e-4, train_op_s=4e-4, profile_s_per_op=1e-3, optimizer_s_per_param=1e-8, init_s_per_param=1e-8, copy_s_per_byte=1e-9,
-    save_s_per_byte=2e-9, reference_s=0.01, render_s_per_image=0.002, decode_s_per_image=0.001, build_fixed_s=0.5,
+    dense_flops_s={"fp32": 1e9, "bf16": 0.5e9},
+    grouped_flops_s={"fp32": 1e8},
+    elementwise_flops_s={"fp32": 1e8},
+    train_dense_flops_s={"fp32": 5e8},
+    train_grouped_flops_s={"fp32": 5e7},
+    op_s=1e-4,
+    train_op_s=4e-4,
+    profile_s_per_op=1e-3,
+    optimizer_s_per_param=1e-8,
+    init_s_per_param=1e-8,
+    copy_s_per_byte=1e-9,
+    save_s_per_byte=2e-9,
+    reference_s=0.01,
+    render_s_per_image=0.002,
+    decode_s_per_image=0.001,
+    build_fixed_s=0.5,
     run_fixed_s=3.0,
 )
 FW = ForwardWork(dense_flops=1e8, grouped_flops=1e7, elementwise_flops=1e6, ops=100)
-SPEED = SpeedWork(warmup_iters=2, warmup_max_iters=30, warmup_window=3, warmup_max_time_s=10.0, min_repeats=5, min_time_s=0.3)
+SPEED = SpeedWork(
+    warmup_iters=2, warmup_max_iters=30, warmup_window=3, warmup_max_time_s=10.0, min_repeats=5, min_time_s=0.3
+)
 approx = lambda x: pytest.approx(x, rel=1e-12)  # noqa: E731
 
 
@@ -35,7 +60,9 @@ def test_train_step_is_three_forwards_at_training_rates_plus_optimizer():
     # 4 x 3 x (0.2 + 0.2 + 0.01) + 100 calls x 4e-4 + 1e6 params x 1e-8
     assert train_step_s(FW, 4, 1_000_000, CAL) == approx(4.97)
     # a frozen backbone (10% of the weights train): forward + 0.1 x backward, optimizer on the head only
-    assert train_step_s(FW, 4, 1_000_000, CAL, trainable_fraction=0.1) == approx(1.2 * 0.41 * 4 + 100 * (1e-4 + 0.1 * 3e-4) + 0.001)
+    assert train_step_s(FW, 4, 1_000_000, CAL, trainable_fraction=0.1) == approx(
+        1.2 * 0.41 * 4 + 100 * (1e-4 + 0.1 * 3e-4) + 0.001
+    )
 
 
 def test_timed_calls_follow_the_timing_loop_rules():
@@ -46,8 +73,16 @@ def test_timed_calls_follow_the_timing_loop_rules():
 
 
 def test_cell_estimate_adds_its_parts():
-    work = Work(params=1_000_000, forward=FW, batch_size=4, precision="fp32", profile=True, speed=SPEED,
-                train=TrainWork(epochs=2, n_train=10, n_val=5, eval_batch_size=4), data=DataWork(render_images=100, decode_images=50))
+    work = Work(
+        params=1_000_000,
+        forward=FW,
+        batch_size=4,
+        precision="fp32",
+        profile=True,
+        speed=SPEED,
+        train=TrainWork(epochs=2, n_train=10, n_val=5, eval_batch_size=4),
+        data=DataWork(render_images=100, decode_images=50),
+    )
     e = estimate(work, CAL)
     assert e["build"] == approx(0.51)
     assert e["profile"] == approx(0.22 + 2.5 + 520 * 1e-3)  # forward bs 1 + train step bs 2 + counter overhead per call
@@ -56,8 +91,18 @@ def test_cell_estimate_adds_its_parts():
     assert e["train"] == approx(2 * (2 * 4.97 + 2 * 0.85 + 4e6 * 1e-9) + 2 * 0.85 + 4e6 * 2e-9)
     assert e["data"] == approx(0.25)
     assert e["total"] == approx(0.51 + 3.24 + 7.74 + 24.996 + 0.25)
-    skipped = estimate(Work(params=1_000_000, forward=FW, batch_size=4, profile=True, speed=SPEED,
-                            train=TrainWork(epochs=2, n_train=10, n_val=5, skipped=True), data=DataWork(100, 50)), CAL)
+    skipped = estimate(
+        Work(
+            params=1_000_000,
+            forward=FW,
+            batch_size=4,
+            profile=True,
+            speed=SPEED,
+            train=TrainWork(epochs=2, n_train=10, n_val=5, skipped=True),
+            data=DataWork(100, 50),
+        ),
+        CAL,
+    )
     assert skipped["train"] == 0 and skipped["data"] == 0 and skipped["total"] == approx(11.49)
     assert total([e, skipped], CAL) == approx(3.0 + 36.736 + 11.49)
     inference_only = estimate(Work(params=1_000_000, forward=FW, batch_size=4, profile=True, profile_train=False), CAL)
@@ -69,6 +114,7 @@ def test_calibration_round_trips_through_json():
 
 
 # -- workload counts ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_meta_count_matches_the_profile_counter(name):
@@ -93,6 +139,7 @@ def test_meta_count_matches_the_profile_counter(name):
 def _suite(tmp_path: Path, text: str):
     from bench.suite.expand import expand
     from bench.suite.load import load_suite
+
     path = tmp_path / "s.yaml"
     path.write_text(text)
     suite = load_suite(path)
@@ -121,7 +168,9 @@ def test_workload_of_a_training_suite(tmp_path):
     fp32_long = by[("fp32", 4)].train
     assert fp32_long.n_train + fp32_long.n_val == n and fp32_long.n_val == round(0.3 * n)
     assert by[("fp32", 2)].train.served and not fp32_long.served  # an epoch sweep trains its longest cell only
-    assert by[("bf16", 4)].train.skipped == (not __import__("bench.platform.device", fromlist=["x"]).cpu_precision_is_native("bf16"))
+    assert by[("bf16", 4)].train.skipped == (
+        not __import__("bench.platform.device", fromlist=["x"]).cpu_precision_is_native("bf16")
+    )
 
 
 def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
@@ -129,8 +178,8 @@ def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from bench.plan.calibration import machine_key, save_cached
     from bench.cli.app import app
+    from bench.plan.calibration import machine_key, save_cached
 
     cal_path = tmp_path / "cal.json"
     save_cached(cal_path, replace(CAL, key=machine_key(torch.device("cpu"))))
@@ -167,8 +216,16 @@ def test_calibration_fit_recovers_known_rates_and_never_goes_negative():
     ]
 
     def seconds(w, batch, k=1.0):
-        return (k * batch * (w["dense_flops"] / true["dense"] + w["grouped_flops"] / true["grouped"] + w["elementwise_flops"] / true["elementwise"])
-                + w["ops"] * true["op_s"])
+        return (
+            k
+            * batch
+            * (
+                w["dense_flops"] / true["dense"]
+                + w["grouped_flops"] / true["grouped"]
+                + w["elementwise_flops"] / true["elementwise"]
+            )
+            + w["ops"] * true["op_s"]
+        )
 
     fitted = _fit_rates([(w, b, seconds(w, b)) for w, b in works], "inference")
     for key, value in true.items():

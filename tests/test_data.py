@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.core.errors import InputError
 from bench.data import CachedImages, decode_all, load_samples, make_loader, stratified_split
 from bench.data.images import clear_memory_cache
 from bench.data.synthetic import class_counts, generate
-from bench.core.errors import InputError
 
 
 @pytest.fixture(autouse=True)

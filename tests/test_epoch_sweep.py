@@ -6,11 +6,12 @@ import pandas as pd
 import torch
 
 import bench.execution.executors as executors_module
-from bench.suite.expand import expand
 from bench.execution.epochs import shared_training_groups
 from bench.execution.sweep import run_cells
 from bench.store.run_store import RunStore
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 SUITE = textwrap.dedent(
     """
     name: epoch-sweep
@@ -43,8 +44,14 @@ def _run(suite_file, tmp_path, name, epochs, early="null"):
 
 def _comparable(train: dict) -> dict:
     """A train result without wall-clock timings and the sharing notes."""
-    out = {k: v for k, v in train.items() if k not in TIMING + ("trained_in_cell", "shared_training", "serves_epochs", "checkpoint")}
-    out["curves"] = [{k: v for k, v in row.items() if k not in ("epoch_time_s", "train_img_s")} for row in train["curves"]]
+    out = {
+        k: v
+        for k, v in train.items()
+        if k not in TIMING + ("trained_in_cell", "shared_training", "serves_epochs", "checkpoint")
+    }
+    out["curves"] = [
+        {k: v for k, v in row.items() if k not in ("epoch_time_s", "train_img_s")} for row in train["curves"]
+    ]
     return out
 
 

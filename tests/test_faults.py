@@ -17,19 +17,24 @@ import torch
 from typer.testing import CliRunner
 
 import bench.execution.cell as runner_mod
-from bench.suite.expand import expand
 from bench.cli.app import app
 from bench.core.errors import StorageError
+from bench.core.files import atomic_write_text
 from bench.execution.cell import release_memory
 from bench.execution.sweep import run_cells
 from bench.store.run_store import RunStore
-from bench.core.files import atomic_write_text
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 FAST_SPEED = "settings: {speed: {warmup_iters: 1, min_repeats: 2, min_time_s: 0.0}}\n"
 
 
 def _snapshot(run_dir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def _tmp_files(run_dir: Path) -> list[Path]:
@@ -98,7 +103,9 @@ def test_inf_loss_names_epoch_and_step(suite_file, tmp_path, monkeypatch):
         return Injected()
 
     monkeypatch.setattr(train_mod, "make_loss", make_loss)
-    text = DIVERGING.replace("  - {name: resnet18, settings: {train: {optimizer: sgd, lr: 1.0e+30}}}   # weights blow up after step 1\n", "")
+    text = DIVERGING.replace(
+        "  - {name: resnet18, settings: {train: {optimizer: sgd, lr: 1.0e+30}}}   # weights blow up after step 1\n", ""
+    )
     text = text.replace("epochs: 1", "epochs: 3").replace("subset: 0.06", "subset: 0.1")
     cells = expand(load_suite(suite_file(text)))
     summary = run_cells(cells, RunStore.create(tmp_path / "run"), torch.device("cpu"))
@@ -111,12 +118,21 @@ def test_inf_loss_names_epoch_and_step(suite_file, tmp_path, monkeypatch):
 
 
 # -- out of memory, and an exception in forward -------------------------------------------------------
-@pytest.mark.parametrize("error", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 8589934592 bytes. Buy new RAM! out of memory"),
-], ids=["torch-oom", "runtime-error-oom"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError(
+            "DefaultCPUAllocator: not enough memory: you tried to allocate 8589934592 bytes. Buy new RAM! out of memory"
+        ),
+    ],
+    ids=["torch-oom", "runtime-error-oom"],
+)
 def test_out_of_memory_fails_the_cell_releases_memory_and_the_next_runs(suite_file, tmp_path, monkeypatch, error):
-    suite = suite_file("name: oom\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [2]}\nmeasure: [speed]\n" + FAST_SPEED)
+    suite = suite_file(
+        "name: oom\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [2]}\nmeasure: [speed]\n"
+        + FAST_SPEED
+    )
     cells = expand(load_suite(suite))
     built: list[weakref.ref] = []
     real_build = runner_mod.build_model
@@ -125,8 +141,10 @@ def test_out_of_memory_fails_the_cell_releases_memory_and_the_next_runs(suite_fi
         model = real_build(name, **kwargs)
         built.append(weakref.ref(model))
         if name == "resnet18":
+
             def forward(*args, **kw):
                 raise error
+
             model.forward = forward
         return model
 
@@ -143,7 +161,9 @@ def test_out_of_memory_fails_the_cell_releases_memory_and_the_next_runs(suite_fi
     summary = run_cells(cells, RunStore.create(tmp_path / "run"), torch.device("cpu"), isolation="none")
     oom, nxt = summary.results
     assert oom.status == "failed"
-    assert oom.reason.startswith("speed: out of memory (") and oom.reason.endswith("— lower the batch size or resolution")
+    assert oom.reason.startswith("speed: out of memory (") and oom.reason.endswith(
+        "— lower the batch size or resolution"
+    )
     assert str(error).splitlines()[0][:40] in oom.reason
     assert nxt.status == "ok" and nxt.measurements["speed"]["throughput_img_s"] > 0
     assert alive_at_release == [False, False]  # each cell's model was gone when memory was released
@@ -160,8 +180,9 @@ def test_release_memory_empties_the_cuda_cache(monkeypatch):
 
 def test_exception_in_forward_fails_only_that_cell(suite_file, tmp_path):
     # a ViT built for 224 px fed 32 px images: timm raises inside forward (a real model bug, no mock)
-    text = textwrap.dedent(
-        """
+    text = (
+        textwrap.dedent(
+            """
         name: forward-error
         models:
           - resnet18
@@ -170,7 +191,9 @@ def test_exception_in_forward_fails_only_that_cell(suite_file, tmp_path):
         matrix: {resolution: [32], batch_size: [2]}
         measure: [speed]
         """
-    ) + FAST_SPEED
+        )
+        + FAST_SPEED
+    )
     summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "run"), torch.device("cpu"))
     assert [r.status for r in summary.results] == ["ok", "failed", "ok"]
     assert summary.results[1].reason == "speed: AssertionError: Input height (32) doesn't match model (224)."
@@ -194,7 +217,9 @@ def test_disk_full_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
 
 
 def test_disk_full_during_a_run_stops_cleanly_and_resumes(suite_file, tmp_path, monkeypatch):
-    suite = suite_file("name: full\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [1]}\nmeasure: [profile]\n")
+    suite = suite_file(
+        "name: full\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [1]}\nmeasure: [profile]\n"
+    )
     cells = expand(load_suite(suite))
     out = tmp_path / "run"
     real_fsync = os.fsync
@@ -226,7 +251,9 @@ def test_disk_full_during_a_run_stops_cleanly_and_resumes(suite_file, tmp_path, 
 # -- a corrupted or half-written cell file on resume ----------------------------------------------------
 @pytest.mark.parametrize("damage", ["half-written", "garbage", "other-cell", "bad-status"])
 def test_corrupt_cell_file_detected_and_rerun(suite_file, tmp_path, damage):
-    suite = suite_file("name: corrupt\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [1]}\nmeasure: [profile]\n")
+    suite = suite_file(
+        "name: corrupt\nmodels: [resnet18, mobilenet_v2]\nmatrix: {resolution: [32], batch_size: [1]}\nmeasure: [profile]\n"
+    )
     out = tmp_path / "run"
     assert CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--no-report"]).exit_code == 0
     first, second = (out / "cells" / f"{c.id}.json" for c in expand(load_suite(suite)))

@@ -18,20 +18,21 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 import bench.execution.cell as runner_mod
-from bench.suite.expand import expand
 from bench.cli.app import app
-from bench.measure.flops import count_flops, count_train_flops
-from bench.platform.machine import gpu_state, warnings as machine_warnings
-from bench.measure.base import CellContext
-from bench.measure.profile import Profile, coverage
-from bench.models.builders import build_model
-from bench.models import get_entry
-from bench.report import render_report
 from bench.core.result import CellResult
 from bench.execution.sweep import run_cells
-from bench.store.run_store import RunStore
-from bench.suite.load import load_suite
+from bench.measure.base import CellContext
+from bench.measure.flops import count_flops, count_train_flops
+from bench.measure.profile import Profile, coverage
 from bench.measure.timing import settled, time_loop
+from bench.models import get_entry
+from bench.models.builders import build_model
+from bench.platform.machine import gpu_state
+from bench.platform.machine import warnings as machine_warnings
+from bench.report import render_report
+from bench.store.run_store import RunStore
+from bench.suite.expand import expand
+from bench.suite.load import load_suite
 
 # -- FLOP coverage --------------------------------------------------------------------------------------
 
@@ -81,7 +82,9 @@ class Mystery4D(nn.Module):
 
 def test_unknown_operator_flagged_in_results_csv_and_report(tmp_path, suite_file):
     """Through the profile measurement, the store, results.csv and the report."""
-    suite = load_suite(suite_file("name: mystery\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n"))
+    suite = load_suite(
+        suite_file("name: mystery\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n")
+    )
     (cell,) = expand(suite)
     ctx = CellContext(cell=cell, model=Mystery4D(), device=torch.device("cpu"), entry=get_entry("resnet18"))
     data = Profile({}).measure(ctx)
@@ -103,11 +106,22 @@ def test_unknown_operator_flagged_in_results_csv_and_report(tmp_path, suite_file
 def test_elementwise_ops_counted_apart_with_exact_costs():
     """conv 1->2 3x3 on 5x5: 18 outputs x 9 = 162 MACs. BN (eval, affine) 2/element, ReLU 1, adaptive
     average pool 1 per input element, softmax 3 per element: 36 + 18 + 18 + 6 = 78, not in the headline."""
-    m = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.BatchNorm2d(2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                      nn.Flatten(), nn.Softmax(dim=1)).eval()
+    m = nn.Sequential(
+        nn.Conv2d(1, 2, 3, bias=False),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Softmax(dim=1),
+    ).eval()
     count = count_flops(m, torch.randn(1, 1, 5, 5))
     assert count.macs == 162
-    assert count.elementwise_by_op == {"_native_batch_norm_legit_no_training": 36, "relu": 18, "mean": 18, "_softmax": 6}
+    assert count.elementwise_by_op == {
+        "_native_batch_norm_legit_no_training": 36,
+        "relu": 18,
+        "mean": 18,
+        "_softmax": 6,
+    }
     assert count.uncounted == {}
     assert count.elementwise_share == pytest.approx(78 / (324 + 78))
 
@@ -161,9 +175,15 @@ def test_report_lists_uncounted_ops_or_none_and_elementwise_share(suite_file, tm
     assert prof["resnet18"]["gmacs"] == pytest.approx(1.814, abs=1e-3)  # torchvision's 1.81 GFLOPS
     assert prof["vit_base_patch16_224"]["gmacs"] == pytest.approx(17.564, abs=1e-3)
     assert set(prof["vit_base_patch16_224"]["elementwise_by_op"]) == {
-        "add", "gelu", "native_layer_norm", "_scaled_dot_product_flash_attention_for_cpu.softmax"}
-    assert prof["vit_base_patch16_224"]["elementwise_by_op"]["_scaled_dot_product_flash_attention_for_cpu.softmax"] == \
-        3 * 12 * 12 * 197 * 197  # layers x heads x 197^2 scores, 3 FLOPs each
+        "add",
+        "gelu",
+        "native_layer_norm",
+        "_scaled_dot_product_flash_attention_for_cpu.softmax",
+    }
+    assert (
+        prof["vit_base_patch16_224"]["elementwise_by_op"]["_scaled_dot_product_flash_attention_for_cpu.softmax"]
+        == 3 * 12 * 12 * 197 * 197
+    )  # layers x heads x 197^2 scores, 3 FLOPs each
     assert {"silu_", "sigmoid", "mul"} <= set(prof["efficientnet_b0"]["elementwise_by_op"])
     df = pd.read_csv(store.run_dir / "results.csv")
     assert list(df["profile.flops_coverage_flag"]) == [False, False, False]
@@ -181,6 +201,7 @@ def test_report_lists_uncounted_ops_or_none_and_elementwise_share(suite_file, tm
 
 
 # -- training FLOPs -------------------------------------------------------------------------------------
+
 
 def test_resnet18_training_flops_about_three_times_forward():
     """Backward = grad w.r.t. inputs + grad w.r.t. weights, each the forward's MACs, except the first conv,
@@ -213,8 +234,10 @@ def test_grouped_conv_backward_is_counted_right():
     with plain:
         conv(x).sum().backward()
     assert plain.get_flop_counts()["Global"][torch.ops.aten.convolution_backward] == 20736
-    ratio = count_train_flops(build_model("mobilenet_v2"), torch.randn(1, 3, 64, 64)).flops / \
-        count_flops(build_model("mobilenet_v2"), torch.randn(1, 3, 64, 64)).flops
+    ratio = (
+        count_train_flops(build_model("mobilenet_v2"), torch.randn(1, 3, 64, 64)).flops
+        / count_flops(build_model("mobilenet_v2"), torch.randn(1, 3, 64, 64)).flops
+    )
     assert 2.9 <= ratio <= 3.0, ratio
 
 
@@ -231,6 +254,7 @@ def test_profile_records_training_flops_when_the_cell_trains_or_asked(suite_file
 
 # -- cell ids: new settings at their defaults change no id -------------------------------------------------
 
+
 def test_committed_nightly_baseline_keeps_its_cell_ids():
     from pathlib import Path
 
@@ -243,13 +267,16 @@ def test_committed_nightly_baseline_keeps_its_cell_ids():
 def test_new_settings_change_the_id_only_when_set(suite_file):
     base = "name: s\nmodels: [resnet18]\nmatrix: {resolution: [32]}\n"
     (plain,) = expand(load_suite(suite_file(base)))
-    (defaults,) = expand(load_suite(suite_file(base + "settings: {speed: {oom_fallback: false, warmup_max_iters: 30}}\n", "b.yaml")))
+    (defaults,) = expand(
+        load_suite(suite_file(base + "settings: {speed: {oom_fallback: false, warmup_max_iters: 30}}\n", "b.yaml"))
+    )
     (changed,) = expand(load_suite(suite_file(base + "settings: {speed: {oom_fallback: true}}\n", "c.yaml")))
     assert plain.id == defaults.id != changed.id
     assert "oom_fallback" not in plain.settings["speed"] and changed.settings["speed"]["oom_fallback"] is True
 
 
 # -- warm-up until stable ------------------------------------------------------------------------------------
+
 
 def test_settled_rule_exact():
     assert settled([5.0, 3.0, 2.0, 2.05, 1.98], window=3, tolerance=0.05)  # 2.05 and 1.98 within 5% of 2.0
@@ -273,14 +300,30 @@ class FakeClock:
 
 def test_warmup_runs_until_timings_settle_and_counts_what_it_discarded():
     clock = FakeClock([5.0, 3.0, 2.0, 2.05, 1.98])
-    r = time_loop(clock.call, device=torch.device("cpu"), warmup_iters=1, warmup_max_iters=30, warmup_window=3,
-                  warmup_tolerance=0.05, min_repeats=4, min_time_s=0.0, clock=clock)
+    r = time_loop(
+        clock.call,
+        device=torch.device("cpu"),
+        warmup_iters=1,
+        warmup_max_iters=30,
+        warmup_window=3,
+        warmup_tolerance=0.05,
+        min_repeats=4,
+        min_time_s=0.0,
+        clock=clock,
+    )
     assert r.warmup_iters == 5 and r.warmup_settled is True
     assert r.warmup_samples == pytest.approx((5.0, 3.0, 2.0, 2.05, 1.98))
     assert r.samples == (2.0, 2.0, 2.0, 2.0) and r.method == "perf_counter"
     noisy = FakeClock([1.0, 2.0] * 50)  # never settles: stops at the maximum, and says so
-    r = time_loop(noisy.call, device=torch.device("cpu"), warmup_iters=2, warmup_max_iters=12, min_repeats=1,
-                  min_time_s=0.0, clock=noisy)
+    r = time_loop(
+        noisy.call,
+        device=torch.device("cpu"),
+        warmup_iters=2,
+        warmup_max_iters=12,
+        min_repeats=1,
+        min_time_s=0.0,
+        clock=noisy,
+    )
     assert r.warmup_iters == 12 and r.warmup_settled is False
     fixed = FakeClock([9.0] * 10)  # no warmup_max_iters: the old fixed count
     r = time_loop(fixed.call, device=torch.device("cpu"), warmup_iters=4, min_repeats=1, min_time_s=0.0, clock=fixed)
@@ -294,14 +337,22 @@ def test_counter_is_read_around_the_timed_calls_only():
         calls["n"] += 1
 
     clock = FakeClock([1.0] * 20)
-    r = time_loop(fn, device=torch.device("cpu"), warmup_iters=3, min_repeats=4, min_time_s=0.0, clock=clock,
-                  counter=lambda: calls["n"] * 100)
+    r = time_loop(
+        fn,
+        device=torch.device("cpu"),
+        warmup_iters=3,
+        min_repeats=4,
+        min_time_s=0.0,
+        clock=clock,
+        counter=lambda: calls["n"] * 100,
+    )
     assert r.warmup_iters == 3 and len(r.samples) == 4
     assert r.counted == 400  # the 4 timed calls' increase, not the warm-up's
     assert time_loop(fn, device=torch.device("cpu"), warmup_iters=0, min_repeats=1, min_time_s=0.0).counted is None
 
 
 # -- what actually ran: results.csv and the report --------------------------------------------------------
+
 
 def test_actual_batch_warmup_and_timing_method_in_results_csv_and_report(suite_file, tmp_path):
     text = textwrap.dedent(
@@ -368,10 +419,16 @@ def test_oom_fallback_is_opt_in_recorded_and_shown(suite_file, tmp_path, monkeyp
     (ok,) = run_cells(cells, store, torch.device("cpu"), isolation="none").results
     speed = ok.measurements["speed"]
     assert ok.status == "ok" and speed["batch_size"] == 2 and speed["requested_batch_size"] == 8
-    assert speed["fallback"].startswith("batch 8 -> 4 after out of memory") and "; batch 4 -> 2 after" in speed["fallback"]
+    assert (
+        speed["fallback"].startswith("batch 8 -> 4 after out of memory") and "; batch 4 -> 2 after" in speed["fallback"]
+    )
     assert speed["throughput_img_s"] == pytest.approx(2 / (speed["latency_median_ms"] / 1e3))
     row = pd.read_csv(store.run_dir / "results.csv").iloc[0]
-    assert row["speed.batch_size"] == 2 and row["speed.requested_batch_size"] == 8 and row["speed.fallback"] == speed["fallback"]
+    assert (
+        row["speed.batch_size"] == 2
+        and row["speed.requested_batch_size"] == 8
+        and row["speed.fallback"] == speed["fallback"]
+    )
     md = render_report([store.run_dir], tmp_path / "out", formats=["md"])["md"].read_text()
     assert "Changed from the requested config" in md and "batch 8 → 2" in md and "2 (asked 8)" in md
 
@@ -414,8 +471,12 @@ def test_process_isolation_a_crash_or_exhausted_memory_fails_alone(suite_file, t
     assert not list(store.run_dir.rglob("*.tmp"))
 
     # the next cell's result equals its result when run on its own, in a fresh process and in this one
-    alone = run_cells(cells[3:], RunStore.create(tmp_path / "alone"), torch.device("cpu"), isolation="process").results[0]
-    inproc = run_cells(cells[3:], RunStore.create(tmp_path / "inproc"), torch.device("cpu"), isolation="none").results[0]
+    alone = run_cells(cells[3:], RunStore.create(tmp_path / "alone"), torch.device("cpu"), isolation="process").results[
+        0
+    ]
+    inproc = run_cells(cells[3:], RunStore.create(tmp_path / "inproc"), torch.device("cpu"), isolation="none").results[
+        0
+    ]
     for other in (alone, inproc):
         assert other.measurements["fault"]["checksum"] == nxt.measurements["fault"]["checksum"]
         assert other.measurements["fault"]["first"] == nxt.measurements["fault"]["first"]
@@ -424,15 +485,27 @@ def test_process_isolation_a_crash_or_exhausted_memory_fails_alone(suite_file, t
 
 
 def test_unknown_isolation_mode_is_refused(tmp_path, suite_file):
-    cells = expand(load_suite(suite_file("name: x\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n")))
+    cells = expand(
+        load_suite(suite_file("name: x\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n"))
+    )
     with pytest.raises(ValueError, match="unknown isolation mode"):
         run_cells(cells, RunStore.create(tmp_path / "r"), torch.device("cpu"), isolation="threads")
-    result = CliRunner().invoke(app, ["run", str(suite_file("name: x\nmodels: [resnet18]\nmeasure: [profile]\n", "y.yaml")),
-                                      "--out", str(tmp_path / "c"), "--isolation", "threads"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(suite_file("name: x\nmodels: [resnet18]\nmeasure: [profile]\n", "y.yaml")),
+            "--out",
+            str(tmp_path / "c"),
+            "--isolation",
+            "threads",
+        ],
+    )
     assert result.exit_code == 2 and "unknown isolation mode 'threads'" in result.output
 
 
 # -- machine state --------------------------------------------------------------------------------------------
+
 
 def test_machine_warnings_exact():
     calm = {"load_average": [0.4, 0.3, 0.2], "cores_usable": 2, "cpu_governor": "performance"}
@@ -442,13 +515,22 @@ def test_machine_warnings_exact():
         "the machine was busy at the start: load average 3.14 on 2 usable cores (another job was running); timings may be slow and noisy",
         "CPU frequency governor is 'powersave', not 'performance': the clock follows the load, so timings drift",
     ]
-    gpu = {**calm, "gpu": {"nvml": "ok", "clocks_locked": False, "auto_boost": True, "throttle_reasons": ["gpu_idle", "sw_power_cap"]}}
+    gpu = {
+        **calm,
+        "gpu": {
+            "nvml": "ok",
+            "clocks_locked": False,
+            "auto_boost": True,
+            "throttle_reasons": ["gpu_idle", "sw_power_cap"],
+        },
+    }
     assert machine_warnings(gpu, "cuda") == [
         "GPU clocks are not locked (auto boost on): clocks drift with temperature and power between runs (nvidia-smi -lgc locks them)",
         "GPU clocks were being held down at the start: sw_power_cap",
     ]
     assert machine_warnings({**calm, "gpu": {"nvml": "unavailable (pip install nvidia-ml-py)"}}, "cuda") == [
-        "GPU clocks, power and throttling not recorded: NVML unavailable (pip install nvidia-ml-py)"]
+        "GPU clocks, power and throttling not recorded: NVML unavailable (pip install nvidia-ml-py)"
+    ]
 
 
 class FakeNVML:
@@ -496,10 +578,20 @@ class FakeNVML:
 def test_gpu_state_decoded_from_nvml():
     nvml = FakeNVML()
     state = gpu_state(0, nvml=nvml)
-    assert state == {"nvml": "ok", "sm_clock_mhz": 1410, "sm_clock_max_mhz": 1980, "mem_clock_mhz": 1593,
-                     "mem_clock_max_mhz": 1593, "applications_sm_clock_mhz": 1410, "power_limit_w": 400.0,
-                     "power_draw_w": 250.5, "temperature_c": 61, "throttle_reasons": ["applications_clocks_setting", "sw_power_cap"],
-                     "auto_boost": None, "clocks_locked": True}
+    assert state == {
+        "nvml": "ok",
+        "sm_clock_mhz": 1410,
+        "sm_clock_max_mhz": 1980,
+        "mem_clock_mhz": 1593,
+        "mem_clock_max_mhz": 1593,
+        "applications_sm_clock_mhz": 1410,
+        "power_limit_w": 400.0,
+        "power_draw_w": 250.5,
+        "temperature_c": 61,
+        "throttle_reasons": ["applications_clocks_setting", "sw_power_cap"],
+        "auto_boost": None,
+        "clocks_locked": True,
+    }
     assert nvml.shut
     assert machine_warnings({"gpu": state}, "cuda") == ["GPU clocks were being held down at the start: sw_power_cap"]
 
@@ -507,9 +599,15 @@ def test_gpu_state_decoded_from_nvml():
 def test_env_records_the_environment_variables_that_change_speed(monkeypatch):
     from bench.platform.env import capture_env, perf_env_vars
 
-    assert perf_env_vars({"MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1", "HOME": "/root",
-                          "LD_PRELOAD": "libjemalloc.so", "PATH": "/bin"}) == {
-        "LD_PRELOAD": "libjemalloc.so", "MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1"}
+    assert perf_env_vars(
+        {
+            "MALLOC_MMAP_THRESHOLD_": "33554432",
+            "OMP_NUM_THREADS": "1",
+            "HOME": "/root",
+            "LD_PRELOAD": "libjemalloc.so",
+            "PATH": "/bin",
+        }
+    ) == {"LD_PRELOAD": "libjemalloc.so", "MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1"}
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4294967296")
     env = capture_env(torch.device("cpu"))
     assert env["env_vars"]["MALLOC_TRIM_THRESHOLD_"] == "4294967296" and "HOME" not in env["env_vars"]
@@ -522,8 +620,16 @@ def test_env_records_machine_state_and_the_report_warns(suite_file, tmp_path):
     assert set(env["machine"]) >= {"cpu_governor", "load_average", "cores_usable", "cpu_freq_mhz"}
     assert len(env["machine"]["load_average"]) == 3
     out = tmp_path / "results" / "m" / "run"
-    CliRunner().invoke(app, ["run", str(suite_file("name: m\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n")),
-                             "--out", str(out), "--no-report"])
+    CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(suite_file("name: m\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n")),
+            "--out",
+            str(out),
+            "--no-report",
+        ],
+    )
     data = json.loads((out / "env.json").read_text())
     data["machine"] = {"load_average": [9.5, 9.0, 8.0], "cores_usable": 2, "cpu_governor": "powersave"}
     data["env_vars"] = {"MALLOC_MMAP_THRESHOLD_": "33554432", "OMP_NUM_THREADS": "1"}
@@ -540,14 +646,27 @@ def test_compare_warns_when_a_cell_ran_at_another_batch_size(suite_file):
     """The trap of a silent fallback: half the batch looks like a throughput regression. compare says why."""
     from bench.gate.regression import compare_results
     from bench.measure.catalogue import thresholds_from
-    (cell,) = expand(load_suite(suite_file("name: c\nmodels: [resnet18]\nmatrix: {resolution: [32], batch_size: [8]}\nmeasure: [speed]\n")))
+
+    (cell,) = expand(
+        load_suite(
+            suite_file("name: c\nmodels: [resnet18]\nmatrix: {resolution: [32], batch_size: [8]}\nmeasure: [speed]\n")
+        )
+    )
 
     def result(bs, fallback=None):
-        speed = {"status": "ok", "batch_size": bs, "requested_batch_size": 8, "fallback": fallback, "throughput_img_s": 100.0 * bs / 8}
+        speed = {
+            "status": "ok",
+            "batch_size": bs,
+            "requested_batch_size": 8,
+            "fallback": fallback,
+            "throughput_img_s": 100.0 * bs / 8,
+        }
         return CellResult(cell=cell, status="ok", measurements={"speed": speed})
 
     thresholds = thresholds_from(None)
     comp = compare_results([result(8)], [result(4, "batch 8 -> 4 after out of memory (x)")], thresholds)
-    assert comp.warnings == [f"cell {cell.id} ({cell.label()}): speed ran at batch 8 in the baseline and 4 now "
-                             "(batch 8 -> 4 after out of memory (x)): its timings are not like for like"]
+    assert comp.warnings == [
+        f"cell {cell.id} ({cell.label()}): speed ran at batch 8 in the baseline and 4 now "
+        "(batch 8 -> 4 after out of memory (x)): its timings are not like for like"
+    ]
     assert compare_results([result(8)], [result(8)], thresholds).warnings == []

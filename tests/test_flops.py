@@ -12,9 +12,9 @@ import torchvision
 from torch import nn
 
 from bench.measure.flops import count_flops, count_params
-from bench.models.builders import build_model
+from bench.measure.published import EFFICIENTNET_TABLE2
 from bench.models import get_entry
-from bench.models.published import EFFICIENTNET_TABLE2
+from bench.models.builders import build_model
 
 
 def _profile(name: str, resolution: int | None = None):
@@ -146,7 +146,11 @@ def test_uncounted_ops_are_listed_not_dropped():
     count = count_flops(model, torch.randn(1, 3, 8, 8))
     assert count.by_op == {"convolution": 2 * 4 * 3 * 3 * 3 * 6 * 6}
     outputs = 4 * 6 * 6  # the conv's output elements
-    assert count.elementwise_by_op == {"_native_batch_norm_legit_no_training": 2 * outputs, "relu": outputs, "mean": outputs}
+    assert count.elementwise_by_op == {
+        "_native_batch_norm_legit_no_training": 2 * outputs,
+        "relu": outputs,
+        "mean": outputs,
+    }
     assert count.uncounted == {}
 
 

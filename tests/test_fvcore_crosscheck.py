@@ -60,5 +60,7 @@ def test_elementwise_normalisation_and_pooling_equal_fvcore(name):
     assert ours.elementwise_by_op["_native_batch_norm_legit_no_training"] == by_op["batch_norm"]
     assert ours.elementwise_by_op["mean"] == by_op["adaptive_avg_pool2d"]
     skipped = {k.removeprefix("aten::") for k in unsupported} - {"dropout_", "dropout"}
-    assert skipped and all(op in ours.elementwise_by_op or f"{op}_with_indices" in ours.elementwise_by_op for op in skipped)
+    assert skipped and all(
+        op in ours.elementwise_by_op or f"{op}_with_indices" in ours.elementwise_by_op for op in skipped
+    )
     assert ours.uncounted == {}

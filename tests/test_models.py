@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bench.core.errors import InputError
-from bench.models.builders import build_model, classifier_prefix
 from bench.models import get_entry, is_model, list_models
+from bench.models.builders import build_model, classifier_prefix
 from bench.models.catalog import EFFICIENTNET_NATIVE
 
 
@@ -46,18 +46,43 @@ def test_every_registered_model_builds_offline(name, no_network):
     with torch.inference_mode():
         out = model(torch.randn(1, 3, 64, 64))
     assert out.shape == (1, 7)
-    assert entry.family and entry.native_resolution >= (32 if entry.source == "bench" else 224)  # bench's small CNN is CIFAR-sized
+    assert entry.family and entry.native_resolution >= (
+        32 if entry.source == "bench" else 224
+    )  # bench's small CNN is CIFAR-sized
 
 
 def test_catalogue_has_required_models():
     required = [f"efficientnet_b{i}" for i in range(8)] + [
-        "resnet18", "resnet34", "resnet50", "resnet101", "wide_resnet50_2", "wide_resnet101_2",
-        "vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "mobilenet_v2",
-        "vit_small_patch16_224", "vit_base_patch16_224", "vit_small_patch8_224", "vit_base_patch8_224",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+        "vgg11",
+        "vgg16",
+        "vgg19",
+        "vgg11_bn",
+        "vgg16_bn",
+        "vgg19_bn",
+        "mobilenet_v2",
+        "vit_small_patch16_224",
+        "vit_base_patch16_224",
+        "vit_small_patch8_224",
+        "vit_base_patch8_224",
         "visformer_small",
     ]
     assert set(required) <= set(list_models())
-    assert [get_entry(f"efficientnet_b{i}").native_resolution for i in range(8)] == [224, 240, 260, 300, 380, 456, 528, 600]
+    assert [get_entry(f"efficientnet_b{i}").native_resolution for i in range(8)] == [
+        224,
+        240,
+        260,
+        300,
+        380,
+        456,
+        528,
+        600,
+    ]
     assert EFFICIENTNET_NATIVE[7] == 600
 
 
@@ -113,7 +138,9 @@ def test_small_cnn_is_configurable_and_validated():
     base = build_model("small_cnn", num_classes=10, resolution=32)
     n = sum(p.numel() for p in base.parameters())
     # the Keras CIFAR-10 network: conv 3->32, 32->32, 32->64, 64->64 (3x3), dense 64*8*8 -> 512 -> 10
-    assert n == (3 * 32 * 9 + 32) + (32 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + (4096 * 512 + 512) + (512 * 10 + 10)
+    assert n == (3 * 32 * 9 + 32) + (32 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + (
+        4096 * 512 + 512
+    ) + (512 * 10 + 10)
     wide = build_model("small_cnn", num_classes=10, resolution=32, filters=64, pool_size=4, dropout=0.2, dense=128)
     assert wide.flat_size == 128 * 2 * 2 and wide.head[3].p == 0.2 and classifier_prefix(wide) == "classifier"
     assert wide(torch.randn(2, 3, 32, 32)).shape == (2, 10)

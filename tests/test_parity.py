@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.tools import parity
 from bench.platform.allocator import PINNED_HEAP_ENV
+from bench.tools import parity
 from bench.tools.parity import compare, reference_loop, summarize
 
 
@@ -18,7 +18,14 @@ class Counting(torch.nn.Module):
 
     def forward(self, x):
         y = self.lin(x)
-        self.calls.append({"n": x.shape[0], "training": self.training, "inference": torch.is_inference_mode_enabled(), "dtype": y.dtype})
+        self.calls.append(
+            {
+                "n": x.shape[0],
+                "training": self.training,
+                "inference": torch.is_inference_mode_enabled(),
+                "dtype": y.dtype,
+            }
+        )
         return y
 
 
@@ -58,8 +65,16 @@ def test_reference_counts_page_faults_over_its_timed_calls_only(monkeypatch):
     monkeypatch.setattr(parity, "minor_faults", lambda: next(reads))
     r = reference_loop(Counting(), torch.randn(2, 4), device=torch.device("cpu"), warmup_iters=2, bench_iters=3)
     assert r.minor_faults == 60 and r.page_faults_per_call == 20
-    meta = reference_loop(Counting().to("meta"), torch.randn(2, 4, device="meta"), device=torch.device("meta"), warmup_iters=0, bench_iters=1)
-    assert meta.minor_faults is None and meta.page_faults_per_call is None  # host faults are counted for a CPU's calls only
+    meta = reference_loop(
+        Counting().to("meta"),
+        torch.randn(2, 4, device="meta"),
+        device=torch.device("meta"),
+        warmup_iters=0,
+        bench_iters=1,
+    )
+    assert (
+        meta.minor_faults is None and meta.page_faults_per_call is None
+    )  # host faults are counted for a CPU's calls only
 
 
 def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypatch):
@@ -84,7 +99,9 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
     monkeypatch.setattr(parity, "pin_glibc_heap", pin)
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
-    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned")
+    (row,) = compare(
+        ["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned"
+    )
     assert events[0] == "pin" and events.count("pin") == 1
     assert row.allocator == pinned
     assert row.bench_faults_per_call == 2.0  # the median over rounds
@@ -101,7 +118,16 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
     import bench.execution.isolation
 
     monkeypatch.setattr(bench.execution.isolation, "ForkServer", Server)
-    compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2, allocator="pinned", isolation="process")
+    compare(
+        ["small_cnn"],
+        batch_size=2,
+        resolution=32,
+        rounds=1,
+        warmup_iters=1,
+        bench_iters=2,
+        allocator="pinned",
+        isolation="process",
+    )
     assert servers == [PINNED_HEAP_ENV]  # the fork server is a fresh interpreter: it gets the settings by environment
     events.clear()
     (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2)
@@ -139,9 +165,26 @@ def test_parity_verdict_judges_the_like_for_like_ratios():
     from bench.tools.parity import ParityRow
 
     def row(ratio, mean, medians):
-        return ParityRow(model="m", precision="fp32", batch_size=1, resolution=8, channels_last=False, device="cpu", threads=1,
-                         isolation="none", rounds=1, clock="wall", ratio=ratio, ratio_min=ratio, ratio_max=ratio, ratio_iqr=0.0,
-                         ratio_mean=mean, bench_img_s=1.0, reference_img_s=1.0, ratio_of_medians=medians)
+        return ParityRow(
+            model="m",
+            precision="fp32",
+            batch_size=1,
+            resolution=8,
+            channels_last=False,
+            device="cpu",
+            threads=1,
+            isolation="none",
+            rounds=1,
+            clock="wall",
+            ratio=ratio,
+            ratio_min=ratio,
+            ratio_max=ratio,
+            ratio_iqr=0.0,
+            ratio_mean=mean,
+            bench_img_s=1.0,
+            reference_img_s=1.0,
+            ratio_of_medians=medians,
+        )
 
     assert row(1.08, 1.024, 1.033).within(0.05)  # the headline's median-vs-mean gap is not judged
     assert not row(1.0, 1.06, 1.0).within(0.05) and not row(1.0, 1.0, 0.94).within(0.05)
@@ -164,7 +207,14 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
     rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2)
-    assert order == ["ref"] + ["ref", "bench", "bench", "ref", "ref", "bench"]  # a discarded priming run, then the rounds
+    assert order == ["ref"] + [
+        "ref",
+        "bench",
+        "bench",
+        "ref",
+        "ref",
+        "bench",
+    ]  # a discarded priming run, then the rounds
     (row,) = rows
     assert row.rounds == 3 and len(row.ratios) == 3
     assert row.ratio == pytest.approx(100.0 / row.reference_img_s, rel=0.5)
@@ -195,14 +245,32 @@ def test_control_runs_the_reference_twice_around_bench_and_summarises_second_ove
     assert order == ["ref"] + ["ref", "bench", "ref", "ref", "bench", "ref"]
     assert row.reference_samples == [10.0, 10.0] and row.control["control_samples"] == [12.0, 8.0]
     assert row.control["ratios"] == [1.2, 0.8]
-    assert row.control["ratio"] == pytest.approx(1.0) and row.control["ratio_min"] == 0.8 and row.control["ratio_max"] == 1.2
+    assert (
+        row.control["ratio"] == pytest.approx(1.0)
+        and row.control["ratio_min"] == 0.8
+        and row.control["ratio_max"] == 1.2
+    )
     assert row.ratios == [1.0, 1.0]
 
 
 def test_compare_runs_bench_speed_for_real():
-    rows = compare(["small_cnn"], batch_size=2, resolution=32, precisions=["fp32"], rounds=2, warmup_iters=2, bench_iters=3,
-                   speed_settings={"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "min_time_s": 0.0, "reference": False},
-                   with_mfu=True)
+    rows = compare(
+        ["small_cnn"],
+        batch_size=2,
+        resolution=32,
+        precisions=["fp32"],
+        rounds=2,
+        warmup_iters=2,
+        bench_iters=3,
+        speed_settings={
+            "warmup_iters": 1,
+            "warmup_max_iters": 2,
+            "min_repeats": 3,
+            "min_time_s": 0.0,
+            "reference": False,
+        },
+        with_mfu=True,
+    )
     (row,) = rows
     assert row.model == "small_cnn" and row.precision == "fp32" and row.device == "cpu"
     assert len(row.bench_samples) == 2 and all(v > 0 for v in row.bench_samples)
@@ -211,7 +279,7 @@ def test_compare_runs_bench_speed_for_real():
     assert row.ratio_of_medians > 0
     assert row.bench_faults_per_call >= 0 and row.reference_faults_per_call >= 0  # counted on both sides (CPU)
     assert row.gflops_per_image > 0
-    assert row.mfu["bench"]["mfu"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
+    assert row.mfu["bench"]["utilisation"] is None and "no peak FLOP/s known" in row.mfu["bench"]["reason"]
 
 
 def test_thread_cpu_clock_reaches_bench_and_reference(monkeypatch):
@@ -228,9 +296,23 @@ def test_thread_cpu_clock_reaches_bench_and_reference(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=3, clock="thread_cpu",
-                       speed_settings={"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "max_repeats": 3,
-                                       "min_time_s": 0.0, "reference": False})
+        rows = compare(
+            ["small_cnn"],
+            batch_size=2,
+            resolution=32,
+            rounds=1,
+            warmup_iters=1,
+            bench_iters=3,
+            clock="thread_cpu",
+            speed_settings={
+                "warmup_iters": 1,
+                "warmup_max_iters": 2,
+                "min_repeats": 3,
+                "max_repeats": 3,
+                "min_time_s": 0.0,
+                "reference": False,
+            },
+        )
     finally:
         torch.set_num_threads(threads)
     (row,) = rows

@@ -18,15 +18,18 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.suite.expand import expand
 from bench.cli.app import app
 from bench.core.errors import InputError
 from bench.execution.executors import RayExecutor, make_executor, ray_available
 from bench.execution.sweep import run_cells
 from bench.store.run_store import RunStore
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 ROOT = Path(__file__).resolve().parent.parent
-needs_ray = pytest.mark.skipif(not ray_available(), reason='Ray is not installed (pip install -e ".[ray]"; CI installs it)')
+needs_ray = pytest.mark.skipif(
+    not ray_available(), reason='Ray is not installed (pip install -e ".[ray]"; CI installs it)'
+)
 
 TRAIN_SUITE = textwrap.dedent(
     """
@@ -67,10 +70,21 @@ TIMING = ("train_time_s", "train_img_s", "epoch_time_s", "achieved_tflop_s")  # 
 
 # -- no Ray needed ---------------------------------------------------------------------------------------
 
+
 def test_executor_is_validated_and_not_part_of_cell_ids(suite_file):
     base = TRAIN_SUITE
     local = [c.id for c in expand(load_suite(suite_file(base, "a.yaml")))]
-    on_ray = [c.id for c in expand(load_suite(suite_file(base.replace("executor: local", "executor: ray\nray: {num_cpus_per_cell: 2, max_retries: 1}"), "b.yaml")))]
+    on_ray = [
+        c.id
+        for c in expand(
+            load_suite(
+                suite_file(
+                    base.replace("executor: local", "executor: ray\nray: {num_cpus_per_cell: 2, max_retries: 1}"),
+                    "b.yaml",
+                )
+            )
+        )
+    ]
     assert len(local) == 4 and on_ray == local
     with pytest.raises(InputError) as err:
         load_suite(suite_file(base.replace("executor: local", "executor: rey"), "c.yaml"))
@@ -88,13 +102,18 @@ def test_ray_executor_without_ray_is_an_input_error(monkeypatch, suite_file, tmp
     with pytest.raises(InputError, match=r'pip install "bench\[ray\]"'):
         make_executor("ray")
     path = suite_file("name: x\nmodels: [resnet18]\nmatrix: {resolution: [32]}\nmeasure: [profile]\n")
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--executor", "ray", "--no-report"])
+    result = CliRunner().invoke(
+        app, ["run", str(path), "--out", str(tmp_path / "r"), "--executor", "ray", "--no-report"]
+    )
     assert result.exit_code == 2 and "needs Ray, which is not installed" in result.output
-    result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--executor", "dask", "--no-report"])
+    result = CliRunner().invoke(
+        app, ["run", str(path), "--out", str(tmp_path / "r"), "--executor", "dask", "--no-report"]
+    )
     assert result.exit_code == 2 and "unknown executor 'dask'" in result.output
 
 
 # -- on a local Ray cluster ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -132,7 +151,9 @@ def test_ray_results_equal_in_process_results(cluster, suite_file, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # F1 is bit-identical only at one thread count: the Ray tasks use 1 too
     try:
-        local = run_cells(cells, RunStore.create(tmp_path / "local"), torch.device("cpu"), base_dir=tmp_path, isolation="none")
+        local = run_cells(
+            cells, RunStore.create(tmp_path / "local"), torch.device("cpu"), base_dir=tmp_path, isolation="none"
+        )
     finally:
         torch.set_num_threads(threads)
     executor = RayExecutor(num_cpus_per_cell=1, torch_threads=1, max_retries=1)
@@ -149,15 +170,25 @@ def test_ray_results_equal_in_process_results(cluster, suite_file, tmp_path):
             assert ta[key] == tb[key], key
         assert _comparable(ta) == _comparable(tb)
         for name in ("predictions.csv", "best.pt"):  # the worker's files, written into the run directory by the driver
-            assert (ray_store.artifact_dir(b.id) / name).read_bytes() == (tmp_path / "local" / "cells" / a.id / name).read_bytes()
+            assert (ray_store.artifact_dir(b.id) / name).read_bytes() == (
+                tmp_path / "local" / "cells" / a.id / name
+            ).read_bytes()
     # one training run per epoch sweep in each executor: the 1-epoch cells are read off the 2-epoch ones
     assert sum(1 for r in on_ray.results if r.measurements["train"].get("shared_training")) == 2
     stored = [json.loads(p.read_text()) for p in sorted((tmp_path / "ray" / "cells").glob("*.json"))]
     assert len(stored) == 4 and all(d["executor"] == "ray" for d in stored)
     csv = pd.read_csv(tmp_path / "ray" / "results.csv")
     assert sorted(csv["id"]) == sorted(c.id for c in cells) and set(csv["executor"]) == {"ray"}
-    print({r.id: (r.measurements["profile"]["params"], r.measurements["train"]["accuracy"], r.measurements["train"]["macro_f1"])
-           for r in on_ray.results})
+    print(
+        {
+            r.id: (
+                r.measurements["profile"]["params"],
+                r.measurements["train"]["accuracy"],
+                r.measurements["train"]["macro_f1"],
+            )
+            for r in on_ray.results
+        }
+    )
 
 
 def _die_suite(suite_file, tmp_path):
@@ -174,14 +205,18 @@ def _die_suite(suite_file, tmp_path):
 def test_killed_worker_cell_is_retried(cluster, suite_file, tmp_path):
     cells, markers = _die_suite(suite_file, tmp_path)
     store = RunStore.create(tmp_path / "run")
-    summary = run_cells(cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=2, torch_threads=1))
+    summary = run_cells(
+        cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=2, torch_threads=1)
+    )
     killed, other = summary.results
     marker = markers / f"{killed.id}.killed"
     assert marker.is_file()  # the first attempt ran, and SIGKILLed its worker mid-cell
     assert killed.status == "ok", (killed.reason, killed.traceback)
     assert killed.retries == 1 and other.retries == 0
     data = killed.measurements["die_once"]
-    assert data["killed_pid"] == int(marker.read_text()) and data["pid"] != data["killed_pid"]  # the retry ran in another worker
+    assert (
+        data["killed_pid"] == int(marker.read_text()) and data["pid"] != data["killed_pid"]
+    )  # the retry ran in another worker
     assert killed.measurements["profile"]["params"] == other.measurements["profile"]["params"] > 0
     assert other.status == "ok" and not (markers / f"{other.id}.killed").exists()
     stored = store.read_cell(killed.id)
@@ -194,13 +229,17 @@ def test_killed_worker_cell_is_retried(cluster, suite_file, tmp_path):
 def test_cell_lost_on_every_attempt_fails_alone_and_resume_reruns_it(cluster, suite_file, tmp_path):
     cells, markers = _die_suite(suite_file, tmp_path)
     store = RunStore.create(tmp_path / "run")
-    first = run_cells(cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=0, torch_threads=1))
+    first = run_cells(
+        cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=0, torch_threads=1)
+    )
     killed, other = first.results
     assert killed.status == "failed" and "ray worker lost on every attempt (1)" in killed.reason, killed.reason
     assert other.status == "ok"  # the sweep went on
     assert store.read_cell(killed.id).status == "failed"
     # resumed: the finished cell is kept, the failed one runs again (its marker is there now, so it lives)
-    second = run_cells(cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=0, torch_threads=1))
+    second = run_cells(
+        cells, store, torch.device("cpu"), base_dir=tmp_path, executor=RayExecutor(max_retries=0, torch_threads=1)
+    )
     assert second.reused == 1 and [r.status for r in second.results] == ["ok", "ok"]
     assert second.results[1].started_at == other.started_at  # reused, not rerun
     assert second.results[0].retries == 0
@@ -208,8 +247,10 @@ def test_cell_lost_on_every_attempt_fails_alone_and_resume_reruns_it(cluster, su
 
 @needs_ray
 def test_cli_runs_on_ray_and_records_the_executor(cluster, suite_file, tmp_path):
-    path = suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile, speed]\n"
-                      "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.05}}\nray: {torch_threads: 1}\n")
+    path = suite_file(
+        "name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile, speed]\n"
+        "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.05}}\nray: {torch_threads: 1}\n"
+    )
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--executor", "ray", "--no-report"])
     assert result.exit_code == 0, result.output
@@ -217,7 +258,9 @@ def test_cli_runs_on_ray_and_records_the_executor(cluster, suite_file, tmp_path)
     assert env["executor"]["name"] == "ray" and env["executor"]["torch_threads"] == 1
     csv = pd.read_csv(out / "results.csv")
     assert list(csv["executor"]) == ["ray"] and list(csv["status"]) == ["ok"]
-    assert list(csv["isolation"]) == ["process"]  # a speed cell under isolation: auto gets a Ray worker of its own (max_calls=1)
+    assert list(csv["isolation"]) == [
+        "process"
+    ]  # a speed cell under isolation: auto gets a Ray worker of its own (max_calls=1)
     # the suite's default (local) when --executor is not given, into a fresh folder
     result = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "local"), "--no-report"])
     assert result.exit_code == 0, result.output
@@ -232,7 +275,18 @@ def test_an_error_outside_the_cell_fails_it_without_retrying(cluster, suite_file
     import bench.execution.executors
 
     monkeypatch.setattr(bench.execution.executors, "plugin_modules", lambda: ["no_such_bench_plugin"])
-    cells = expand(load_suite(suite_file("name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile]\n")))
-    result = run_cells(cells, RunStore.create(tmp_path / "r"), torch.device("cpu"), executor=RayExecutor(max_retries=2, torch_threads=1)).results[0]
+    cells = expand(
+        load_suite(
+            suite_file(
+                "name: x\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [12]}\nmeasure: [profile]\n"
+            )
+        )
+    )
+    result = run_cells(
+        cells,
+        RunStore.create(tmp_path / "r"),
+        torch.device("cpu"),
+        executor=RayExecutor(max_retries=2, torch_threads=1),
+    ).results[0]
     assert result.status == "failed" and result.executor == "ray" and result.retries is None
     assert "ModuleNotFoundError" in result.reason and "no_such_bench_plugin" in result.reason, result.reason

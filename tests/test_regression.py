@@ -7,33 +7,52 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from bench.core.cell import Cell
 from bench.cli.app import app
+from bench.core.cell import Cell
 from bench.core.errors import InputError
-from bench.measure.catalogue import CATALOGUE, thresholds_from
 from bench.core.metric import Threshold
-from bench.gate.regression import between_run_spread, busy_reason, compare_results, judge
 from bench.core.result import CellResult
+from bench.gate.regression import between_run_spread, busy_reason, compare_results, judge
+from bench.measure.catalogue import CATALOGUE, thresholds_from
 from bench.store.run_store import RunStore
 
 
 def _cell(model="resnet18", seed=0):
-    return Cell(model=model, family="resnet", resolution=32, batch_size=4, precision="fp32", channels_last=False,
-                compile=False, seed=seed, num_classes=10, measure=("profile", "speed", "train"))
+    return Cell(
+        model=model,
+        family="resnet",
+        resolution=32,
+        batch_size=4,
+        precision="fp32",
+        channels_last=False,
+        compile=False,
+        seed=seed,
+        num_classes=10,
+        measure=("profile", "speed", "train"),
+    )
 
 
 def _result(cell, *, samples=(0.010, 0.011, 0.010, 0.012, 0.010), f1=0.80, params=100, status="ok", refs=None):
     med = sorted(samples)[len(samples) // 2]
-    speed = {"status": "ok", "throughput_img_s": cell.batch_size / med, "latency_median_ms": med * 1e3, "samples_s": list(samples)}
+    speed = {
+        "status": "ok",
+        "throughput_img_s": cell.batch_size / med,
+        "latency_median_ms": med * 1e3,
+        "samples_s": list(samples),
+    }
     if refs is not None:
         speed["reference_samples_s"] = list(refs)
         ratios = sorted(s / r for s, r in zip(samples, refs))
         speed["latency_vs_reference"] = ratios[len(ratios) // 2]
-    return CellResult(cell=cell, status=status, measurements={
-        "profile": {"status": "ok", "params": params, "macs": 1000},
-        "speed": speed,
-        "train": {"status": "ok", "macro_f1": f1, "accuracy": f1 + 0.1},
-    })
+    return CellResult(
+        cell=cell,
+        status=status,
+        measurements={
+            "profile": {"status": "ok", "params": params, "macs": 1000},
+            "speed": speed,
+            "train": {"status": "ok", "macro_f1": f1, "accuracy": f1 + 0.1},
+        },
+    )
 
 
 def test_threshold_parsing_exact():
@@ -82,7 +101,9 @@ def test_timing_regression_needs_threshold_noise_and_significance():
     regression, _, allowed, note, _ = judge(thr, Threshold.parse("10%"), 100.0, 88.0, noisy_base, noisy_cur)
     assert regression is False and allowed > 12.0 and "noise" in note
     # 15% slower on 3 vs 3 overlapping repeats: beyond the threshold, not significant
-    regression, _, _, note, p = judge(thr, Threshold.parse("10%"), 100.0, 85.0, [100.0, 60.0, 101.0], [85.0, 99.0, 84.0])
+    regression, _, _, note, p = judge(
+        thr, Threshold.parse("10%"), 100.0, 85.0, [100.0, 60.0, 101.0], [85.0, 99.0, 84.0]
+    )
     assert regression is False and p >= 0.01
 
 
@@ -149,11 +170,17 @@ QUIET_REFS = (0.0020, 0.0021, 0.0020, 0.0022, 0.0020)
 def test_busy_reason_exact_on_hand_made_reference_samples():
     assert busy_reason(list(QUIET_REFS), [0.0021, 0.0020, 0.0022, 0.0021, 0.0020]) is None
     # median 2.0 ms -> 3.2 ms: 1.6x slower than the baseline's reference, over the 1.5x limit
-    assert busy_reason(list(QUIET_REFS), [0.0032] * 5) == "machine busy: the reference workload ran 1.6x slower than in the baseline"
+    assert (
+        busy_reason(list(QUIET_REFS), [0.0032] * 5)
+        == "machine busy: the reference workload ran 1.6x slower than in the baseline"
+    )
     assert busy_reason(list(QUIET_REFS), [0.0029] * 5) is None  # 1.45x: still judged
     # same median, but quartiles 2.0 and 3.2 ms: IQR 1.2 / median 2.0 = 60%
     spread = [0.0010, 0.0020, 0.0020, 0.0020, 0.0032, 0.0032, 0.0040]
-    assert busy_reason(list(QUIET_REFS), spread) == "machine busy: the reference workload's repeats spread 60% (interquartile range over median)"
+    assert (
+        busy_reason(list(QUIET_REFS), spread)
+        == "machine busy: the reference workload's repeats spread 60% (interquartile range over median)"
+    )
     assert busy_reason([0.002, 0.002], [0.01] * 5) is None  # too few samples to say
 
 
@@ -164,30 +191,39 @@ def test_timings_of_a_cell_timed_on_a_busy_machine_are_reported_not_judged():
     base = [_result(a, samples=samples, refs=QUIET_REFS), _result(b, samples=samples, refs=QUIET_REFS)]
     # a: the model 8x slower while the reference beside it ran 8x slower too (a shared machine);
     # b: the model 8x slower beside a quiet reference (a real slowdown), and a lower F1
-    cur = [_result(a, samples=slow, refs=tuple(r * 8 for r in QUIET_REFS)), _result(b, samples=slow, refs=QUIET_REFS, f1=0.70)]
+    cur = [
+        _result(a, samples=slow, refs=tuple(r * 8 for r in QUIET_REFS)),
+        _result(b, samples=slow, refs=QUIET_REFS, f1=0.70),
+    ]
     comp = compare_results(base, cur, thresholds_from({}))
     regs = {(f.cell_id, f.metric) for f in comp.regressions}
     assert {(b.id, "speed.latency_median_ms"), (b.id, "speed.latency_vs_reference"), (b.id, "train.macro_f1")} <= regs
     assert not any(cid == a.id for cid, _ in regs)
     a_timings = [f for f in comp.findings if f.cell_id == a.id and CATALOGUE[f.metric].timing]
-    assert a_timings and all(f.note == "not judged: machine busy: the reference workload ran 8.0x slower than in the baseline"
-                             for f in a_timings)
+    assert a_timings and all(
+        f.note == "not judged: machine busy: the reference workload ran 8.0x slower than in the baseline"
+        for f in a_timings
+    )
     assert [w for w in comp.warnings if a.id in w] == [
         f"cell {a.id} ({a.label()}): machine busy: the reference workload ran 8.0x slower than in the baseline; "
-        "its timings are reported, not judged (run again on a quiet machine)"]
+        "its timings are reported, not judged (run again on a quiet machine)"
+    ]
     assert not [w for w in comp.warnings if b.id in w]
     # a's F1 drop is still caught on the busy cell: only timings are spared
     cur[0].measurements["train"]["macro_f1"] = 0.5
-    assert (a.id, "train.macro_f1") in {(f.cell_id, f.metric) for f in compare_results(base, cur, thresholds_from({})).regressions}
+    assert (a.id, "train.macro_f1") in {
+        (f.cell_id, f.metric) for f in compare_results(base, cur, thresholds_from({})).regressions
+    }
 
 
 def test_hardware_independent_only_skips_timings():
     a = _cell()
     slow = tuple(s * 2 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
-    comp = compare_results([_result(a)], [_result(a, samples=slow)], thresholds_from({}), hardware_independent_only=True)
+    comp = compare_results(
+        [_result(a)], [_result(a, samples=slow)], thresholds_from({}), hardware_independent_only=True
+    )
     assert not comp.regressed
     assert {f.metric for f in comp.findings} == {"train.macro_f1", "train.accuracy", "profile.params", "profile.macs"}
-
 
 
 def test_training_metrics_on_other_hardware_are_judged_coarsely_and_say_so():
@@ -216,7 +252,9 @@ def _write_run(folder, results, env=None, regression=None):
     for r in results:
         store.write_cell(r)
     store.write_plan([r.cell for r in results])
-    store.write_json("env.json", env or {"cpu_model": "X", "cpu_cores_usable": 2, "device": "cpu", "gpu_name": None, "torch": "2"})
+    store.write_json(
+        "env.json", env or {"cpu_model": "X", "cpu_cores_usable": 2, "device": "cpu", "gpu_name": None, "torch": "2"}
+    )
     store.write_json("suite.resolved.json", {"name": "t", "regression": regression or {}})
     return folder
 
@@ -243,13 +281,20 @@ def test_cli_compare_exit_codes_markdown_json_and_baseline(tmp_path):
     assert missing.exit_code == 2
 
     # a baseline of several runs keeps the others as repeats; a run of another suite is refused
-    multi = runner.invoke(app, ["baseline", "save", str(base), str(same), "--name", "multi", "--root", str(tmp_path / "baselines")])
+    multi = runner.invoke(
+        app, ["baseline", "save", str(base), str(same), "--name", "multi", "--root", str(tmp_path / "baselines")]
+    )
     assert multi.exit_code == 0, multi.output
     assert (tmp_path / "baselines" / "multi" / "repeats" / "1" / "cells" / f"{a.id}.json").is_file()
     assert json.loads((tmp_path / "baselines" / "multi" / "baseline.json").read_text())["repeats"] == [str(same)]
-    assert runner.invoke(app, ["compare", "multi", str(same), "--baselines-root", str(tmp_path / "baselines")]).exit_code == 0
+    assert (
+        runner.invoke(app, ["compare", "multi", str(same), "--baselines-root", str(tmp_path / "baselines")]).exit_code
+        == 0
+    )
     other = _write_run(tmp_path / "other", [_result(_cell("mobilenet_v2"))])
-    refused = runner.invoke(app, ["baseline", "save", str(base), str(other), "--name", "x", "--root", str(tmp_path / "baselines")])
+    refused = runner.invoke(
+        app, ["baseline", "save", str(base), str(other), "--name", "x", "--root", str(tmp_path / "baselines")]
+    )
     assert refused.exit_code == 2 and "shares no cell" in refused.output
 
 
@@ -269,14 +314,23 @@ def test_cli_compare_prints_a_metric_whose_threshold_is_off(tmp_path):
 def test_format_number_infinity():
     from bench.core.numbers import format_number
 
-    assert (format_number(math.inf), format_number(-math.inf), format_number(1234.5), format_number(0.01234)) == ("∞", "-∞", "1,234", "0.0123")
+    assert (format_number(math.inf), format_number(-math.inf), format_number(1234.5), format_number(0.01234)) == (
+        "∞",
+        "-∞",
+        "1,234",
+        "0.0123",
+    )
 
 
 def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_path):
     a = _cell()
     slow = tuple(s * 2 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
     base = _write_run(tmp_path / "base", [_result(a)])
-    other = _write_run(tmp_path / "other", [_result(a, samples=slow)], env={"cpu_model": "Y", "cpu_cores_usable": 8, "device": "cpu", "gpu_name": None, "torch": "2"})
+    other = _write_run(
+        tmp_path / "other",
+        [_result(a, samples=slow)],
+        env={"cpu_model": "Y", "cpu_cores_usable": 8, "device": "cpu", "gpu_name": None, "torch": "2"},
+    )
     runner = CliRunner()
     res = runner.invoke(app, ["compare", str(base), str(other)])
     assert res.exit_code == 0 and "hardware" in res.output
@@ -286,6 +340,7 @@ def test_cli_compare_on_other_hardware_compares_only_independent_metrics(tmp_pat
 
 def test_regression_section_of_a_suite_is_validated(suite_file):
     from bench.suite.load import load_suite
+
     path = suite_file("name: x\nmodels: [resnet18]\nregression:\n  train.macro_f1: lots\n")
     with pytest.raises(InputError, match="bad threshold"):
         load_suite(path)

@@ -16,19 +16,21 @@ import torch
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from bench.suite.expand import expand
 from bench.cli.app import app
+from bench.execution.sweep import run_cells
 from bench.platform.device import cpu_precision_is_native
 from bench.report import list_sections, render_report
-from bench.report.render import TEMPLATE_DIR, build_sections
 from bench.report.data import load_runs
-from bench.execution.sweep import run_cells
+from bench.report.render import TEMPLATE_DIR, build_sections
 from bench.store.run_store import RunStore
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 FAST_SPEED = "  speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}\n"
 
-TRAINED = textwrap.dedent(
-    """
+TRAINED = (
+    textwrap.dedent(
+        """
     name: report-trained
     description: digits, two strategies, three precisions, one failing model
     models:
@@ -48,7 +50,9 @@ TRAINED = textwrap.dedent(
         lr: 0.001
         early_stopping: null
     """
-) + FAST_SPEED
+    )
+    + FAST_SPEED
+)
 
 PROFILE_ONLY = textwrap.dedent(
     """
@@ -59,15 +63,18 @@ PROFILE_ONLY = textwrap.dedent(
     """
 )
 
-ONE_MODEL = textwrap.dedent(
-    """
+ONE_MODEL = (
+    textwrap.dedent(
+        """
     name: report-one
     models: [resnet18]
     matrix: {resolution: [32], batch_size: [4]}
     measure: [profile, speed]
     settings:
     """
-) + FAST_SPEED
+    )
+    + FAST_SPEED
+)
 
 
 SWEEP = textwrap.dedent(
@@ -136,8 +143,13 @@ def slower_copy(one_model_run, tmp_path_factory):
 def reports(trained_run, profile_run, one_model_run, slower_copy, sweep_run, tmp_path_factory):
     """name -> (sections rendered, html text, md text, out dir)."""
     out = {}
-    for name, dirs in {"trained": [trained_run], "profile": [profile_run], "one": [one_model_run], "sweep": [sweep_run],
-                       "compare": [one_model_run, slower_copy]}.items():
+    for name, dirs in {
+        "trained": [trained_run],
+        "profile": [profile_run],
+        "one": [one_model_run],
+        "sweep": [sweep_run],
+        "compare": [one_model_run, slower_copy],
+    }.items():
         folder = tmp_path_factory.mktemp(f"report-{name}")
         paths = render_report(dirs, folder)
         sections, _ = build_sections(load_runs(dirs))
@@ -146,6 +158,7 @@ def reports(trained_run, profile_run, one_model_run, slower_copy, sweep_run, tmp
 
 
 # -- every registered section: templates exist, and some test report shows it -----------------------------
+
 
 @pytest.mark.parametrize("section", [s.name for s in list_sections()])
 def test_every_section_has_templates_and_is_rendered_somewhere(section, reports):
@@ -160,8 +173,21 @@ def test_every_section_has_templates_and_is_rendered_somewhere(section, reports)
 
 def test_trained_report_sections_and_numbers(reports, trained_run):
     sections, html, md, folder = reports["trained"]
-    assert sections == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "mfu", "strategies", "precisions", "curves",
-                        "long_tail", "measured", "failures", "reproduce"]
+    assert sections == [
+        "header",
+        "leaderboard",
+        "pareto",
+        "cost",
+        "flop_coverage",
+        "mfu",
+        "strategies",
+        "precisions",
+        "curves",
+        "long_tail",
+        "measured",
+        "failures",
+        "reproduce",
+    ]
     # MFU: recorded per cell, None on this CPU with the reason, which the report gives
     mfu_part = md.split("## Model FLOP utilisation")[1].split("\n## ")[0]
     assert "FLOPs = 2 × MACs" in mfu_part and "MFU not available: no peak FLOP/s known for CPU" in mfu_part
@@ -229,7 +255,7 @@ def test_html_references_no_external_url(reports):
     for name, (_, html, _, _) in reports.items():
         for pattern in EXTERNAL:
             found = pattern.search(html)
-            assert found is None, f"{name}: external reference {html[max(0, found.start() - 40):found.end() + 40]!r}"
+            assert found is None, f"{name}: external reference {html[max(0, found.start() - 40) : found.end() + 40]!r}"
 
 
 def test_external_url_check_can_fail():
@@ -238,6 +264,7 @@ def test_external_url_check_can_fail():
 
 
 # -- headless Chromium ---------------------------------------------------------------------------------------
+
 
 def test_report_in_headless_chromium(reports):
     from tests.browser import chromium_driver
@@ -249,15 +276,31 @@ def test_report_in_headless_chromium(reports):
     try:
         driver.get((folder / "report.html").resolve().as_uri())
         ids = driver.execute_script("return Array.from(document.querySelectorAll('section')).map(s => s.id)")
-        assert ids == ["header", "leaderboard", "pareto", "cost", "flop_coverage", "mfu", "strategies", "precisions", "curves", "long_tail",
-                       "measured", "failures", "reproduce"]
+        assert ids == [
+            "header",
+            "leaderboard",
+            "pareto",
+            "cost",
+            "flop_coverage",
+            "mfu",
+            "strategies",
+            "precisions",
+            "curves",
+            "long_tail",
+            "measured",
+            "failures",
+            "reproduce",
+        ]
         images = driver.execute_script("return Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
         assert images and all(done and width > 100 for done, width in images)
         # sorting: click the macro-F1 header twice, the table stays whole and the order flips
         rows = lambda: driver.execute_script(  # noqa: E731
-            "return Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => r.innerText)")
+            "return Array.from(document.querySelectorAll('#leaderboard-table tbody tr')).map(r => r.innerText)"
+        )
         before = rows()
-        header = next(th for th in driver.find_elements("css selector", "#leaderboard-table th") if th.text.startswith("macro-F1"))
+        header = next(
+            th for th in driver.find_elements("css selector", "#leaderboard-table th") if th.text.startswith("macro-F1")
+        )
         header.click()
         first = rows()
         header.click()
@@ -268,7 +311,8 @@ def test_report_in_headless_chromium(reports):
         # at 1280 px every menu link is on screen (the menu wraps) and the page never scrolls sideways
         overflow = driver.execute_script(
             "return [document.documentElement.scrollWidth, window.innerWidth,"
-            " Array.from(document.querySelectorAll('nav a')).filter(a => a.getBoundingClientRect().right > window.innerWidth).length]")
+            " Array.from(document.querySelectorAll('nav a')).filter(a => a.getBoundingClientRect().right > window.innerWidth).length]"
+        )
         assert overflow[0] <= overflow[1] and overflow[2] == 0, overflow
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
@@ -337,15 +381,21 @@ def test_sweep_report_plots_numeric_axes_and_compares_optimizers(reports, sweep_
     assert axes == [("batch_size", "macro-F1 (validation)"), ("train.epochs", "macro-F1 (validation)")]
     epochs = data["blocks"][1]
     assert len(epochs["rows"]) == 4 and all(r["shared"] for r in epochs["rows"])  # one training per line
-    assert {r["label"] for r in epochs["rows"]} == {"batch_size=16, optimizer=adam", "batch_size=16, optimizer=sgd",
-                                                    "batch_size=32, optimizer=adam", "batch_size=32, optimizer=sgd"}
+    assert {r["label"] for r in epochs["rows"]} == {
+        "batch_size=16, optimizer=adam",
+        "batch_size=16, optimizer=sgd",
+        "batch_size=32, optimizer=adam",
+        "batch_size=32, optimizer=sgd",
+    }
     assert all([x for x, _ in r["points"]] == [1, 2] for r in epochs["rows"])
     opt = optimizers(ctx)
     assert len(opt["blocks"]) == 4 and all([r["value"] for r in b["rows"]] == ["adam", "sgd"] for b in opt["blocks"])
     assert all(b["rows"][1]["delta"]["verdict"] in ("real", "within noise") for b in opt["blocks"])
     sections, html, md, folder = reports["sweep"]
     assert "sweeps" in sections and "optimizers" in sections
-    assert "against `train.epochs`" in md and (folder / "report_files" / "sweep_train_epochs_train_macro_f1.png").is_file()
+    assert (
+        "against `train.epochs`" in md and (folder / "report_files" / "sweep_train_epochs_train_macro_f1.png").is_file()
+    )
 
 
 def test_precision_section_shows_each_format_range(reports):
@@ -372,11 +422,16 @@ def test_mfu_section_numbers_on_a_known_gpu(one_model_run, tmp_path):
             continue
         m["profile"]["flops"], m["profile"]["flops_batch_size"] = 4e9, 1
         m["speed"]["throughput_img_s"] = 7800.0  # 4 GFLOP x 7800 img/s = 31.2 TFLOP/s
-        for kind, d in cell_mfu(m, data["config"]["precision"], "NVIDIA A100-SXM4-80GB",
-                                tf32_allowed=True).items():
+        for kind, d in cell_mfu(m, data["config"]["precision"], "NVIDIA A100-SXM4-80GB", tf32_allowed=True).items():
             target = m["speed" if kind == "inference" else "train"]
-            target.update(mfu=d["mfu"], mfu_reason=d["reason"], achieved_tflop_s=d["achieved_tflop_s"], peak_tflop_s=d["peak_tflop_s"],
-                          peak_precision=d["peak_precision"], mfu_device="NVIDIA A100-SXM4-80GB")
+            target.update(
+                mfu=d["utilisation"],
+                mfu_reason=d["reason"],
+                achieved_tflop_s=d["achieved_tflop_s"],
+                peak_tflop_s=d["peak_tflop_s"],
+                peak_precision=d["peak_precision"],
+                mfu_device="NVIDIA A100-SXM4-80GB",
+            )
         path.write_text(json.dumps(data))
     d = mfu(ReportContext(load_runs([run])))
     assert d["has_mfu"] and not d["reasons"]

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.suite.expand import expand
 from bench.core.errors import InputError
 from bench.execution.sweep import run_cells
 from bench.store.run_store import RunStore
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 SUITE = textwrap.dedent(
     """
     name: resume
@@ -31,8 +32,12 @@ SUITE = textwrap.dedent(
 
 
 def _start(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args, "--no-report"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", *args, "--no-report"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _cell_files(run_dir):
@@ -70,8 +75,13 @@ def test_sigkill_at_three_points_then_resume(tmp_path):
     _kill_when(_start([str(suite), "--out", str(run_dir)], tmp_path), lambda: len(_cell_files(run_dir)) >= 4)
     assert 4 <= len(_cell_files(run_dir)) < 6
 
-    done = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", str(run_dir), "--no-report"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--resume", str(run_dir), "--no-report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reused from an earlier run" in done.stdout
 
@@ -84,7 +94,9 @@ def test_sigkill_at_three_points_then_resume(tmp_path):
     for _, row in df.iterrows():
         cell = json.loads((run_dir / "cells" / f"{row['id']}.json").read_text())
         assert row["status"] == cell["status"] == "ok"
-        assert row["speed.throughput_img_s"] == pytest.approx(cell["measurements"]["speed"]["throughput_img_s"], rel=1e-12)
+        assert row["speed.throughput_img_s"] == pytest.approx(
+            cell["measurements"]["speed"]["throughput_img_s"], rel=1e-12
+        )
         assert row["profile.params"] == cell["measurements"]["profile"]["params"]
     assert not list(run_dir.rglob("*.tmp"))
 
@@ -110,5 +122,7 @@ def test_stale_temp_files_are_removed_under_the_lock(tmp_path):
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--resume", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--resume", str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no plan.json" in proc.stderr and "Traceback" not in proc.stderr

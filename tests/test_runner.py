@@ -1,27 +1,27 @@
 """Runner + store: failures recorded and the sweep goes on; results.csv complete; resume; atomic writes."""
 
 import json
+import statistics
 import textwrap
 
 import pandas as pd
-import statistics
-
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.suite.expand import expand
 from bench.cli.app import app
-from bench.execution.sweep import run_cells
-from bench.store.run_store import RunStore
 from bench.core.files import atomic_write_text
-from bench.suite.load import load_suite
+from bench.execution.sweep import run_cells
 from bench.measure.timing import TimingResult, time_loop
+from bench.store.run_store import RunStore
+from bench.suite.expand import expand
+from bench.suite.load import load_suite
 
 FAST = "settings: {speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0}}\n"
 
-WITH_FAILURE = textwrap.dedent(
-    """
+WITH_FAILURE = (
+    textwrap.dedent(
+        """
     name: failing
     models:
       - resnet18
@@ -29,7 +29,9 @@ WITH_FAILURE = textwrap.dedent(
       - efficientnet_b0
     matrix: {resolution: [32], batch_size: [2]}
     """
-) + FAST
+    )
+    + FAST
+)
 
 
 def test_failed_cell_recorded_and_sweep_goes_on(suite_file, tmp_path):
@@ -87,10 +89,14 @@ def test_rerun_into_same_dir_resumes(suite_file, tmp_path):
 def test_unsupported_precision_is_skipped_not_failed(suite_file, tmp_path, monkeypatch):
     import bench.measure.speed as speed
 
-    monkeypatch.setattr(speed, "precision_unsupported", lambda device, p: "fp16 not on this device" if p == "fp16" else None)
+    monkeypatch.setattr(
+        speed, "precision_unsupported", lambda device, p: "fp16 not on this device" if p == "fp16" else None
+    )
     text = "name: p\nmodels: [resnet18]\nmatrix: {resolution: [32], precision: [fp32, fp16]}\n" + FAST
     # in-process: the monkeypatch lives in this process (a speed cell would otherwise run in a fresh one)
-    summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"), isolation="none")
+    summary = run_cells(
+        expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"), isolation="none"
+    )
     assert [r.status for r in summary.results] == ["ok", "skipped"]
     skipped = summary.results[1]
     assert skipped.measurements["speed"] == {"status": "skipped", "reason": "fp16 not on this device"}
@@ -102,9 +108,17 @@ def test_speed_records_what_it_ran(suite_file, tmp_path):
     text = "name: p\nmodels: [resnet18]\nmatrix: {resolution: [32], batch_size: [3], channels_last: [true]}\n" + FAST
     summary = run_cells(expand(load_suite(suite_file(text))), RunStore.create(tmp_path / "r"), torch.device("cpu"))
     speed = summary.results[0].measurements["speed"]
-    assert (speed["batch_size"], speed["resolution"], speed["channels_last"], speed["precision"]) == (3, 32, True, "fp32")
+    assert (speed["batch_size"], speed["resolution"], speed["channels_last"], speed["precision"]) == (
+        3,
+        32,
+        True,
+        "fp32",
+    )
     # warm-up runs until stable: at least warmup_iters (1) calls, every discarded one counted
-    assert speed["repeats"] == len(speed["samples_s"]) >= 3 and speed["warmup_iters"] == len(speed["warmup_samples_s"]) + 1 >= 1
+    assert (
+        speed["repeats"] == len(speed["samples_s"]) >= 3
+        and speed["warmup_iters"] == len(speed["warmup_samples_s"]) + 1 >= 1
+    )
     assert speed["timing_method"] == "perf_counter"
     assert speed["latency_median_ms"] <= speed["latency_p90_ms"] <= speed["latency_p99_ms"]
     assert speed["throughput_img_s"] == pytest.approx(3 / (speed["latency_median_ms"] / 1e3))
@@ -117,27 +131,40 @@ def test_speed_records_what_it_ran(suite_file, tmp_path):
 
 def test_time_loop_counts_and_excludes_warmup():
     calls = []
-    result = time_loop(lambda: calls.append(1), device=torch.device("cpu"), warmup_iters=4, min_repeats=7, min_time_s=0.0)
+    result = time_loop(
+        lambda: calls.append(1), device=torch.device("cpu"), warmup_iters=4, min_repeats=7, min_time_s=0.0
+    )
     assert len(calls) == 11 and len(result.samples) == 7 and result.warmup_iters == 4
-    capped = time_loop(lambda: None, device=torch.device("cpu"), warmup_iters=0, min_repeats=5, min_time_s=100.0, max_repeats=12)
+    capped = time_loop(
+        lambda: None, device=torch.device("cpu"), warmup_iters=0, min_repeats=5, min_time_s=100.0, max_repeats=12
+    )
     assert len(capped.samples) == 12
 
 
 def test_time_loop_times_the_reference_beside_each_call_and_ratios_are_exact():
     calls = []
-    result = time_loop(lambda: calls.append("m"), device=torch.device("cpu"), warmup_iters=2, min_repeats=5,
-                       min_time_s=0.0, reference=lambda: calls.append("r"))
+    result = time_loop(
+        lambda: calls.append("m"),
+        device=torch.device("cpu"),
+        warmup_iters=2,
+        min_repeats=5,
+        min_time_s=0.0,
+        reference=lambda: calls.append("r"),
+    )
     assert calls == ["m", "r"] * 7  # warmed up together, then one reference right after each timed call
     assert len(result.samples) == len(result.reference_samples) == 5
-    hand = TimingResult(samples=(0.020, 0.030, 0.010), warmup_iters=1, method="perf_counter", reference_samples=(0.010, 0.010, 0.005))
+    hand = TimingResult(
+        samples=(0.020, 0.030, 0.010), warmup_iters=1, method="perf_counter", reference_samples=(0.010, 0.010, 0.005)
+    )
     assert hand.ratios == pytest.approx((2.0, 3.0, 2.0))
     assert TimingResult(samples=(0.02,), warmup_iters=1, method="perf_counter").ratios == ()
 
 
 def test_latency_vs_reference_cancels_a_machine_slowing_both():
     """A slow machine state slows the model and the reference alike: the ratio stays, the raw time moves."""
-    from bench.measure.catalogue import METRICS
     from bench.gate.regression import Threshold, judge
+    from bench.measure.catalogue import METRICS
+
     spec = METRICS["speed.latency_vs_reference"]
     base_ratios = [5.0, 5.1, 4.9, 5.0, 5.05, 4.95]
     busy_ratios = [r * 1.02 for r in base_ratios]  # raw latency 40% up, ratio 2%: no regression

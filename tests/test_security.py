@@ -15,13 +15,12 @@ import torch
 from typer.testing import CliRunner
 
 import bench
-from bench.suite.expand import expand
 from bench.cli.app import app
-from bench.data import load_samples
 from bench.core.errors import InputError
-from bench.models.builders import build_model
-from bench.models.builders import load_weights
+from bench.data import load_samples
 from bench.execution.cell import run_cell
+from bench.models.builders import build_model, load_weights
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
 from tests.test_bad_inputs import _assert_input_error, _invoke
 
@@ -51,8 +50,12 @@ def test_malicious_pickle_weights_refused_at_plan_and_never_run(tmp_path, kind):
     suite = tmp_path / "s.yaml"
     suite.write_text(f"name: t\nmodels:\n  - {{name: resnet18, weights: {files[kind].name}}}\n")
     _assert_input_error(
-        _invoke("plan", suite), f"{suite}:3:", "models[0].weights", f"{files[kind].name}: refused to load weights: not plain tensors",
-        "GLOBAL posix.system", "weights_only=True",
+        _invoke("plan", suite),
+        f"{suite}:3:",
+        "models[0].weights",
+        f"{files[kind].name}: refused to load weights: not plain tensors",
+        "GLOBAL posix.system",
+        "weights_only=True",
     )
     assert not files["marker"].exists()
 
@@ -65,15 +68,21 @@ def test_malicious_pickle_never_runs_when_a_cell_loads_it(tmp_path):
     good = tmp_path / "good.pth"
     torch.save(build_model("resnet18", num_classes=10).state_dict(), good)
     suite = tmp_path / "s.yaml"
-    suite.write_text("name: t\nmodels:\n  - {name: resnet18, weights: good.pth}\nnum_classes: 10\nmeasure: [profile]\nmatrix: {resolution: [32]}\n")
+    suite.write_text(
+        "name: t\nmodels:\n  - {name: resnet18, weights: good.pth}\nnum_classes: 10\nmeasure: [profile]\nmatrix: {resolution: [32]}\n"
+    )
     (cell,) = expand(load_suite(suite))
     good.write_bytes(files["zip"].read_bytes())  # swapped after planning
     result = run_cell(cell, torch.device("cpu"))
-    assert result.status == "failed" and result.reason.startswith("build: ") and "refused to load weights" in result.reason
+    assert (
+        result.status == "failed" and result.reason.startswith("build: ") and "refused to load weights" in result.reason
+    )
     assert not files["marker"].exists()
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system", "!!python/name:os.system", "!!python/object/new:os.system"])
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system", "!!python/name:os.system", "!!python/object/new:os.system"]
+)
 def test_yaml_python_tags_rejected(tmp_path, tag):
     marker = tmp_path / "pwned"
     suite = tmp_path / "s.yaml"
@@ -95,7 +104,9 @@ def test_data_paths_cannot_escape_the_root(tmp_path, bad):
     (root / "img/link.jpg").symlink_to(outside)  # a symlink inside the root pointing out of it
     rel = str(outside) if bad == "ABSOLUTE" else bad
     with open(root / "data.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([("id", "img_path", "artist"), ("0", "img/0.jpg", "a"), ("1", "img/1.jpg", "b"), ("2", rel, "a")])
+        csv.writer(fh).writerows(
+            [("id", "img_path", "artist"), ("0", "img/0.jpg", "a"), ("1", "img/1.jpg", "b"), ("2", rel, "a")]
+        )
     with pytest.raises(InputError) as err:
         load_samples("csv", {"csv": "root/data.csv"}, tmp_path)
     assert err.value.line == 4 and err.value.file.endswith("data.csv")
@@ -107,8 +118,10 @@ def test_user_strings_in_the_html_report_are_inert(tmp_path):
     markup: the report shows them as text."""
     payload = "<script>alert(1)</script>"
     suite = tmp_path / "s.yaml"
-    suite.write_text("name: xss\nmodels: [resnet18, {name: mobilenet_v2, kwargs: {no_such_argument: 1}}]\n"
-                     "matrix: {resolution: [32]}\nmeasure: [profile]\n")
+    suite.write_text(
+        "name: xss\nmodels: [resnet18, {name: mobilenet_v2, kwargs: {no_such_argument: 1}}]\n"
+        "matrix: {resolution: [32]}\nmeasure: [profile]\n"
+    )
     run_dir = tmp_path / "run"
     assert CliRunner().invoke(app, ["run", str(suite), "--out", str(run_dir), "--no-report"]).exit_code == 1
     resolved = json.loads((run_dir / "suite.resolved.json").read_text())

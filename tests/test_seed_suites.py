@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.suite.expand import expand
 from bench.cli.app import SUITE_DIRS
 from bench.execution.epochs import shared_training_groups
+from bench.suite.expand import expand
 from bench.suite.load import find_suite, load_suite
+
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "suites" / "seeds"
 NAMES = ["efficientnet_from_scratch", "artists", "transfer_cats_dogs", "small_cnn_cifar", "precision_formats"]
@@ -36,12 +37,18 @@ def test_artists_seed_full_profile_is_the_artists_suite():
 
 def test_seed_sweeps_are_what_the_experiments_compared():
     small = expand(load_suite(SEEDS / "small_cnn_cifar.yaml", "full"))
-    assert {(c.value("model.pool_size"), c.value("model.filters"), c.value("train.optimizer"), c.value("model.dropout")) for c in small} == {
-        (p, f, o, d) for p in (2, 3) for f in (32, 64) for o in ("rmsprop", "adam") for d in (0.5, 0.2)}
+    assert {
+        (c.value("model.pool_size"), c.value("model.filters"), c.value("train.optimizer"), c.value("model.dropout"))
+        for c in small
+    } == {(p, f, o, d) for p in (2, 3) for f in (32, 64) for o in ("rmsprop", "adam") for d in (0.5, 0.2)}
     quick = expand(load_suite(SEEDS / "small_cnn_cifar.yaml", "quick"))
     assert len(quick) == 5  # the recipe and one change per axis
     transfer = expand(load_suite(SEEDS / "transfer_cats_dogs.yaml", "full"))
-    assert {c.batch_size for c in transfer} == {5, 10, 50, 64, 100} and {c.value("train.epochs") for c in transfer} == {10, 20, 30}
+    assert {c.batch_size for c in transfer} == {5, 10, 50, 64, 100} and {c.value("train.epochs") for c in transfer} == {
+        10,
+        20,
+        30,
+    }
     assert all(c.settings["train"]["freeze_backbone"] for c in transfer)
     assert sum(len(g) for g in shared_training_groups(transfer)) == 60  # every epoch count read off one training
     effnet = expand(load_suite(SEEDS / "efficientnet_from_scratch.yaml", "full"))

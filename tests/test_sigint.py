@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 SUITE = textwrap.dedent(
     """
     name: sigint
@@ -34,11 +35,17 @@ def test_sigint_keeps_finished_cells_prints_resume_and_exits_130(tmp_path):
     planned = [c.id for c in expand(load_suite(suite))]
     run_dir = tmp_path / "run"
     env = {**os.environ, "COLUMNS": "400"}
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out", str(run_dir), "--no-report"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            # SIGINT as a terminal gives it: an ignored SIGINT is inherited across exec, and Python
-                            # then installs no KeyboardInterrupt handler (the test runner's state must not decide)
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", str(suite), "--out", str(run_dir), "--no-report"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        # SIGINT as a terminal gives it: an ignored SIGINT is inherited across exec, and Python
+        # then installs no KeyboardInterrupt handler (the test runner's state must not decide)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = run_dir / "cells" / f"{planned[0]}.json"
     t0 = time.monotonic()
     while not first.is_file():
@@ -64,7 +71,9 @@ def test_sigint_keeps_finished_cells_prints_resume_and_exits_130(tmp_path):
 
     # the printed command, as printed, finishes the sweep without redoing the kept cell
     args = shlex.split(resume)[1:] + ["--no-report"]
-    done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert first.read_bytes() == kept
     assert list(pd.read_csv(run_dir / "results.csv")["id"]) == planned

@@ -11,6 +11,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from bench.data.sources import long_tail_counts
 from bench.measure.train.settings import BUILTIN_STRATEGIES, Strategy
 from bench.measure.train.strategies import FocalLoss, class_weights, make_loss, make_sampler
+
+
 def _long_tail_labels(ratio=20, n_max=200, classes=10):
     counts = long_tail_counts(n_max, classes, ratio)
     return np.repeat(np.arange(classes), counts), counts
@@ -53,7 +55,9 @@ def test_inverse_weights_equal_sklearn_balanced():
 def test_founding_formula_weights():
     w = class_weights(np.array([600, 300, 100]), "founding").numpy()
     n = 1000
-    np.testing.assert_allclose(w, [((1 - 600 / n) * 0.25) ** 2, ((1 - 300 / n) * 0.25) ** 2, ((1 - 100 / n) * 0.25) ** 2], rtol=1e-6)
+    np.testing.assert_allclose(
+        w, [((1 - 600 / n) * 0.25) ** 2, ((1 - 300 / n) * 0.25) ** 2, ((1 - 100 / n) * 0.25) ** 2], rtol=1e-6
+    )
     assert w[0] == pytest.approx(0.01)
 
 
@@ -74,7 +78,9 @@ def test_weighted_ce_equals_hand_computation():
 def test_focal_gamma_zero_is_ce():
     torch.manual_seed(0)
     logits, target = torch.randn(16, 7), torch.randint(0, 7, (16,))
-    assert FocalLoss(gamma=0.0)(logits, target).item() == pytest.approx(F.cross_entropy(logits, target).item(), rel=1e-6)
+    assert FocalLoss(gamma=0.0)(logits, target).item() == pytest.approx(
+        F.cross_entropy(logits, target).item(), rel=1e-6
+    )
 
 
 def test_focal_down_weights_easy_examples_by_hand():

@@ -9,14 +9,15 @@ import torch
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from bench.suite.expand import expand
 from bench.cli.app import app
-from bench.platform.device import cpu_precision_is_native
+from bench.execution.sweep import run_cells
 from bench.measure.train.loop import EarlyStopper
 from bench.models.builders import build_model
-from bench.execution.sweep import run_cells
+from bench.platform.device import cpu_precision_is_native
 from bench.store.run_store import RunStore
+from bench.suite.expand import expand
 from bench.suite.load import load_suite
+
 DIGITS = textwrap.dedent(
     """
     name: digits-test
@@ -35,8 +36,33 @@ DIGITS = textwrap.dedent(
 )
 
 
-def _run(suite_file, tmp_path, *, precision="[fp32]", strategy="[none]", epochs=6, lr=0.002, early="null", subset="null", cpu_emulated="false", resolution=16):
-    suite = load_suite(suite_file(DIGITS.format(resolution=resolution, precision=precision, strategy=strategy, epochs=epochs, lr=lr, early=early, subset=subset, cpu_emulated=cpu_emulated)))
+def _run(
+    suite_file,
+    tmp_path,
+    *,
+    precision="[fp32]",
+    strategy="[none]",
+    epochs=6,
+    lr=0.002,
+    early="null",
+    subset="null",
+    cpu_emulated="false",
+    resolution=16,
+):
+    suite = load_suite(
+        suite_file(
+            DIGITS.format(
+                resolution=resolution,
+                precision=precision,
+                strategy=strategy,
+                epochs=epochs,
+                lr=lr,
+                early=early,
+                subset=subset,
+                cpu_emulated=cpu_emulated,
+            )
+        )
+    )
     store = RunStore.create(tmp_path / "run")
     return run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path), store
 
@@ -78,7 +104,7 @@ def test_early_stopping_stops_and_evaluates_best_checkpoint(suite_file, tmp_path
     ckpt = torch.load(store.artifact_dir(result.id) / "best.pt", weights_only=True)
     model = build_model("resnet18", num_classes=10)
     model.load_state_dict(ckpt)
-    from bench.measure.train.loop import TrainSettings, prepare_data, predict, make_loader
+    from bench.measure.train.loop import TrainSettings, make_loader, predict, prepare_data
 
     s = TrainSettings.model_validate(result.cell.settings["train"])
     _, val_ds, _ = prepare_data(s.data, 16, 0, tmp_path)
@@ -92,7 +118,9 @@ def test_reduced_precisions_run_or_skip_never_crash(suite_file, tmp_path):
     # short; cpu_emulated_precision asks for it explicitly (by default such a CPU skips it, next test).
     # 32 px, not 16: torch 2.14.1's emulated bf16 training of resnet18 at 16 px (a stride-2 conv on a 1x1 map)
     # gives NaN in about 1 process in 3 (plain torch, no bench; 10/10 finite at 32 px), so 16 px flaked.
-    summary, _ = _run(suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25, cpu_emulated="true", resolution=32)
+    summary, _ = _run(
+        suite_file, tmp_path, precision="[bf16, fp16]", epochs=1, subset=0.25, cpu_emulated="true", resolution=32
+    )
     bf16, fp16 = summary.results
     assert (bf16.cell.precision, fp16.cell.precision) == ("bf16", "fp16")
     assert fp16.status == "ok", fp16.reason
@@ -115,7 +143,6 @@ def test_emulated_precision_training_on_a_cpu_is_skipped_by_default_with_the_rea
         else:
             assert r.status == "skipped"
             assert "emulated" in r.reason and "cpu_emulated_precision" in r.reason
-
 
 
 def test_cpu_precision_counts_as_native_only_when_a_measured_step_is_fast(monkeypatch):
@@ -172,7 +199,16 @@ def test_bad_data_fails_one_cell_not_the_sweep(suite_file, tmp_path):
 
 
 def test_num_classes_mismatch_is_a_clear_cell_failure(suite_file, tmp_path):
-    text = DIGITS.format(resolution=16, precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false").replace("num_classes: 10", "num_classes: 3")
+    text = DIGITS.format(
+        resolution=16,
+        precision="[fp32]",
+        strategy="[none]",
+        epochs=1,
+        lr=0.001,
+        early="null",
+        subset="null",
+        cpu_emulated="false",
+    ).replace("num_classes: 10", "num_classes: 3")
     summary, _ = _run_text(suite_file, tmp_path, text)
     assert summary.results[0].status == "failed"
     assert "the data has 10 classes but the suite's num_classes is 3" in summary.results[0].reason
@@ -205,7 +241,16 @@ def test_a_trailing_batch_of_one_image_is_dropped_not_a_batchnorm_crash(suite_fi
     """Found by the nightly suite: 1 training image left over made BatchNorm raise in train mode."""
     from bench.measure.train.loop import TrainSettings, prepare_data
 
-    text = DIGITS.format(resolution=16, precision="[fp32]", strategy="[none]", epochs=1, lr=0.001, early="null", subset="null", cpu_emulated="false")
+    text = DIGITS.format(
+        resolution=16,
+        precision="[fp32]",
+        strategy="[none]",
+        epochs=1,
+        lr=0.001,
+        early="null",
+        subset="null",
+        cpu_emulated="false",
+    )
     (cell,) = expand(load_suite(suite_file(text)))
     train_ds, _, _ = prepare_data(TrainSettings.model_validate(cell.settings["train"]).data, 16, 0, tmp_path)
     n = len(train_ds)

@@ -14,8 +14,10 @@ WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 
 def _lint(path: Path) -> list[subprocess.CompletedProcess]:
     out = []
-    for tool, args in (("check-jsonschema", ["--builtin-schema", "vendor.github-workflows", str(path)]),
-                       ("zizmor", ["--offline", "--no-progress", str(path)])):
+    for tool, args in (
+        ("check-jsonschema", ["--builtin-schema", "vendor.github-workflows", str(path)]),
+        ("zizmor", ["--offline", "--no-progress", str(path)]),
+    ):
         exe = shutil.which(tool)
         if exe is None:
             pytest.skip(f"{tool} is not installed (pip install -e '.[dev]')")
@@ -37,7 +39,9 @@ def test_the_linters_catch_broken_workflows(tmp_path):
     schema_bad.write_text(yaml.safe_dump(broken))
     assert _lint(schema_bad)[0].returncode != 0
     # zizmor: untrusted input expanded into a shell
-    injected = WORKFLOW.read_text().replace("run: bash .ci/nightly", "run: echo \"${{ github.event.head_commit.message }}\" && bash .ci/nightly")
+    injected = WORKFLOW.read_text().replace(
+        "run: bash .ci/nightly", 'run: echo "${{ github.event.head_commit.message }}" && bash .ci/nightly'
+    )
     inj = tmp_path / "injection.yml"
     inj.write_text(injected)
     assert _lint(inj)[1].returncode != 0

@@ -104,7 +104,9 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def check_settings_path(settings_model: type[BaseModel], rest: list[str], prefix: str) -> tuple[str | None, str | None, str | None]:
+def check_settings_path(
+    settings_model: type[BaseModel], rest: list[str], prefix: str
+) -> tuple[str | None, str | None, str | None]:
     """Walk `rest` down a Settings model. Returns (problem, hint, free_key_parent): a problem when a
     part is unknown (with a suggestion), or the name of the free-form mapping the path ends in (e.g.
     `options`), whose keys the caller checks. A path may end at a group of settings (`train.early_stopping`:

@@ -72,7 +72,7 @@ class Cell:
         return {"id": self.id, **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
         data = {k: v for k, v in data.items() if k != "id"}
         data["measure"] = tuple(data["measure"])
         return cls(**data)
@@ -80,8 +80,11 @@ class Cell:
     def label(self) -> str:
         """A short human label: model@res bs=.. precision [+cl] [+compile] seed=.."""
         extras = "".join(
-            [" +channels_last" if self.channels_last else "", " +compile" if self.compile else "",
-             "" if self.cudnn_benchmark is None else f" cudnn_benchmark={self.cudnn_benchmark}"]
+            [
+                " +channels_last" if self.channels_last else "",
+                " +compile" if self.compile else "",
+                "" if self.cudnn_benchmark is None else f" cudnn_benchmark={self.cudnn_benchmark}",
+            ]
         )
         strategy = f" {self.strategy}" if "train" in self.measure else ""
         swept = "".join(f" {k}={v}" for k, v in self.axes.items())

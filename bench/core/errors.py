@@ -9,8 +9,8 @@ does not support): the cell is recorded as skipped with the reason, not as faile
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class BenchError(Exception):
@@ -41,7 +41,7 @@ class InputError(BenchError):
         super().__init__(self.format())
 
     @classmethod
-    def many(cls, errors: list["InputError"]) -> "InputError":
+    def many(cls, errors: list[InputError]) -> InputError:
         """Several problems found together, reported together as one error (one line each)."""
         if len(errors) == 1:
             return errors[0]
@@ -51,7 +51,7 @@ class InputError(BenchError):
         combined.args = (combined.format(),)
         return combined
 
-    others: list["InputError"] = []
+    others: list[InputError] = []
 
     def __str__(self) -> str:
         return "\n".join([self.format()] + [e.format() for e in self.others])
@@ -76,7 +76,9 @@ class Diverged(BenchError):
 
     def __init__(self, epoch: int, step: int, loss: float) -> None:
         self.epoch, self.step, self.loss = epoch, step, loss
-        super().__init__(f"diverged at epoch {epoch} step {step} (loss {loss}) — lower the learning rate or set grad_clip")
+        super().__init__(
+            f"diverged at epoch {epoch} step {step} (loss {loss}) — lower the learning rate or set grad_clip"
+        )
 
 
 class StorageError(BenchError):

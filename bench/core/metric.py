@@ -49,7 +49,9 @@ class Metric:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-_THRESHOLD = re.compile(r"^\s*(?:(?P<rel>\d+(?:\.\d+)?)\s*%)?\s*(?:(?:\+|,)?\s*(?P<abs>\d+(?:\.\d+)?(?:e-?\d+)?))?\s*$", re.I)
+_THRESHOLD = re.compile(
+    r"^\s*(?:(?P<rel>\d+(?:\.\d+)?)\s*%)?\s*(?:(?:\+|,)?\s*(?P<abs>\d+(?:\.\d+)?(?:e-?\d+)?))?\s*$", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Threshold:
     off: bool = False  # reported, never a regression
 
     @classmethod
-    def parse(cls, text: str | float | int, *, where: str = "regression") -> "Threshold":
+    def parse(cls, text: str | float | int, *, where: str = "regression") -> Threshold:
         """'10%', '0.01', '5%+0.01', 'exact', 'off' (reported, not judged), or a number (absolute)."""
         if isinstance(text, (int, float)) and not isinstance(text, bool):
             return cls(absolute=float(text))
@@ -73,9 +75,15 @@ class Threshold:
             return cls(off=True)
         m = _THRESHOLD.match(s)
         if not s or not m or (m.group("rel") is None and m.group("abs") is None):
-            raise InputError(f"bad threshold {text!r}", field=where, hint="write '10%' (relative), '0.01' (absolute), '5%+0.01' (both), 'exact' or 'off'")
-        return cls(relative=float(m.group("rel")) / 100 if m.group("rel") else None,
-                   absolute=float(m.group("abs")) if m.group("abs") else None)
+            raise InputError(
+                f"bad threshold {text!r}",
+                field=where,
+                hint="write '10%' (relative), '0.01' (absolute), '5%+0.01' (both), 'exact' or 'off'",
+            )
+        return cls(
+            relative=float(m.group("rel")) / 100 if m.group("rel") else None,
+            absolute=float(m.group("abs")) if m.group("abs") else None,
+        )
 
     def allowed(self, baseline: float) -> float:
         """The largest change in the bad direction that is still not a regression."""
@@ -90,5 +98,7 @@ class Threshold:
             return "exact"
         if self.off:
             return "off"
-        parts = ([f"{self.relative * 100:g}%"] if self.relative is not None else []) + ([f"{self.absolute:g}"] if self.absolute is not None else [])
+        parts = ([f"{self.relative * 100:g}%"] if self.relative is not None else []) + (
+            [f"{self.absolute:g}"] if self.absolute is not None else []
+        )
         return "+".join(parts)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.cell import Cell
+
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -47,7 +48,7 @@ class CellResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CellResult":
+    def from_dict(cls, data: dict[str, Any]) -> CellResult:
         cell = Cell.from_dict(data["config"])
         if cell.id != data["id"]:
             raise ValueError(f"cell file id {data['id']} does not match its config (hash {cell.id})")

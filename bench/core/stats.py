@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 def percentile(sorted_data: Sequence[float], q: float) -> float:
@@ -30,7 +31,7 @@ class Stats:
     data: tuple[float, ...]
 
     @classmethod
-    def of(cls, samples: Sequence[float]) -> "Stats":
+    def of(cls, samples: Sequence[float]) -> Stats:
         if not samples:
             raise ValueError("no samples")
         return cls(tuple(float(s) for s in samples))

@@ -9,12 +9,30 @@ from typing import Any
 
 from bench.data import sources as _sources  # noqa: F401  (registers the kinds)
 from bench.data import standard as _standard  # noqa: F401  (registers the standard datasets)
-from bench.data.base import SampleSet, dataset_option_names, list_dataset_kinds, load_samples, register_dataset, stratified_split
+from bench.data.base import (
+    SampleSet,
+    dataset_option_names,
+    list_dataset_kinds,
+    load_samples,
+    register_dataset,
+    stratified_split,
+)
 
-_TORCH_NAMES = {"decode_all": "bench.data.images", "CachedImages": "bench.data.loader", "make_loader": "bench.data.loader"}
+_TORCH_NAMES = {
+    "decode_all": "bench.data.images",
+    "CachedImages": "bench.data.loader",
+    "make_loader": "bench.data.loader",
+}
 
-__all__ = ["SampleSet", "dataset_option_names", "list_dataset_kinds", "load_samples", "register_dataset", "stratified_split",
-           *_TORCH_NAMES]
+__all__ = [
+    "SampleSet",
+    "dataset_option_names",
+    "list_dataset_kinds",
+    "load_samples",
+    "register_dataset",
+    "stratified_split",
+    *_TORCH_NAMES,
+]
 
 
 def __getattr__(name: str) -> Any:

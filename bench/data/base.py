@@ -8,9 +8,10 @@ Decoding, resizing and caching happen in `bench.data.images`; batching in `bench
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class SampleSet:
     keys: list[str]
     labels: list[str]
     paths: list[Path | None]
-    arrays: list[np.ndarray | None] | None = None
+    arrays: Sequence[np.ndarray | None] | None = None  # a list, or a lazy sequence with `take` (LazyImages)
     synthetic: bool = False
     description: str = ""
     notes: list[str] = field(default_factory=list)
@@ -48,13 +49,15 @@ class SampleSet:
         index = {c: i for i, c in enumerate(classes or self.classes)}
         return np.array([index[label] for label in self.labels], dtype=np.int64)
 
-    def subset(self, idx: list[int] | np.ndarray) -> "SampleSet":
+    def subset(self, idx: list[int] | np.ndarray) -> SampleSet:
         idx = [int(i) for i in idx]
         return SampleSet(
             keys=[self.keys[i] for i in idx],
             labels=[self.labels[i] for i in idx],
             paths=[self.paths[i] for i in idx],
-            arrays=(self.arrays.take(idx) if hasattr(self.arrays, "take") else [self.arrays[i] for i in idx]) if self.arrays is not None else None,
+            arrays=(self.arrays.take(idx) if hasattr(self.arrays, "take") else [self.arrays[i] for i in idx])
+            if self.arrays is not None
+            else None,
             synthetic=self.synthetic,
             description=self.description,
             notes=list(self.notes),
@@ -115,7 +118,11 @@ def dataset_option_names(kind: str) -> list[str] | None:
 
 def load_samples(kind: str, options: dict[str, Any], base_dir: Path) -> SampleSet:
     if kind not in _KINDS:
-        raise InputError(f"unknown dataset kind '{kind}'", field="data.kind", hint=did_you_mean(kind, _KINDS) or f"use one of {', '.join(sorted(_KINDS))}")
+        raise InputError(
+            f"unknown dataset kind '{kind}'",
+            field="data.kind",
+            hint=did_you_mean(kind, _KINDS) or f"use one of {', '.join(sorted(_KINDS))}",
+        )
     return _KINDS[kind](base_dir=base_dir, **options)
 
 

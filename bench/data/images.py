@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from bench.data.base import SampleSet
 from bench.core.errors import InputError
+from bench.data.base import SampleSet
 from bench.data.synthetic import cache_dir
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, never a half-grey image
 CACHE_VERSION = 1
-_MEMORY: dict[str, "Decoded"] = {}
+_MEMORY: dict[str, Decoded] = {}
 
 
 @dataclass
@@ -60,7 +60,7 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR)
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     left, top = (nw - size) // 2, (nh - size) // 2
     return img.crop((left, top, left + size, top + size))
 
@@ -95,7 +95,9 @@ def _disk_path(key: str) -> Path:
     return cache_dir() / "decoded" / f"{key}.npz"
 
 
-def decode_all(samples: SampleSet, size: int, *, on_bad_image: str = "error", workers: int | None = None, disk_cache: bool = True) -> Decoded:
+def decode_all(
+    samples: SampleSet, size: int, *, on_bad_image: str = "error", workers: int | None = None, disk_cache: bool = True
+) -> Decoded:
     """Decode every sample at `size` (cached in memory and on disk)."""
     if on_bad_image not in ("error", "skip"):
         raise InputError(f"on_bad_image must be 'error' or 'skip', got '{on_bad_image}'", field="data.on_bad_image")
@@ -106,7 +108,12 @@ def decode_all(samples: SampleSet, size: int, *, on_bad_image: str = "error", wo
     if disk_cache and disk.is_file():
         try:
             with np.load(disk, allow_pickle=False) as z:
-                decoded = Decoded(torch.from_numpy(z["images"].copy()), z["kept"].copy(), [tuple(b) for b in z["bad"].tolist()], dict(zip(z["conv_modes"].tolist(), z["conv_counts"].tolist())))
+                decoded = Decoded(
+                    torch.from_numpy(z["images"].copy()),
+                    z["kept"].copy(),
+                    [tuple(b) for b in z["bad"].tolist()],
+                    dict(zip(z["conv_modes"].tolist(), z["conv_counts"].tolist())),
+                )
             _MEMORY[key] = decoded
             return decoded
         except (OSError, ValueError, KeyError):
@@ -115,8 +122,10 @@ def decode_all(samples: SampleSet, size: int, *, on_bad_image: str = "error", wo
     def work(i: int) -> tuple[np.ndarray | None, str | None, str | None]:
         path = samples.paths[i]
         try:
-            if path is None:
-                return _decode_array(samples.arrays[i], size), None, None
+            if path is None:  # then the image is in memory (SampleSet's invariant)
+                array = samples.arrays[i] if samples.arrays is not None else None
+                assert array is not None, f"sample {samples.keys[i]} has neither a path nor an array"
+                return _decode_array(array, size), None, None
             arr, converted = decode_file(path, size)
             return arr, converted, None
         except BadImage as exc:
@@ -126,16 +135,21 @@ def decode_all(samples: SampleSet, size: int, *, on_bad_image: str = "error", wo
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
         results = list(pool.map(work, range(len(samples))))
     out = np.empty((len(samples), 3, size, size), dtype=np.uint8)
-    kept, bad, converted = [], [], {}
+    kept: list[int] = []
+    bad: list[tuple[str, str]] = []
+    converted: dict[str, int] = {}
     for i, (arr, conv, err) in enumerate(results):
         if err is not None:
             where = str(samples.paths[i]) if samples.paths[i] is not None else samples.keys[i]
             if on_bad_image == "error":
-                raise InputError(f"bad image: {err}", file=where, hint="fix or remove it, or set data.on_bad_image: skip")
+                raise InputError(
+                    f"bad image: {err}", file=where, hint="fix or remove it, or set data.on_bad_image: skip"
+                )
             bad.append((where, err))
             continue
         if conv:
             converted[conv] = converted.get(conv, 0) + 1
+        assert arr is not None  # set whenever err is None
         out[len(kept)] = arr.transpose(2, 0, 1)
         kept.append(i)
     decoded = Decoded(torch.from_numpy(out[: len(kept)].copy()), np.array(kept, dtype=np.int64), bad, converted)

@@ -6,13 +6,12 @@ instead of per-image Python calls; workers are configurable but rarely needed (t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from bench.data.base import IMAGENET_MEAN, IMAGENET_STD
-
 
 
 class CachedImages(Dataset):

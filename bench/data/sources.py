@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
-from bench.data.base import SampleSet, register_dataset
 from bench.core.errors import InputError
+from bench.data.base import SampleSet, register_dataset
 from bench.data.synthetic import ensure_generated
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+@overload
+def _resolve(base_dir: Path, value: str | Path) -> Path: ...
+@overload
+def _resolve(base_dir: Path, value: None) -> None: ...
 def _resolve(base_dir: Path, value: str | Path | None) -> Path | None:
     if value is None:
         return None
@@ -51,7 +55,9 @@ def read_label_csv(
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         if not header:
-            raise InputError("the CSV is empty", file=csv_path, line=1, hint=f"expected a header with {path_column},{label_column}")
+            raise InputError(
+                "the CSV is empty", file=csv_path, line=1, hint=f"expected a header with {path_column},{label_column}"
+            )
         missing = [c for c in (path_column, label_column) if c not in header]
         if missing:
             raise InputError(
@@ -60,7 +66,9 @@ def read_label_csv(
                 line=1,
                 hint="set data.path_column / data.label_column to the right names",
             )
-        keys, labels, paths = [], [], []
+        keys: list[str] = []
+        labels: list[str] = []
+        paths: list[Path | None] = []
         for row in reader:
             line = reader.line_num
             rel, label = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
@@ -94,11 +102,20 @@ def csv_dataset(
     csv_path = _resolve(base_dir, csv)
     root_path = _resolve(base_dir, root) if root else csv_path.parent
     if not root_path.is_dir():
-        raise InputError("data root not found", file=root_path, field="data.root", hint="give the folder the image paths are relative to")
-    samples = read_label_csv(csv_path, root_path, path_column=path_column, label_column=label_column, id_column=id_column)
+        raise InputError(
+            "data root not found",
+            file=root_path,
+            field="data.root",
+            hint="give the folder the image paths are relative to",
+        )
+    samples = read_label_csv(
+        csv_path, root_path, path_column=path_column, label_column=label_column, id_column=id_column
+    )
     if val_csv:
         val_path = _resolve(base_dir, val_csv)
-        val = read_label_csv(val_path, root_path, path_column=path_column, label_column=label_column, id_column=id_column)
+        val = read_label_csv(
+            val_path, root_path, path_column=path_column, label_column=label_column, id_column=id_column
+        )
         seen = set(samples.labels)
         for i, label in enumerate(val.labels):
             if label not in seen:
@@ -124,8 +141,12 @@ def imagefolder_dataset(*, base_dir: Path, root: str) -> SampleSet:
     """root/<class>/<image>: the class is the folder name."""
     root_path = _resolve(base_dir, root)
     if not root_path.is_dir():
-        raise InputError("data root not found", file=root_path, field="data.root", hint="an image folder: root/<class>/<image>")
-    keys, labels, paths = [], [], []
+        raise InputError(
+            "data root not found", file=root_path, field="data.root", hint="an image folder: root/<class>/<image>"
+        )
+    keys: list[str] = []
+    labels: list[str] = []
+    paths: list[Path | None] = []
     for class_dir in sorted(p for p in root_path.iterdir() if p.is_dir()):
         for image in sorted(class_dir.rglob("*")):
             if image.suffix.lower() in IMAGE_EXTENSIONS and image.is_file():
@@ -176,5 +197,7 @@ def synthetic_artists_dataset(*, base_dir: Path, scale: float = 1.0, image_size:
     csv_path = ensure_generated(scale=scale, image_size=image_size, seed=seed)
     samples = read_label_csv(csv_path, csv_path.parent)
     samples.synthetic = True
-    samples.description = f"SYNTHETIC stand-in for the artists data (bench synthetic-artists, scale {scale:g}, {len(samples)} images)"
+    samples.description = (
+        f"SYNTHETIC stand-in for the artists data (bench synthetic-artists, scale {scale:g}, {len(samples)} images)"
+    )
     return samples

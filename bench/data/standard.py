@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from bench.core.errors import InputError
 from bench.data.base import SampleSet, register_dataset
 from bench.data.sources import _resolve, imagefolder_dataset
-from bench.core.errors import InputError
 from bench.data.standins import standin
 
 CIFAR_DIR = "cifar-10-batches-py"
@@ -44,9 +44,14 @@ class _ArraysOnly(pickle.Unpickler):
     """Builds dicts, lists, strings, numbers and numpy arrays; refuses every other global."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy.core.numeric", "_frombuffer"),
         ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
     }
 
@@ -55,18 +60,39 @@ class _ArraysOnly(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refused: {module}.{name} (only numpy arrays and plain data are read)")
         import importlib
 
-        return getattr(importlib.import_module(module.replace("numpy.core.", "numpy._core.") if module.startswith("numpy.core.") else module), name)
+        return getattr(
+            importlib.import_module(
+                module.replace("numpy.core.", "numpy._core.") if module.startswith("numpy.core.") else module
+            ),
+            name,
+        )
 
 
 def _read_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             data = _ArraysOnly(fh, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError) as exc:
-        raise InputError(f"not a CIFAR-10 batch ({type(exc).__name__}: {str(exc)[:160]})", file=path,
-                         hint="replace it with the file from cifar-10-python.tar.gz") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise InputError(
+            f"not a CIFAR-10 batch ({type(exc).__name__}: {str(exc)[:160]})",
+            file=path,
+            hint="replace it with the file from cifar-10-python.tar.gz",
+        ) from None
     if not isinstance(data, dict):
-        raise InputError("not a CIFAR-10 batch (no mapping inside)", file=path, hint="replace it with the file from cifar-10-python.tar.gz")
+        raise InputError(
+            "not a CIFAR-10 batch (no mapping inside)",
+            file=path,
+            hint="replace it with the file from cifar-10-python.tar.gz",
+        )
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in data.items()}
 
 
@@ -74,13 +100,18 @@ def _missing(kind: str, root: Path, folder: str, files: list[str]) -> list[str]:
     return [f for f in files if not (root / folder / f).is_file()]
 
 
-def _absent(kind: str, title: str, root: Path, expected: str, missing: list[str], fallback: str, synthetic: dict | None) -> SampleSet:
+def _absent(
+    kind: str, title: str, root: Path, expected: str, missing: list[str], fallback: str, synthetic: dict | None
+) -> SampleSet:
     where = f"{title} not found under {root}: missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}"
     if fallback == "synthetic":
         return standin(kind, why=f"{where}; to use the real data put {expected}", **(synthetic or {}))
-    raise InputError(where, field="data.options.root",
-                     hint=f"put {expected} (from {SOURCES_URL[kind]}; bench never downloads), or set data.options.fallback: synthetic "
-                          "to use a synthetic stand-in of the same shape")
+    raise InputError(
+        where,
+        field="data.options.root",
+        hint=f"put {expected} (from {SOURCES_URL[kind]}; bench never downloads), or set data.options.fallback: synthetic "
+        "to use a synthetic stand-in of the same shape",
+    )
 
 
 def _check_fallback(fallback: str) -> None:
@@ -89,7 +120,9 @@ def _check_fallback(fallback: str) -> None:
 
 
 @register_dataset("cifar10")
-def cifar10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = "error", synthetic: dict[str, Any] | None = None) -> SampleSet:
+def cifar10_dataset(
+    *, base_dir: Path, root: str = "data", fallback: Fallback = "error", synthetic: dict[str, Any] | None = None
+) -> SampleSet:
     """CIFAR-10 from `root/cifar-10-batches-py` (torchvision's layout): 50,000 train + 10,000 test, 32x32."""
     _check_fallback(fallback)
     root_path = _resolve(base_dir, root)
@@ -99,14 +132,24 @@ def cifar10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = 
         return _absent("cifar10", "CIFAR-10", root_path, expected, missing, fallback, synthetic)
     meta = _read_pickle(root_path / CIFAR_DIR / "batches.meta")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for name in [*CIFAR_TRAIN, "test_batch"]:
         path = root_path / CIFAR_DIR / name
         batch = _read_pickle(path)
         data, y = batch.get("data"), batch.get("labels")
-        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or y is None or len(y) != len(data):
-            raise InputError("not a CIFAR-10 batch (expected 'data' N x 3072 uint8 and N 'labels')", file=path,
-                             hint="replace it with the file from cifar-10-python.tar.gz")
+        if (
+            not isinstance(data, np.ndarray)
+            or data.ndim != 2
+            or data.shape[1] != 3072
+            or y is None
+            or len(y) != len(data)
+        ):
+            raise InputError(
+                "not a CIFAR-10 batch (expected 'data' N x 3072 uint8 and N 'labels')",
+                file=path,
+                hint="replace it with the file from cifar-10-python.tar.gz",
+            )
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.uint8))
         labels.extend(int(v) for v in y)
     n_train = sum(len(a) for a in images[:-1])
@@ -116,18 +159,30 @@ def cifar10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = 
     return _given_split("cifar10", "CIFAR-10", root_path / CIFAR_DIR, [names[v] for v in labels], arrays, n_train)
 
 
-def _given_split(prefix: str, title: str, folder: Path, labels: list[str], arrays: np.ndarray, n_train: int) -> SampleSet:
+def _given_split(
+    prefix: str, title: str, folder: Path, labels: list[str], arrays: np.ndarray, n_train: int
+) -> SampleSet:
     """In-memory images whose first `n_train` are the training part and the rest the test part (kept as the
     validation split: the `split:N` note)."""
-    keys = [f"{prefix}-{'train' if i < n_train else 'test'}-{i if i < n_train else i - n_train:05d}" for i in range(len(labels))]
-    samples = SampleSet(keys=keys, labels=labels, paths=[None] * len(keys), arrays=list(arrays),
-                        description=f"{title} {folder} ({n_train} train + {len(keys) - n_train} test)")
+    keys = [
+        f"{prefix}-{'train' if i < n_train else 'test'}-{i if i < n_train else i - n_train:05d}"
+        for i in range(len(labels))
+    ]
+    samples = SampleSet(
+        keys=keys,
+        labels=labels,
+        paths=[None] * len(keys),
+        arrays=list(arrays),
+        description=f"{title} {folder} ({n_train} train + {len(keys) - n_train} test)",
+    )
     samples.notes.append(f"split:{n_train}")
     return samples
 
 
 @register_dataset("stl10")
-def stl10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = "error", synthetic: dict[str, Any] | None = None) -> SampleSet:
+def stl10_dataset(
+    *, base_dir: Path, root: str = "data", fallback: Fallback = "error", synthetic: dict[str, Any] | None = None
+) -> SampleSet:
     """STL-10's labelled part from `root/stl10_binary` (torchvision's layout): 5,000 train + 8,000 test, 96x96."""
     _check_fallback(fallback)
     root_path = _resolve(base_dir, root)
@@ -137,15 +192,21 @@ def stl10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = "e
     if missing:
         return _absent("stl10", "STL-10", root_path, expected, missing, fallback, synthetic)
     names_file = folder / "class_names.txt"
-    names = [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()] if names_file.is_file() else \
-        ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    names = (
+        [ln.strip() for ln in names_file.read_text().splitlines() if ln.strip()]
+        if names_file.is_file()
+        else ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    )
     images, labels = [], []
     for split in ("train", "test"):
         x = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
         y = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1  # labels are 1..10
         if x.size != len(y) * 3 * 96 * 96 or (len(y) and (y.min() < 0 or y.max() >= len(names))):
-            raise InputError(f"{split}_X.bin / {split}_y.bin do not match (expected 96x96x3 bytes per label, labels 1..{len(names)})",
-                             file=folder / f"{split}_X.bin", hint="replace them with the files from stl10_binary.tar.gz")
+            raise InputError(
+                f"{split}_X.bin / {split}_y.bin do not match (expected 96x96x3 bytes per label, labels 1..{len(names)})",
+                file=folder / f"{split}_X.bin",
+                hint="replace them with the files from stl10_binary.tar.gz",
+            )
         images.append(x.reshape(-1, 3, 96, 96).transpose(0, 3, 2, 1))  # stored column-major
         labels.append(y)
     n_train = len(labels[0])
@@ -155,16 +216,28 @@ def stl10_dataset(*, base_dir: Path, root: str = "data", fallback: Fallback = "e
 
 
 @register_dataset("cats-vs-dogs")
-def cats_vs_dogs_dataset(*, base_dir: Path, root: str = "data/PetImages", fallback: Fallback = "error",
-                         synthetic: dict[str, Any] | None = None) -> SampleSet:
+def cats_vs_dogs_dataset(
+    *,
+    base_dir: Path,
+    root: str = "data/PetImages",
+    fallback: Fallback = "error",
+    synthetic: dict[str, Any] | None = None,
+) -> SampleSet:
     """Cats vs dogs as an image folder: `root/<class>/<image>` (e.g. PetImages/Cat, PetImages/Dog)."""
     _check_fallback(fallback)
     root_path = _resolve(base_dir, root)
     classes = sorted(p.name for p in root_path.iterdir() if p.is_dir()) if root_path.is_dir() else []
     if len(classes) < 2:
         expected = f"one folder per class under {root_path} (e.g. {root_path}/Cat/1.jpg, {root_path}/Dog/1.jpg)"
-        return _absent("cats-vs-dogs", "cats vs dogs", root_path, expected, ["Cat/", "Dog/"] if not classes else [f"a second class folder beside {classes[0]}/"],
-                       fallback, synthetic)
+        return _absent(
+            "cats-vs-dogs",
+            "cats vs dogs",
+            root_path,
+            expected,
+            ["Cat/", "Dog/"] if not classes else [f"a second class folder beside {classes[0]}/"],
+            fallback,
+            synthetic,
+        )
     samples = imagefolder_dataset(base_dir=base_dir, root=str(root_path))
     samples.description = f"cats vs dogs, image folder {root_path} ({', '.join(classes)})"
     return samples
@@ -174,7 +247,9 @@ def _standin_kind(kind: str):
     def factory(*, base_dir: Path, scale: float = 1.0, seed: int = 0, image_size: int | None = None) -> SampleSet:
         return standin(kind, scale=scale, seed=seed, image_size=image_size)
 
-    factory.__doc__ = f"The synthetic stand-in for {kind}, asked for by name (same classes, resolution, balance, split)."
+    factory.__doc__ = (
+        f"The synthetic stand-in for {kind}, asked for by name (same classes, resolution, balance, split)."
+    )
     return factory
 
 

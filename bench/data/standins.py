@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.data.base import SampleSet
-from bench.data.synthetic import _styles
 from bench.core.errors import InputError
-from bench.data.synthetic import render
+from bench.data.base import SampleSet
+from bench.data.synthetic import _styles, render
 
 STANDIN_VERSION = 2
 
@@ -35,8 +34,16 @@ class Shape:
 
 
 SHAPES = {
-    "cifar10": Shape("CIFAR-10", ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"), 32, 5000, 1000),
-    "stl10": Shape("STL-10", ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"), 96, 500, 800),
+    "cifar10": Shape(
+        "CIFAR-10",
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        32,
+        5000,
+        1000,
+    ),
+    "stl10": Shape(
+        "STL-10", ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"), 96, 500, 800
+    ),
     # Kaggle's cats vs dogs: 12,500 photos a class, of varying size (about 350-500 px); rendered square here.
     "cats-vs-dogs": Shape("cats vs dogs", ("cat", "dog"), 128, 12500, 0),
 }
@@ -50,30 +57,41 @@ class LazyImages(Sequence):
     """The stand-in's images, rendered on first access: image i from its own generator (seed, i), so a
     subset renders only its own images, in any order, in any process, identically."""
 
-    def __init__(self, styles: list[dict], labels: np.ndarray, size: int, seed: int, index: np.ndarray | None = None) -> None:
+    def __init__(
+        self, styles: list[dict], labels: np.ndarray, size: int, seed: int, index: np.ndarray | None = None
+    ) -> None:
         self.styles, self.labels, self.size, self.seed = styles, labels, size, seed
-        self.index = np.arange(len(labels)) if index is None else index  # positions in the full stand-in
+        # positions in the full stand-in (not `self.index`, which would hide Sequence.index)
+        self.positions = np.arange(len(labels)) if index is None else index
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.positions)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        n = int(self.index[i])
+        n = int(self.positions[i])
         rng = np.random.default_rng([self.seed, n])
         # Colour carries no class information (a random palette per image): a class is its strokes'
         # direction, length, width and density and its composition, which a model must learn from shapes.
-        style = {**self.styles[int(self.labels[n])], "hue": float(rng.uniform()), "hue_spread": float(rng.uniform(0.05, 0.25)),
-                 "dark": bool(rng.random() < 1 / 3)}
+        style = {
+            **self.styles[int(self.labels[n])],
+            "hue": float(rng.uniform()),
+            "hue_spread": float(rng.uniform(0.05, 0.25)),
+            "dark": bool(rng.random() < 1 / 3),
+        }
         return np.asarray(render(style, self.size, rng), dtype=np.uint8)
 
-    def take(self, idx) -> "LazyImages":
+    def take(self, idx) -> LazyImages:
         """A subset, still lazy."""
-        return LazyImages(self.styles, self.labels, self.size, self.seed, self.index[np.asarray(idx, dtype=np.int64)])
+        return LazyImages(
+            self.styles, self.labels, self.size, self.seed, self.positions[np.asarray(idx, dtype=np.int64)]
+        )
 
 
-def standin(kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | None = None, why: str | None = None) -> SampleSet:
+def standin(
+    kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | None = None, why: str | None = None
+) -> SampleSet:
     """The stand-in for `kind` (a key of SHAPES) as a SampleSet, labelled synthetic; `why` (e.g. the real
     files were not found) goes into its description. Train images come first, then test ones (the given
     split), classes interleaved; images are rendered when first decoded (see LazyImages), so `subset`
@@ -89,10 +107,15 @@ def standin(kind: str, *, scale: float = 1.0, seed: int = 0, image_size: int | N
     split = "train" if shape.test_per_class else "all"
     keys = [f"synthetic-{kind}-{split if i < n_train else 'test'}-{i:06d}" for i in range(len(labels))]
     samples = SampleSet(
-        keys=keys, labels=[shape.classes[c] for c in labels], paths=[None] * len(keys),
-        arrays=LazyImages(styles, labels, size, seed), synthetic=True,
-        description=(f"SYNTHETIC stand-in for {shape.title} ({k} classes, balanced, {size}x{size} px, "
-                     f"{len(keys)} images, scale {scale:g})" + (f"; {why}" if why else "")),
+        keys=keys,
+        labels=[shape.classes[c] for c in labels],
+        paths=[None] * len(keys),
+        arrays=LazyImages(styles, labels, size, seed),
+        synthetic=True,
+        description=(
+            f"SYNTHETIC stand-in for {shape.title} ({k} classes, balanced, {size}x{size} px, "
+            f"{len(keys)} images, scale {scale:g})" + (f"; {why}" if why else "")
+        ),
         content_id=f"standin-v{STANDIN_VERSION}:{kind}:seed={seed}:size={size}",
     )
     if shape.test_per_class:

@@ -142,7 +142,11 @@ def generate(
             writer = csv.writer(fh)
             writer.writerow(["id", "img_path", "artist"])
             writer.writerows(rows[i] for i in order)
-        (tmp / "SYNTHETIC.json").write_text(json.dumps({"generator": "bench synthetic-artists", "version": GENERATOR_VERSION, "counts": counts, "seed": seed}))
+        (tmp / "SYNTHETIC.json").write_text(
+            json.dumps(
+                {"generator": "bench synthetic-artists", "version": GENERATOR_VERSION, "counts": counts, "seed": seed}
+            )
+        )
         try:
             os.replace(tmp, out_dir)
         except OSError:  # another process finished first: keep theirs

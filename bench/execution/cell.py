@@ -23,7 +23,7 @@ from bench.core.cell import Cell
 from bench.core.errors import BenchError, SkipCell
 from bench.core.result import CellResult
 from bench.measure import CellContext, get_measurement
-from bench.measure.catalogue import THROUGHPUT, TRAIN_THROUGHPUT
+from bench.measure.catalogue import INFERENCE_MFU, TRAINING_MFU
 from bench.measure.mfu import cell_mfu
 from bench.models.builders import build_model
 from bench.models.registry import get_entry
@@ -51,13 +51,14 @@ def _reason(exc: BaseException) -> str:
 def _forget_frames(exc: BaseException) -> None:
     """Drop the frames an exception keeps (they hold the model, its activations and optimizer state), so
     that a failed cell's memory can be released even if the exception object lives on somewhere."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if exc.__traceback__ is not None:
-            traceback.clear_frames(exc.__traceback__)
-            exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if cur.__traceback__ is not None:
+            traceback.clear_frames(cur.__traceback__)
+            cur.__traceback__ = None
+        cur = cur.__cause__ or cur.__context__
 
 
 def release_memory(device: torch.device) -> None:
@@ -68,8 +69,15 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None,
-             epoch_taps: dict[int, Path | None] | None = None, tap_results: dict[int, dict[str, Any]] | None = None) -> CellResult:
+def run_cell(
+    cell: Cell,
+    device: torch.device,
+    *,
+    base_dir: Path | None = None,
+    artifact_dir: Path | None = None,
+    epoch_taps: dict[int, Path | None] | None = None,
+    tap_results: dict[int, dict[str, Any]] | None = None,
+) -> CellResult:
     """Build the cell's model and take each of its measurements; never raises for a cell's own fault
     (KeyboardInterrupt and SystemExit do pass through). `epoch_taps`/`tap_results`: see bench.execution.epochs."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -80,7 +88,15 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     if cell.cudnn_benchmark is not None:
         torch.backends.cudnn.benchmark = cell.cudnn_benchmark
     try:
-        _measure_cell(cell, device, result, base_dir, artifact_dir, epoch_taps or {}, tap_results if tap_results is not None else {})
+        _measure_cell(
+            cell,
+            device,
+            result,
+            base_dir,
+            artifact_dir,
+            epoch_taps or {},
+            tap_results if tap_results is not None else {},
+        )
     finally:
         torch.backends.cudnn.benchmark = cudnn_before
         release_memory(device)  # the model, its optimizer and activations are unreachable by now
@@ -89,8 +105,15 @@ def run_cell(cell: Cell, device: torch.device, *, base_dir: Path | None = None, 
     return result
 
 
-def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir: Path | None, artifact_dir: Path | None,
-                  epoch_taps: dict[int, Path | None], tap_results: dict[int, dict[str, Any]]) -> None:
+def _measure_cell(
+    cell: Cell,
+    device: torch.device,
+    result: CellResult,
+    base_dir: Path | None,
+    artifact_dir: Path | None,
+    epoch_taps: dict[int, Path | None],
+    tap_results: dict[int, dict[str, Any]],
+) -> None:
     # Everything that holds the model lives in this frame, so it is freed when this returns (or raises).
     measurements = result.measurements
     try:
@@ -110,8 +133,14 @@ def _measure_cell(cell: Cell, device: torch.device, result: CellResult, base_dir
         return
     for name in cell.measure:
         ctx = CellContext(
-            cell=cell, model=model, device=device, entry=entry, base_dir=base_dir or Path.cwd(), artifact_dir=artifact_dir,
-            epoch_taps=epoch_taps if name == "train" else {}, tap_results=tap_results,
+            cell=cell,
+            model=model,
+            device=device,
+            entry=entry,
+            base_dir=base_dir or Path.cwd(),
+            artifact_dir=artifact_dir,
+            epoch_taps=epoch_taps if name == "train" else {},
+            tap_results=tap_results,
         )
         try:
             data = get_measurement(name)(cell.settings.get(name)).measure(ctx)
@@ -144,13 +173,16 @@ def attach_mfu(result: CellResult, device: torch.device) -> None:
     except Exception:  # noqa: BLE001 - no name, no match: MFU None with the reason below
         name = None
     for kind, data in cell_mfu(result.measurements, result.cell.precision, name).items():
-        target = result.measurements[THROUGHPUT.measurement if kind == "inference" else TRAIN_THROUGHPUT.measurement]
-        target.update({
-            "mfu": data["mfu"],
-            "mfu_reason": data["reason"],
-            "achieved_tflop_s": data["achieved_tflop_s"],
-            "peak_tflop_s": data["peak_tflop_s"],
-            "peak_precision": data["peak_precision"],
-            "mfu_flops_per_image": data["flops_per_image"],
-            "mfu_device": name,
-        })
+        kind_metric = INFERENCE_MFU if kind == "inference" else TRAINING_MFU
+        target = result.measurements[kind_metric.measurement]
+        target.update(
+            {
+                kind_metric.key: data["utilisation"],
+                "mfu_reason": data["reason"],
+                "achieved_tflop_s": data["achieved_tflop_s"],
+                "peak_tflop_s": data["peak_tflop_s"],
+                "peak_precision": data["peak_precision"],
+                "mfu_flops_per_image": data["flops_per_image"],
+                "mfu_device": name,
+            }
+        )

@@ -61,13 +61,19 @@ def derived_results(group: list[Cell], trained: CellResult, taps: dict[int, dict
                 measurements[name] = {"status": "ok", **taps[epochs_of(cell)]}
             elif data is not None:
                 measurements[name] = {**copy.deepcopy(data), "shared_with": trained.id}
-        result = CellResult(cell=cell, status="ok", started_at=trained.started_at, measurements=measurements, duration_s=None)
+        result = CellResult(
+            cell=cell, status="ok", started_at=trained.started_at, measurements=measurements, duration_s=None
+        )
         if not measurements and trained.status != "ok":  # the model could not be built
             result.status, result.reason, result.traceback = trained.status, trained.reason, trained.traceback
         for name in cell.measure:
             data = measurements.get(name, {})
             if data.get("status") == "failed" and result.status != "failed":
-                result.status, result.reason, result.traceback = "failed", f"{name}: {data.get('reason')}", trained.traceback
+                result.status, result.reason, result.traceback = (
+                    "failed",
+                    f"{name}: {data.get('reason')}",
+                    trained.traceback,
+                )
             elif data.get("status") == "skipped" and result.status == "ok":
                 result.status, result.reason = "skipped", f"{name}: {data.get('reason')}"
         out.append(result)

@@ -26,10 +26,11 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -41,7 +42,6 @@ from bench.execution.epochs import derived_results, epochs_of
 from bench.execution.isolation import run_cell_isolated, shared_server, uses_process
 from bench.measure.registry import plugin_modules
 from bench.suite.schema import EXECUTORS, ISOLATION_MODES
-
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,27 @@ class Job:
     base_dir: Path | None
     artifact_dir: Callable[[str], Path]  # cell id -> the folder of its files in the run directory
     total: int  # cells in the plan, for progress
-    write_artifact: Callable[[str, str, bytes], None] | None = None  # (cell id, file name, content): executors whose workers cannot write the run directory
+    write_artifact: Callable[[str, str, bytes], None] | None = (
+        None  # (cell id, file name, content): executors whose workers cannot write the run directory
+    )
 
 
-def run_epoch_sweep(group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir) -> list[CellResult]:
+def run_epoch_sweep(
+    group: list[Cell], device: torch.device, *, base_dir: Path | None, artifact_dir
+) -> list[CellResult]:
     """Cells that differ only in epochs (bench.execution.epochs): train the longest once, read the others off its
     run. Returns every cell's result, the shorter ones first. `artifact_dir(cell_id)` names each cell's folder."""
     trained = group[-1]
     taps = {epochs_of(c): artifact_dir(c.id) for c in group[:-1]}
     tap_results: dict[int, dict[str, Any]] = {}
-    result = run_cell(trained, device, base_dir=base_dir, artifact_dir=artifact_dir(trained.id), epoch_taps=taps, tap_results=tap_results)
+    result = run_cell(
+        trained,
+        device,
+        base_dir=base_dir,
+        artifact_dir=artifact_dir(trained.id),
+        epoch_taps=taps,
+        tap_results=tap_results,
+    )
     return [*derived_results(group, result, tap_results), result]
 
 
@@ -84,7 +95,7 @@ class Executor(ABC):
     name: str = "?"
 
     @abstractmethod
-    def run(self, units: list[Unit], job: Job, progress: Any) -> Iterator[list[CellResult]]:
+    def run(self, units: list[Unit], job: Job, progress: Any) -> Generator[list[CellResult], None, None]:
         """Yield each unit's results (every cell of the unit, the trained one last) as the unit finishes.
         Never raises for a cell's own fault; KeyboardInterrupt passes through (and ends the unit's work)."""
 
@@ -107,16 +118,30 @@ class LocalExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "isolation": self.isolation, "memory_limit_mb": self.memory_limit_mb}
 
-    def run(self, units: list[Unit], job: Job, progress: Any) -> Iterator[list[CellResult]]:
+    def run(self, units: list[Unit], job: Job, progress: Any) -> Generator[list[CellResult], None, None]:
         for unit in units:
             progress.cell_started(unit.trained, unit.index, job.total)
             if len(unit.cells) > 1:
-                yield run_epoch_sweep(list(unit.cells), job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir)
+                yield run_epoch_sweep(
+                    list(unit.cells), job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir
+                )
             elif uses_process(self.isolation, unit.trained):
-                yield [run_cell_isolated(unit.trained, job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir(unit.trained.id),
-                                         memory_limit_mb=self.memory_limit_mb, server=shared_server())]
+                yield [
+                    run_cell_isolated(
+                        unit.trained,
+                        job.device,
+                        base_dir=job.base_dir,
+                        artifact_dir=job.artifact_dir(unit.trained.id),
+                        memory_limit_mb=self.memory_limit_mb,
+                        server=shared_server(),
+                    )
+                ]
             else:
-                yield [run_cell(unit.trained, job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir(unit.trained.id))]
+                yield [
+                    run_cell(
+                        unit.trained, job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir(unit.trained.id)
+                    )
+                ]
 
 
 # -- Ray ---------------------------------------------------------------------------------------------------
@@ -145,7 +170,9 @@ def _attempt_number() -> int | None:
     try:
         import ray._private.worker as ray_worker
 
-        return int(ray_worker.global_worker.core_worker.get_current_task_attempt_number())
+        worker = ray_worker.global_worker
+        # ray sets Worker.core_worker at connect time, so its annotations do not know it
+        return int(worker.core_worker.get_current_task_attempt_number())  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - an internal API; without it the retries are not known, nothing else changes
         return None
 
@@ -153,7 +180,9 @@ def _attempt_number() -> int | None:
 def run_unit_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Runs in the Ray worker: one unit, given and returned as plain data. The cells' files are written
     into a private temporary folder and returned as bytes, for the driver to write into the run directory."""
-    for path in payload["sys_path"]:  # modules beside bench (a plugin's measurement, a test's) where this worker can see them
+    for path in payload[
+        "sys_path"
+    ]:  # modules beside bench (a plugin's measurement, a test's) where this worker can see them
         if path not in sys.path and Path(path).is_dir():
             sys.path.append(path)
     os.environ.update(payload["env"])
@@ -167,6 +196,7 @@ def run_unit_payload(payload: dict[str, Any]) -> dict[str, Any]:
     base_dir = Path(payload["base_dir"]) if payload["base_dir"] else None
     folder = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
+
         def artifact_dir(cell_id: str) -> Path:
             return folder / cell_id
 
@@ -174,14 +204,23 @@ def run_unit_payload(payload: dict[str, Any]) -> dict[str, Any]:
             results = run_epoch_sweep(cells, device, base_dir=base_dir, artifact_dir=artifact_dir)
         else:
             results = [run_cell(cells[0], device, base_dir=base_dir, artifact_dir=artifact_dir(cells[0].id))]
-        artifacts = {c.id: {p.name: p.read_bytes() for p in sorted(artifact_dir(c.id).iterdir()) if p.is_file()}
-                     for c in cells if artifact_dir(c.id).is_dir()}
+        artifacts = {
+            c.id: {p.name: p.read_bytes() for p in sorted(artifact_dir(c.id).iterdir()) if p.is_file()}
+            for c in cells
+            if artifact_dir(c.id).is_dir()
+        }
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     import socket
 
-    return {"results": [r.to_dict() for r in results], "artifacts": artifacts, "attempt": _attempt_number(),
-            "host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads()}
+    return {
+        "results": [r.to_dict() for r in results],
+        "artifacts": artifacts,
+        "attempt": _attempt_number(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+    }
 
 
 class RayExecutor(Executor):
@@ -198,9 +237,16 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus_per_cell: float = 1, num_gpus_per_cell: float | None = None,
-                 max_retries: int = 3, torch_threads: int | None = None, isolation: str = "auto",
-                 init_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus_per_cell: float = 1,
+        num_gpus_per_cell: float | None = None,
+        max_retries: int = 3,
+        torch_threads: int | None = None,
+        isolation: str = "auto",
+        init_options: dict[str, Any] | None = None,
+    ) -> None:
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"unknown isolation mode {isolation!r} (use {', '.join(ISOLATION_MODES)})")
         self.address, self.num_cpus_per_cell, self.num_gpus_per_cell = address, num_cpus_per_cell, num_gpus_per_cell
@@ -210,9 +256,15 @@ class RayExecutor(Executor):
         self._remotes: dict[bool, Any] = {}
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"name": self.name, "address": self.address or "local", "num_cpus_per_cell": self.num_cpus_per_cell,
-                                "num_gpus_per_cell": self.num_gpus_per_cell, "max_retries": self.max_retries,
-                                "torch_threads": self.torch_threads, "isolation": self.isolation}
+        info: dict[str, Any] = {
+            "name": self.name,
+            "address": self.address or "local",
+            "num_cpus_per_cell": self.num_cpus_per_cell,
+            "num_gpus_per_cell": self.num_gpus_per_cell,
+            "max_retries": self.max_retries,
+            "torch_threads": self.torch_threads,
+            "isolation": self.isolation,
+        }
         try:
             import ray
 
@@ -241,12 +293,20 @@ class RayExecutor(Executor):
 
     def _payload(self, unit: Unit, job: Job) -> dict[str, Any]:
         gpus = self._gpus(job.device)
-        device = "cuda" if gpus > 0 else str(job.device)  # Ray gives the task its GPUs as cuda:0.. (CUDA_VISIBLE_DEVICES)
-        return {"cells": [c.to_dict() for c in unit.cells], "device": device, "base_dir": str(job.base_dir) if job.base_dir else None,
-                "threads": self.torch_threads, "plugins": plugin_modules(), "sys_path": [p for p in sys.path if p],
-                "env": {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}}
+        device = (
+            "cuda" if gpus > 0 else str(job.device)
+        )  # Ray gives the task its GPUs as cuda:0.. (CUDA_VISIBLE_DEVICES)
+        return {
+            "cells": [c.to_dict() for c in unit.cells],
+            "device": device,
+            "base_dir": str(job.base_dir) if job.base_dir else None,
+            "threads": self.torch_threads,
+            "plugins": plugin_modules(),
+            "sys_path": [p for p in sys.path if p],
+            "env": {k: v for k, v in os.environ.items() if k.startswith("BENCH_")},
+        }
 
-    def run(self, units: list[Unit], job: Job, progress: Any) -> Iterator[list[CellResult]]:
+    def run(self, units: list[Unit], job: Job, progress: Any) -> Generator[list[CellResult], None, None]:
         if not units:
             return
         ray = _import_ray()
@@ -254,10 +314,16 @@ class RayExecutor(Executor):
         pending: dict[Any, tuple[Unit, bool, str, float]] = {}
         try:
             for unit in units:
-                fresh = len(unit.cells) == 1 and uses_process(self.isolation, unit.trained)  # an epoch sweep trains in one worker, as locally
+                fresh = len(unit.cells) == 1 and uses_process(
+                    self.isolation, unit.trained
+                )  # an epoch sweep trains in one worker, as locally
                 task = self._remote(ray, fresh).options(
-                    num_cpus=self.num_cpus_per_cell, num_gpus=self._gpus(job.device), max_retries=self.max_retries,
-                    retry_exceptions=False, name=f"bench-cell-{unit.trained.id}")
+                    num_cpus=self.num_cpus_per_cell,
+                    num_gpus=self._gpus(job.device),
+                    max_retries=self.max_retries,
+                    retry_exceptions=False,
+                    name=f"bench-cell-{unit.trained.id}",
+                )
                 started = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 pending[task.remote(self._payload(unit, job))] = (unit, fresh, started, time.perf_counter())
                 progress.cell_started(unit.trained, unit.index, job.total)
@@ -278,19 +344,36 @@ class RayExecutor(Executor):
     def _collect(self, ray, ref, unit: Unit, job: Job, started: str, t0: float, fresh: bool) -> list[CellResult]:
         try:
             out = ray.get(ref)
-        except ray.exceptions.RayError as exc:  # every attempt died (worker crash, out of memory, node lost), or the task errored outside a cell
-            cause = getattr(exc, "cause", None)  # RayTaskError: the exception the task raised outside a cell (e.g. a plugin's import)
+        except (
+            ray.exceptions.RayError
+        ) as exc:  # every attempt died (worker crash, out of memory, node lost), or the task errored outside a cell
+            cause = getattr(
+                exc, "cause", None
+            )  # RayTaskError: the exception the task raised outside a cell (e.g. a plugin's import)
             shown = cause if isinstance(cause, BaseException) else exc
             text = str(shown).strip().splitlines()
             reason = f"ray: {type(shown).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
-            if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)):
+            if isinstance(
+                exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError)
+            ):
                 reason = f"ray worker lost on every attempt ({self.max_retries + 1}): {reason}"
-            return [CellResult(cell=cell, status="failed", reason=reason, started_at=started, traceback=str(exc)[-4000:],
-                               duration_s=time.perf_counter() - t0, isolation="process" if fresh else "none",
-                               executor="ray", retries=self.max_retries if "lost on every" in reason else None)
-                    for cell in unit.cells]
+            return [
+                CellResult(
+                    cell=cell,
+                    status="failed",
+                    reason=reason,
+                    started_at=started,
+                    traceback=str(exc)[-4000:],
+                    duration_s=time.perf_counter() - t0,
+                    isolation="process" if fresh else "none",
+                    executor="ray",
+                    retries=self.max_retries if "lost on every" in reason else None,
+                )
+                for cell in unit.cells
+            ]
         for cell_id, files in out["artifacts"].items():
             for name, content in files.items():
+                assert job.write_artifact is not None, "the ray executor's workers send files back to the driver"
                 job.write_artifact(cell_id, name, content)
         results = [CellResult.from_dict(d) for d in out["results"]]
         for result in results:
@@ -301,8 +384,9 @@ class RayExecutor(Executor):
         return results
 
 
-def make_executor(name: str, *, isolation: str = "auto", memory_limit_mb: int | None = None,
-                  ray_options: dict[str, Any] | None = None) -> Executor:
+def make_executor(
+    name: str, *, isolation: str = "auto", memory_limit_mb: int | None = None, ray_options: dict[str, Any] | None = None
+) -> Executor:
     """The executor a suite (or `bench run --executor`) asks for; `ray_options` are the suite's `ray:` fields.
     `ray` without Ray installed is an input error that says how to install it."""
     if name == "local":
@@ -310,4 +394,8 @@ def make_executor(name: str, *, isolation: str = "auto", memory_limit_mb: int | 
     if name == "ray":
         _import_ray()
         return RayExecutor(isolation=isolation, **{k: v for k, v in (ray_options or {}).items() if v is not None})
-    raise InputError(f"unknown executor '{name}'", field="executor", hint=did_you_mean(name, EXECUTORS) or f"use one of {', '.join(EXECUTORS)}")
+    raise InputError(
+        f"unknown executor '{name}'",
+        field="executor",
+        hint=did_you_mean(name, EXECUTORS) or f"use one of {', '.join(EXECUTORS)}",
+    )

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +43,6 @@ from bench.core.result import CellResult
 from bench.execution.cell import run_cell
 from bench.measure.registry import get_measurement, list_measurements, plugin_modules
 from bench.suite.schema import ISOLATION_MODES
-
 
 
 def uses_process(mode: str, cell: Cell) -> bool:
@@ -123,9 +122,12 @@ def _child_main(job: _Job) -> None:
 
             limit = _vm_size() + job.memory_limit_mb * 2**20
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        result = run_cell(Cell.from_dict(job.cell), torch.device(job.device),
-                          base_dir=Path(job.base_dir) if job.base_dir else None,
-                          artifact_dir=Path(job.artifact_dir) if job.artifact_dir else None)
+        result = run_cell(
+            Cell.from_dict(job.cell),
+            torch.device(job.device),
+            base_dir=Path(job.base_dir) if job.base_dir else None,
+            artifact_dir=Path(job.artifact_dir) if job.artifact_dir else None,
+        )
         result.isolation = "process"
         atomic_write_json(Path(job.out_path), result.to_dict())
     except KeyboardInterrupt:
@@ -141,6 +143,7 @@ def _child_main(job: _Job) -> None:
 
 
 # -- the fork server ---------------------------------------------------------------------------------------
+
 
 def serve() -> None:
     """The server loop (`python -m bench.execution.isolation`): one JSON job per stdin line; for each, fork a child
@@ -167,10 +170,10 @@ def serve() -> None:
         out.flush()
 
 
-_SHARED: "ForkServer | None" = None
+_SHARED: ForkServer | None = None
 
 
-def shared_server() -> "ForkServer":
+def shared_server() -> ForkServer:
     """This process's fork server, started on first use and reused by every sweep (it never runs a cell,
     so it stays pristine); closed at exit, and it dies with this process in any case."""
     global _SHARED
@@ -188,21 +191,31 @@ class ForkServer:
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         env = dict(os.environ) | (extra_env or {})
         paths = [p for p in sys.path if p and Path(p).is_dir()]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)).keys()).strip(os.pathsep)
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.execution.isolation"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=env, text=True, bufsize=1)
+        env["PYTHONPATH"] = os.pathsep.join(
+            dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)).keys()
+        ).strip(os.pathsep)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.execution.isolation"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
 
     def run(self, job: _Job) -> int | None:
         """Run one job in a fresh child; its exit code (negative: killed by that signal), None if the server died."""
         child = None
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # the server was started with both piped
         try:
-            self.proc.stdin.write(json.dumps(asdict(job)) + "\n")
-            self.proc.stdin.flush()
-            first = self.proc.stdout.readline()
+            stdin.write(json.dumps(asdict(job)) + "\n")
+            stdin.flush()
+            first = stdout.readline()
             if not first:
                 return None
             child = json.loads(first)["pid"]
-            second = self.proc.stdout.readline()
+            second = stdout.readline()
             return json.loads(second)["status"] if second else None
         except BrokenPipeError:
             return None
@@ -218,7 +231,8 @@ class ForkServer:
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()
+                if self.proc.stdin is not None:  # always: the server was started with stdin piped
+                    self.proc.stdin.close()
             except OSError:
                 pass
             try:
@@ -226,7 +240,6 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-
 
 
 def _signal_name(code: int) -> str:
@@ -252,8 +265,15 @@ def _tail(path: Path, n: int = 4000) -> str:
         return ""
 
 
-def run_cell_isolated(cell: Cell, device: torch.device, *, base_dir: Path | None = None, artifact_dir: Path | None = None,
-                      memory_limit_mb: int | None = None, server: ForkServer | None = None) -> CellResult:
+def run_cell_isolated(
+    cell: Cell,
+    device: torch.device,
+    *,
+    base_dir: Path | None = None,
+    artifact_dir: Path | None = None,
+    memory_limit_mb: int | None = None,
+    server: ForkServer | None = None,
+) -> CellResult:
     """Run one cell in a fresh child process; never raises for the cell's own fault (a crash included).
     KeyboardInterrupt in the parent kills the child and passes through. Without `server`, one is started
     for this cell alone."""
@@ -263,11 +283,20 @@ def run_cell_isolated(cell: Cell, device: torch.device, *, base_dir: Path | None
     own = server is None
     server = server or ForkServer()
     try:
-        job = _Job(cell=cell.to_dict(), device=str(device), base_dir=str(base_dir) if base_dir else None,
-                   artifact_dir=str(artifact_dir) if artifact_dir else None, out_path=str(folder / "result.json"),
-                   stderr_path=str(folder / "stderr.txt"), cwd=os.getcwd(), environ=dict(os.environ),
-                   sys_path=list(sys.path), threads=torch.get_num_threads(), plugins=plugin_modules(),
-                   memory_limit_mb=memory_limit_mb)
+        job = _Job(
+            cell=cell.to_dict(),
+            device=str(device),
+            base_dir=str(base_dir) if base_dir else None,
+            artifact_dir=str(artifact_dir) if artifact_dir else None,
+            out_path=str(folder / "result.json"),
+            stderr_path=str(folder / "stderr.txt"),
+            cwd=os.getcwd(),
+            environ=dict(os.environ),
+            sys_path=list(sys.path),
+            threads=torch.get_num_threads(),
+            plugins=plugin_modules(),
+            memory_limit_mb=memory_limit_mb,
+        )
         exitcode = server.run(job)
         stderr = _tail(folder / "stderr.txt", 1 << 20)
         out = folder / "result.json"
@@ -282,9 +311,15 @@ def run_cell_isolated(cell: Cell, device: torch.device, *, base_dir: Path | None
                 sys.stderr.write(stderr)
             return result
         reason = _ended_reason(exitcode) if exitcode is not None else "the isolation server died (see stderr)"
-        return CellResult(cell=cell, status="failed", reason=reason, started_at=started,
-                          traceback=f"child stderr (last 4000 characters):\n{stderr[-4000:]}" if stderr.strip() else None,
-                          duration_s=time.perf_counter() - t0, isolation="process")
+        return CellResult(
+            cell=cell,
+            status="failed",
+            reason=reason,
+            started_at=started,
+            traceback=f"child stderr (last 4000 characters):\n{stderr[-4000:]}" if stderr.strip() else None,
+            duration_s=time.perf_counter() - t0,
+            isolation="process",
+        )
     finally:
         if own:
             server.close()

@@ -26,6 +26,7 @@ from bench.store.run_store import RunStore
 
 FINISHED = ("ok", "skipped")
 
+
 class Progress(Protocol):
     """What the runner tells its caller (the CLI draws a progress bar from it)."""
 
@@ -84,8 +85,14 @@ def run_cells(
         return _run_locked(cells, store, device, progress or _Silent(), base_dir, executor)
 
 
-def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progress: Progress, base_dir: Path | None,
-                executor: Executor) -> RunSummary:
+def _run_locked(
+    cells: list[Cell],
+    store: RunStore,
+    device: torch.device,
+    progress: Progress,
+    base_dir: Path | None,
+    executor: Executor,
+) -> RunSummary:
     """The sweep, whatever runs it: skip finished cells, group epoch sweeps into one unit, hand the units to
     the executor, and write each result (then results.csv) as it comes back, in whatever order."""
     summary = RunSummary()
@@ -109,15 +116,25 @@ def _run_locked(cells: list[Cell], store: RunStore, device: torch.device, progre
         if cell.id in queued:
             continue
         group = [c for c in sweeps.get(cell.id, []) if c.id not in done]
-        unit = tuple(group) if len(group) > 1 else (cell,)  # an epoch sweep: one training run serves every cell of the group still to run
+        unit = (
+            tuple(group) if len(group) > 1 else (cell,)
+        )  # an epoch sweep: one training run serves every cell of the group still to run
         queued.update(c.id for c in unit)
         units.append(Unit(cells=unit, index=index))
 
     def write_artifact(cell_id: str, name: str, content: bytes) -> None:
         atomic_write(store.artifact_dir(cell_id) / name, lambda fh: fh.write(content), binary=True)
 
-    job = Job(device=device, base_dir=base_dir, artifact_dir=store.artifact_dir, total=len(cells), write_artifact=write_artifact)
-    with contextlib.closing(executor.run(units, job, progress)) as finished:  # closed at once on any error: work still out is dropped
+    job = Job(
+        device=device,
+        base_dir=base_dir,
+        artifact_dir=store.artifact_dir,
+        total=len(cells),
+        write_artifact=write_artifact,
+    )
+    with contextlib.closing(
+        executor.run(units, job, progress)
+    ) as finished:  # closed at once on any error: work still out is dropped
         for results in finished:
             for result in results:
                 if result.executor is None:

@@ -19,15 +19,22 @@ Mann-Whitney test pools every baseline run's repeats.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from scipy import stats as _stats
 
 from bench.core.metric import EXACT, HIGHER, Metric, Threshold
 from bench.core.stats import Stats
-from bench.measure.catalogue import LATENCY_SAMPLES, LATENCY_VS_REFERENCE, REFERENCE_SAMPLES, SPEED_BATCH_SIZE, THROUGHPUT, gated
+from bench.measure.catalogue import (
+    LATENCY_SAMPLES,
+    LATENCY_VS_REFERENCE,
+    REFERENCE_SAMPLES,
+    SPEED_BATCH_SIZE,
+    THROUGHPUT,
+    gated,
+)
 
 # Across machines training drifts (docs/measurements-log.md has the figures): the accuracy metrics are then
 # judged at their catalogue's `other_hardware_threshold`, unless the suite allows more.
@@ -44,6 +51,8 @@ BUSY_REFERENCE_SLOWDOWN = 1.5
 BUSY_REFERENCE_IQR = 0.5
 # the largest of n observed deviations underestimates what the next run may show; twice it is the margin
 BETWEEN_RUN_FACTOR = 2.0
+
+
 @dataclass
 class Finding:
     """One metric of one cell compared."""
@@ -121,7 +130,9 @@ def busy_reason(baseline_refs: list[float], current_refs: list[float]) -> str | 
     if slowdown > BUSY_REFERENCE_SLOWDOWN:
         return f"machine busy: the reference workload ran {slowdown:.1f}x slower than in the baseline"
     if iqr > BUSY_REFERENCE_IQR:
-        return f"machine busy: the reference workload's repeats spread {iqr * 100:.0f}% (interquartile range over median)"
+        return (
+            f"machine busy: the reference workload's repeats spread {iqr * 100:.0f}% (interquartile range over median)"
+        )
     return None
 
 
@@ -143,9 +154,16 @@ def between_run_spread(values: list[float]) -> float:
     return max(abs(v - med) for v in values) / abs(med) if med else 0.0
 
 
-def judge(spec: Metric, threshold: Threshold, base: float, cur: float,
-          base_samples: list[float] | None = None, cur_samples: list[float] | None = None, *,
-          between_runs: tuple[float, int] | None = None) -> tuple[bool, bool, float, str, float | None]:
+def judge(
+    spec: Metric,
+    threshold: Threshold,
+    base: float,
+    cur: float,
+    base_samples: list[float] | None = None,
+    cur_samples: list[float] | None = None,
+    *,
+    between_runs: tuple[float, int] | None = None,
+) -> tuple[bool, bool, float, str, float | None]:
     """(regression, improvement, allowed change, note, p-value) for one metric value pair.
 
     `between_runs` = (relative spread, number of runs) of the baseline's value over several runs."""
@@ -161,7 +179,9 @@ def judge(spec: Metric, threshold: Threshold, base: float, cur: float,
         spread, n = between_runs
         widened = BETWEEN_RUN_FACTOR * spread * abs(base)
         if widened > allowed:
-            note = f"threshold widened to {BETWEEN_RUN_FACTOR:g}x the spread of {n} baseline runs (±{spread * 100:.1f}%)"
+            note = (
+                f"threshold widened to {BETWEEN_RUN_FACTOR:g}x the spread of {n} baseline runs (±{spread * 100:.1f}%)"
+            )
             allowed = widened
     if spec.timing and base_samples and cur_samples and len(base_samples) >= 3 and len(cur_samples) >= 3:
         noise = (_rel_iqr_half(base_samples) + _rel_iqr_half(cur_samples)) * abs(base)
@@ -180,8 +200,14 @@ def judge(spec: Metric, threshold: Threshold, base: float, cur: float,
     return regression, improvement, allowed, note, p
 
 
-def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str, Threshold], *,
-                    hardware_independent_only: bool = False, baseline_repeats: Iterable[Iterable] = ()) -> Comparison:
+def compare_results(
+    baseline: Iterable,
+    current: Iterable,
+    thresholds: dict[str, Threshold],
+    *,
+    hardware_independent_only: bool = False,
+    baseline_repeats: Iterable[Iterable] = (),
+) -> Comparison:
     """Compare two runs' CellResults by cell id.
 
     `baseline_repeats`: further runs of the baseline (CellResult lists); where a cell finished in them
@@ -200,13 +226,20 @@ def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str,
         bs_a, bs_b = SPEED_BATCH_SIZE.of(a), SPEED_BATCH_SIZE.of(b)
         if bs_a is not None and bs_b is not None and bs_a != bs_b:  # e.g. an opted-in fallback after out of memory
             why = b.measurements["speed"].get("fallback") or a.measurements["speed"].get("fallback")
-            out.warnings.append(f"cell {cid} ({b.cell.label()}): speed ran at batch {bs_a} in the baseline and {bs_b} now"
-                                + (f" ({why})" if why else "") + ": its timings are not like for like")
-        busy = busy_reason([x for r in [a, *(rep[cid] for rep in repeats if cid in rep)] for x in _reference_samples(r)],
-                           _reference_samples(b))
+            out.warnings.append(
+                f"cell {cid} ({b.cell.label()}): speed ran at batch {bs_a} in the baseline and {bs_b} now"
+                + (f" ({why})" if why else "")
+                + ": its timings are not like for like"
+            )
+        busy = busy_reason(
+            [x for r in [a, *(rep[cid] for rep in repeats if cid in rep)] for x in _reference_samples(r)],
+            _reference_samples(b),
+        )
         if busy and not (hardware_independent_only):
-            out.warnings.append(f"cell {cid} ({b.cell.label()}): {busy}; its timings are reported, not judged "
-                                "(run again on a quiet machine)")
+            out.warnings.append(
+                f"cell {cid} ({b.cell.label()}): {busy}; its timings are reported, not judged "
+                "(run again on a quiet machine)"
+            )
         for key, spec in gated().items():
             if key in out.skipped_metrics or key not in thresholds:
                 continue
@@ -216,17 +249,19 @@ def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str,
             runs = [a] + [rep[cid] for rep in repeats if cid in rep and spec.number(rep[cid]) is not None]
             between = None
             if len(runs) > 1 and spec.direction != EXACT:
-                values = [spec.number(r) for r in runs]
+                values = [v for r in runs if (v := spec.number(r)) is not None]  # all set: `runs` was filtered
                 va = Stats.of(values).median
                 between = (between_run_spread(values), len(runs))
-            samples = (None, None)
+            samples: tuple[list[float] | None, list[float] | None] = (None, None)
             if spec.timing:
                 pooled = [x for r in runs for x in (_timing_samples(r, spec) or [])]
                 samples = (pooled or None, _timing_samples(b, spec))
             threshold = thresholds[key]
-            coarse = hardware_independent_only and spec.other_hardware_threshold is not None  # reproducible on one machine only
-            if coarse:
-                other = Threshold.parse(spec.other_hardware_threshold)
+            # reproducible on one machine only
+            other_text = spec.other_hardware_threshold if hardware_independent_only else None
+            coarse = other_text is not None
+            if other_text is not None:
+                other = Threshold.parse(other_text)
                 threshold = other if other.allowed(va) > threshold.allowed(va) else threshold
             regression, improvement, allowed, note, p = judge(spec, threshold, va, vb, *samples, between_runs=between)
             if coarse:
@@ -234,12 +269,23 @@ def compare_results(baseline: Iterable, current: Iterable, thresholds: dict[str,
             if busy and spec.timing:
                 regression = improvement = False
                 note = f"not judged: {busy}"
-            out.findings.append(Finding(
-                cell_id=cid, label=b.cell.label(), metric=key, baseline=float(va), current=float(vb),
-                change=float(vb) - float(va), relative=(float(vb) - float(va)) / abs(va) if va else None,
-                allowed=allowed, threshold=str(threshold), regression=regression, improvement=improvement,
-                note=note, p_value=p,
-            ))
+            out.findings.append(
+                Finding(
+                    cell_id=cid,
+                    label=b.cell.label(),
+                    metric=key,
+                    baseline=float(va),
+                    current=float(vb),
+                    change=float(vb) - float(va),
+                    relative=(float(vb) - float(va)) / abs(va) if va else None,
+                    allowed=allowed,
+                    threshold=str(threshold),
+                    regression=regression,
+                    improvement=improvement,
+                    note=note,
+                    p_value=p,
+                )
+            )
     return out
 
 
@@ -257,8 +303,10 @@ def markdown_summary(comp: Comparison, baseline: str, current: str) -> str:
     """A GitHub-flavoured summary for a CI job summary."""
     lines = [f"### bench compare: {current} against {baseline}", ""]
     status = "**REGRESSION**" if comp.regressed else "no regression"
-    lines.append(f"{status}: {len(comp.regressions)} metric regressions, {len(comp.failed_cells)} newly failed cells, "
-                 f"{len(comp.missing_cells)} missing, {len(comp.new_cells)} new; {len(comp.findings)} metrics compared.")
+    lines.append(
+        f"{status}: {len(comp.regressions)} metric regressions, {len(comp.failed_cells)} newly failed cells, "
+        f"{len(comp.missing_cells)} missing, {len(comp.new_cells)} new; {len(comp.findings)} metrics compared."
+    )
     lines.append("")
     for w in comp.warnings:
         lines.append(f"> warning: {w}")
@@ -266,23 +314,21 @@ def markdown_summary(comp: Comparison, baseline: str, current: str) -> str:
         lines.append("")
     rows = [f for f in comp.findings if f.regression or f.improvement]
     if rows:
-        lines += ["| cell | metric | baseline | current | change | allowed | verdict |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += [
+            "| cell | metric | baseline | current | change | allowed | verdict |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
         for f in rows:
             rel = f"{f.relative * 100:+.1f}%" if f.relative is not None else f"{f.change:+g}"
             verdict = "regression" if f.regression else "improvement"
-            lines.append(f"| `{f.cell_id}` {f.label} | {f.metric} | {f.baseline:.4g} | {f.current:.4g} | {rel} | {f.allowed:.3g} | {verdict} |")
+            lines.append(
+                f"| `{f.cell_id}` {f.label} | {f.metric} | {f.baseline:.4g} | {f.current:.4g} | {rel} | {f.allowed:.3g} | {verdict} |"
+            )
         lines.append("")
     for c in comp.failed_cells:
         lines.append(f"- newly failed: `{c['id']}` {c['label']}: {c['reason']}")
-    for c in comp.missing_cells:
-        lines.append(f"- missing in current: `{c}`")
-    for c in comp.new_cells:
-        lines.append(f"- new in current: `{c}`")
+    for cid in comp.missing_cells:
+        lines.append(f"- missing in current: `{cid}`")
+    for cid in comp.new_cells:
+        lines.append(f"- new in current: `{cid}`")
     return "\n".join(lines) + "\n"
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """min, max and relative range of repeated figures (for 'no false alarm' evidence)."""
-    lo, hi = min(values), max(values)
-    mid = sorted(values)[len(values) // 2]
-    return {"min": lo, "max": hi, "median": mid, "relative_range": (hi - lo) / abs(mid) if mid else math.nan}

@@ -8,4 +8,12 @@ from bench.measure.base import CellContext, Measurement
 from bench.measure.registry import get_measurement, list_measurements, register_measurement, settings_schema
 from bench.measure.settings import Settings
 
-__all__ = ["CellContext", "Measurement", "Settings", "get_measurement", "list_measurements", "register_measurement", "settings_schema"]
+__all__ = [
+    "CellContext",
+    "Measurement",
+    "Settings",
+    "get_measurement",
+    "list_measurements",
+    "register_measurement",
+    "settings_schema",
+]

@@ -12,9 +12,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
-from bench.measure.settings import Settings
+from bench.measure.settings import Settings as BaseSettings  # inside Measurement, `Settings` is its ClassVar
 
 if TYPE_CHECKING:
     import torch
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 class CellContext:
     """What the runner hands each measurement of one cell: the built model and where it runs."""
 
-    cell: "Cell"
-    model: "torch.nn.Module"
-    device: "torch.device"
-    entry: "ModelEntry"
+    cell: Cell
+    model: torch.nn.Module
+    device: torch.device
+    entry: ModelEntry
     base_dir: Path = field(default_factory=Path.cwd)  # the suite's folder: relative data paths start here
     artifact_dir: Path | None = None  # where the cell may write files (checkpoint, predictions)
     notes: dict[str, Any] = field(default_factory=dict)
@@ -40,21 +40,27 @@ class CellContext:
     tap_results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-class Measurement(ABC):
-    """One kind of measurement. Subclasses set `name`, `Settings` and implement `measure`."""
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class Measurement(ABC, Generic[SettingsT]):
+    """One kind of measurement. Subclasses set `name`, `Settings` and implement `measure`.
+
+    A subclass may name its settings type, `class Speed(Measurement[SpeedSettings])`, to have `self.settings`
+    typed as such (it must then set `Settings = SpeedSettings`); a plain `Measurement` subclass gets `Any`."""
 
     name: ClassVar[str]
-    Settings: ClassVar[type[Settings]] = Settings
+    Settings: ClassVar[type[BaseSettings]] = BaseSettings
     description: ClassVar[str] = ""
+    settings: SettingsT
 
-    def __init__(self, settings: Settings | dict[str, Any] | None = None) -> None:
-        if isinstance(settings, Settings):
-            self.settings = settings
+    def __init__(self, settings: BaseSettings | dict[str, Any] | None = None) -> None:
+        # SettingsT is the subclass's `Settings` (a ClassVar cannot be typed with a type variable)
+        if isinstance(settings, BaseSettings):
+            self.settings = cast(SettingsT, settings)
         else:
-            self.settings = self.Settings.model_validate(settings or {})
+            self.settings = cast(SettingsT, self.Settings.model_validate(settings or {}))
 
     @abstractmethod
     def measure(self, ctx: CellContext) -> dict[str, Any]:
         """Return plain data. Raise `SkipCell` when the cell cannot run here."""
-
-

@@ -26,21 +26,39 @@ TRAIN_GFLOPS_PER_IMAGE = Metric("profile", "train_gflops_per_image", "GFLOPs", L
 FLOPS_BATCH_SIZE = Metric("profile", "flops_batch_size", "images", EXACT, "FLOP-count batch")
 
 # -- speed: inference timings (hardware-dependent) --------------------------------------------------------
-THROUGHPUT = Metric("speed", "throughput_img_s", "img/s", HIGHER, "img/s", threshold="10%", hardware_dependent=True, timing=True)
+THROUGHPUT = Metric(
+    "speed", "throughput_img_s", "img/s", HIGHER, "img/s", threshold="10%", hardware_dependent=True, timing=True
+)
 THROUGHPUT_MEAN = Metric("speed", "throughput_mean_img_s", "img/s", HIGHER, "img/s (mean)", hardware_dependent=True)
-LATENCY_MEDIAN = Metric("speed", "latency_median_ms", "ms", LOWER, "p50 ms", threshold="10%", hardware_dependent=True, timing=True)
-LATENCY_P90 = Metric("speed", "latency_p90_ms", "ms", LOWER, "p90 ms", threshold="15%", hardware_dependent=True, timing=True)
+LATENCY_MEDIAN = Metric(
+    "speed", "latency_median_ms", "ms", LOWER, "p50 ms", threshold="10%", hardware_dependent=True, timing=True
+)
+LATENCY_P90 = Metric(
+    "speed", "latency_p90_ms", "ms", LOWER, "p90 ms", threshold="15%", hardware_dependent=True, timing=True
+)
 LATENCY_P99 = Metric("speed", "latency_p99_ms", "ms", LOWER, "p99 ms", hardware_dependent=True)
 LATENCY_STD = Metric("speed", "latency_std_ms", "ms", LOWER, "latency std ms", hardware_dependent=True)
 LATENCY_MIN = Metric("speed", "latency_min_ms", "ms", LOWER, "min ms", hardware_dependent=True)
-LATENCY_VS_REFERENCE = Metric("speed", "latency_vs_reference", "ratio", LOWER, "latency / reference matmul", threshold="10%",
-                              hardware_dependent=True, timing=True)
+LATENCY_VS_REFERENCE = Metric(
+    "speed",
+    "latency_vs_reference",
+    "ratio",
+    LOWER,
+    "latency / reference matmul",
+    threshold="10%",
+    hardware_dependent=True,
+    timing=True,
+)
 PEAK_MEMORY = Metric("speed", "peak_memory_mb", "MB", LOWER, "peak MB", threshold="10%", hardware_dependent=True)
 MEMORY_ADDED = Metric("speed", "memory_added_mb", "MB", LOWER, "MB added", hardware_dependent=True)
-PAGE_FAULTS = Metric("speed", "page_faults_per_call", "faults/call", LOWER, "page faults / call", hardware_dependent=True)
+PAGE_FAULTS = Metric(
+    "speed", "page_faults_per_call", "faults/call", LOWER, "page faults / call", hardware_dependent=True
+)
 SPEED_BATCH_SIZE = Metric("speed", "batch_size", "images", EXACT, "batch run")
 LATENCY_SAMPLES = Metric("speed", "samples_s", "s", LOWER, "batch latencies (raw)", hardware_dependent=True)
-REFERENCE_SAMPLES = Metric("speed", "reference_samples_s", "s", LOWER, "reference matmul times (raw)", hardware_dependent=True)
+REFERENCE_SAMPLES = Metric(
+    "speed", "reference_samples_s", "s", LOWER, "reference matmul times (raw)", hardware_dependent=True
+)
 INFERENCE_MFU = Metric("speed", "mfu", "fraction", HIGHER, "MFU", hardware_dependent=True)
 
 # -- train: accuracy on the evaluated set, and training speed ------------------------------------------------
@@ -48,11 +66,16 @@ INFERENCE_MFU = Metric("speed", "mfu", "fraction", HIGHER, "MFU", hardware_depen
 # accuracy metrics are judged at `other_hardware_threshold` (docs/measurements-log.md has the measured drift).
 ACCURACY = Metric("train", "accuracy", "fraction", HIGHER, "acc", threshold="0.01", other_hardware_threshold="0.25")
 TOP5_ACCURACY = Metric("train", "top5_accuracy", "fraction", HIGHER, "top-5 acc")
-MACRO_F1 = Metric("train", "macro_f1", "fraction", HIGHER, "macro-F1", threshold="0.01", other_hardware_threshold="0.35")
+MACRO_F1 = Metric(
+    "train", "macro_f1", "fraction", HIGHER, "macro-F1", threshold="0.01", other_hardware_threshold="0.35"
+)
 WEIGHTED_F1 = Metric("train", "weighted_f1", "fraction", HIGHER, "weighted F1")
-BALANCED_ACCURACY = Metric("train", "balanced_accuracy", "fraction", HIGHER, "balanced acc", threshold="0.01",
-                           other_hardware_threshold="0.35")
-TRAIN_THROUGHPUT = Metric("train", "train_img_s", "img/s", HIGHER, "train img/s", threshold="15%", hardware_dependent=True)
+BALANCED_ACCURACY = Metric(
+    "train", "balanced_accuracy", "fraction", HIGHER, "balanced acc", threshold="0.01", other_hardware_threshold="0.35"
+)
+TRAIN_THROUGHPUT = Metric(
+    "train", "train_img_s", "img/s", HIGHER, "train img/s", threshold="15%", hardware_dependent=True
+)
 EPOCHS_RUN = Metric("train", "epochs_run", "epochs", EXACT, "epochs")
 BEST_EPOCH = Metric("train", "best_epoch", "epoch", EXACT, "best epoch")
 TRAINING_MFU = Metric("train", "mfu", "fraction", HIGHER, "training MFU", hardware_dependent=True)
@@ -61,16 +84,61 @@ VAL_MACRO_F1 = Metric("train", "val_macro_f1", "fraction", HIGHER, "val macro-F1
 VAL_ACCURACY = Metric("train", "val_accuracy", "fraction", HIGHER, "val accuracy")
 VAL_LOSS = Metric("train", "val_loss", "loss", LOWER, "val loss")
 
-_ALL = (PARAMS, PARAMS_TRAINABLE, MACS, FLOPS, GMACS, GFLOPS, GMACS_ATTENTION, TRAIN_FLOPS_PER_IMAGE, TRAIN_GFLOPS_PER_IMAGE,
-        FLOPS_BATCH_SIZE, THROUGHPUT, THROUGHPUT_MEAN, LATENCY_MEDIAN, LATENCY_P90, LATENCY_P99, LATENCY_STD, LATENCY_MIN,
-        LATENCY_VS_REFERENCE, PEAK_MEMORY, MEMORY_ADDED, PAGE_FAULTS, SPEED_BATCH_SIZE, LATENCY_SAMPLES, REFERENCE_SAMPLES, INFERENCE_MFU, ACCURACY, TOP5_ACCURACY,
-        MACRO_F1, WEIGHTED_F1, BALANCED_ACCURACY, TRAIN_THROUGHPUT, EPOCHS_RUN, BEST_EPOCH, TRAINING_MFU, VAL_MACRO_F1,
-        VAL_ACCURACY, VAL_LOSS)
+_ALL = (
+    PARAMS,
+    PARAMS_TRAINABLE,
+    MACS,
+    FLOPS,
+    GMACS,
+    GFLOPS,
+    GMACS_ATTENTION,
+    TRAIN_FLOPS_PER_IMAGE,
+    TRAIN_GFLOPS_PER_IMAGE,
+    FLOPS_BATCH_SIZE,
+    THROUGHPUT,
+    THROUGHPUT_MEAN,
+    LATENCY_MEDIAN,
+    LATENCY_P90,
+    LATENCY_P99,
+    LATENCY_STD,
+    LATENCY_MIN,
+    LATENCY_VS_REFERENCE,
+    PEAK_MEMORY,
+    MEMORY_ADDED,
+    PAGE_FAULTS,
+    SPEED_BATCH_SIZE,
+    LATENCY_SAMPLES,
+    REFERENCE_SAMPLES,
+    INFERENCE_MFU,
+    ACCURACY,
+    TOP5_ACCURACY,
+    MACRO_F1,
+    WEIGHTED_F1,
+    BALANCED_ACCURACY,
+    TRAIN_THROUGHPUT,
+    EPOCHS_RUN,
+    BEST_EPOCH,
+    TRAINING_MFU,
+    VAL_MACRO_F1,
+    VAL_ACCURACY,
+    VAL_LOSS,
+)
 CATALOGUE: dict[str, Metric] = {m.path: m for m in _ALL}
 
 # what the gate judges, in the order it reports them: every metric with a default threshold
-GATED: tuple[Metric, ...] = (THROUGHPUT, LATENCY_MEDIAN, LATENCY_P90, LATENCY_VS_REFERENCE, PEAK_MEMORY, ACCURACY, MACRO_F1,
-                             BALANCED_ACCURACY, TRAIN_THROUGHPUT, PARAMS, MACS)
+GATED: tuple[Metric, ...] = (
+    THROUGHPUT,
+    LATENCY_MEDIAN,
+    LATENCY_P90,
+    LATENCY_VS_REFERENCE,
+    PEAK_MEMORY,
+    ACCURACY,
+    MACRO_F1,
+    BALANCED_ACCURACY,
+    TRAIN_THROUGHPUT,
+    PARAMS,
+    MACS,
+)
 # what cells that differ only by seed are aggregated over (summary.csv)
 AGGREGATED: tuple[Metric, ...] = (MACRO_F1, ACCURACY, BALANCED_ACCURACY, WEIGHTED_F1, TRAIN_THROUGHPUT, THROUGHPUT)
 # what early stopping may watch, by its name in the settings
@@ -103,8 +171,13 @@ def thresholds_from(section: dict[str, Any] | None, *, where: str = "regression"
     problems = []
     for key, value in (section or {}).items():
         if key not in judged:
-            problems.append(InputError(f"unknown metric '{key}'", field=f"{where}.{key}",
-                                       hint=did_you_mean(key, list(judged)) or f"one of: {', '.join(judged)}"))
+            problems.append(
+                InputError(
+                    f"unknown metric '{key}'",
+                    field=f"{where}.{key}",
+                    hint=did_you_mean(key, list(judged)) or f"one of: {', '.join(judged)}",
+                )
+            )
             continue
         merged[key] = value
     if problems:

@@ -31,6 +31,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from bench.measure.catalogue import FLOPS, MACS
+
 aten = torch.ops.aten
 
 DEFINITION = "MACs = multiply-accumulates of conv/matmul/attention; FLOPs = 2 x MACs"
@@ -61,8 +63,21 @@ def _native_mha_flop(
     return projections + attention
 
 
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **kwargs: Any) -> int:
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs: Any,
+) -> int:
     """torch's own formula ignores `groups` (a depthwise conv's backward comes out ~groups x too big:
     mobilenet_v2's training FLOPs 17x its forward instead of 3x). Each of grad_input and grad_weight costs
     exactly the forward's MACs, whatever the groups."""
@@ -82,14 +97,71 @@ EXTRA_FORMULAS = {
 
 # Ops that move or reinterpret data without arithmetic: not "uncounted work".
 _NO_WORK = {
-    "view", "_unsafe_view", "reshape", "permute", "transpose", "t", "expand", "select", "slice", "unbind",
-    "cat", "stack", "flatten", "clone", "detach", "alias", "_to_copy", "copy_", "empty", "empty_like",
-    "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "ones", "ones_like", "randn",
-    "rand", "fill_", "zero_", "lift_fresh", "squeeze", "unsqueeze", "split", "split_with_sizes", "contiguous",
-    "as_strided", "index_select", "_reshape_alias", "unflatten", "lift_fresh_copy", "dropout", "native_dropout",
-    "slice_backward", "select_backward", "new_zeros", "new_ones", "scalar_tensor", "full", "arange",
-    "detach_", "set_", "resize_", "_local_scalar_dense", "masked_fill", "where", "constant_pad_nd", "roll",
-    "pad", "repeat", "_has_compatible_shallow_copy_type", "_pin_memory", "is_pinned", "item",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "permute",
+    "transpose",
+    "t",
+    "expand",
+    "select",
+    "slice",
+    "unbind",
+    "cat",
+    "stack",
+    "flatten",
+    "clone",
+    "detach",
+    "alias",
+    "_to_copy",
+    "copy_",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "new_empty",
+    "new_empty_strided",
+    "zeros",
+    "zeros_like",
+    "ones",
+    "ones_like",
+    "randn",
+    "rand",
+    "fill_",
+    "zero_",
+    "lift_fresh",
+    "squeeze",
+    "unsqueeze",
+    "split",
+    "split_with_sizes",
+    "contiguous",
+    "as_strided",
+    "index_select",
+    "_reshape_alias",
+    "unflatten",
+    "lift_fresh_copy",
+    "dropout",
+    "native_dropout",
+    "slice_backward",
+    "select_backward",
+    "new_zeros",
+    "new_ones",
+    "scalar_tensor",
+    "full",
+    "arange",
+    "detach_",
+    "set_",
+    "resize_",
+    "_local_scalar_dense",
+    "masked_fill",
+    "where",
+    "constant_pad_nd",
+    "roll",
+    "pad",
+    "repeat",
+    "_has_compatible_shallow_copy_type",
+    "_pin_memory",
+    "is_pinned",
+    "item",
 }
 
 
@@ -99,23 +171,73 @@ _NO_WORK = {
 # as `elementwise_flops`, never added to the MAC/FLOP headline, so that stays comparable with published
 # tables. Transcendentals (sigmoid, GELU, exp) count one per element: a lower bound.
 _PER_OUTPUT_ELEMENT = {  # op -> FLOPs per output element
-    "add": 1, "sub": 1, "mul": 1, "div": 1, "rsub": 1, "neg": 1, "abs": 1, "pow": 1, "sqrt": 1, "rsqrt": 1,
-    "exp": 1, "log": 1, "erf": 1, "tanh": 1, "sigmoid": 1, "relu": 1, "relu6": 1, "gelu": 1, "silu": 1,
-    "hardswish": 1, "hardsigmoid": 1, "hardtanh": 1, "leaky_relu": 1, "elu": 1, "mish": 1, "clamp": 1,
-    "clamp_min": 1, "clamp_max": 1, "threshold": 1, "addcmul": 2, "addcdiv": 2, "lerp": 2,
-    "_softmax": 3, "_log_softmax": 3, "softmax": 3, "log_softmax": 3,  # exp, sum, divide
-    "upsample_nearest2d": 1, "upsample_bilinear2d": 4,  # fvcore's upsample costs
+    "add": 1,
+    "sub": 1,
+    "mul": 1,
+    "div": 1,
+    "rsub": 1,
+    "neg": 1,
+    "abs": 1,
+    "pow": 1,
+    "sqrt": 1,
+    "rsqrt": 1,
+    "exp": 1,
+    "log": 1,
+    "erf": 1,
+    "tanh": 1,
+    "sigmoid": 1,
+    "relu": 1,
+    "relu6": 1,
+    "gelu": 1,
+    "silu": 1,
+    "hardswish": 1,
+    "hardsigmoid": 1,
+    "hardtanh": 1,
+    "leaky_relu": 1,
+    "elu": 1,
+    "mish": 1,
+    "clamp": 1,
+    "clamp_min": 1,
+    "clamp_max": 1,
+    "threshold": 1,
+    "addcmul": 2,
+    "addcdiv": 2,
+    "lerp": 2,
+    "_softmax": 3,
+    "_log_softmax": 3,
+    "softmax": 3,
+    "log_softmax": 3,  # exp, sum, divide
+    "upsample_nearest2d": 1,
+    "upsample_bilinear2d": 4,  # fvcore's upsample costs
 }
 _PER_INPUT_ELEMENT = {  # reductions and pooling: one per input element (fvcore's adaptive_avg_pool2d)
-    "mean": 1, "sum": 1, "amax": 1, "max": 1, "avg_pool2d": 1, "adaptive_avg_pool2d": 1, "_adaptive_avg_pool2d": 1,
-    "max_pool2d": 1, "max_pool2d_with_indices": 1, "adaptive_max_pool2d": 1,
+    "mean": 1,
+    "sum": 1,
+    "amax": 1,
+    "max": 1,
+    "avg_pool2d": 1,
+    "adaptive_avg_pool2d": 1,
+    "_adaptive_avg_pool2d": 1,
+    "max_pool2d": 1,
+    "max_pool2d_with_indices": 1,
+    "adaptive_max_pool2d": 1,
 }
 # Normalisation (fvcore's costs): batch norm in eval 2 per element with affine (1 without), 4 in training;
 # layer/group/instance norm 5 per element with affine (4 without).
-_BATCH_NORM = {"_native_batch_norm_legit_no_training": False, "_native_batch_norm_legit": True,
-               "native_batch_norm": None, "batch_norm": None, "_batch_norm_impl_index": None}
-_OTHER_NORM = {"native_layer_norm": 2, "layer_norm": 2, "native_group_norm": 1, "group_norm": 1,
-               "instance_norm": 1}  # op -> index of its weight argument
+_BATCH_NORM = {
+    "_native_batch_norm_legit_no_training": False,
+    "_native_batch_norm_legit": True,
+    "native_batch_norm": None,
+    "batch_norm": None,
+    "_batch_norm_impl_index": None,
+}
+_OTHER_NORM = {
+    "native_layer_norm": 2,
+    "layer_norm": 2,
+    "native_group_norm": 1,
+    "group_norm": 1,
+    "instance_norm": 1,
+}  # op -> index of its weight argument
 
 
 def _numel(x: Any) -> int:
@@ -166,9 +288,6 @@ def _fused_attention_scores(name: str, args: tuple) -> int:
     return 0
 
 
-from bench.measure.settings import DEFAULT_UNCOUNTED_THRESHOLD  # noqa: E402  (the setting's default, defined once)
-
-
 @dataclass
 class FlopCount:
     """Plain data: total FLOPs (= 2 x MACs), per-op FLOPs; elementwise FLOPs apart; ops that did work
@@ -213,13 +332,22 @@ class FlopCount:
         return sum(v for k, v in self.by_op.items() if k in names) // 2
 
     def to_dict(self) -> dict[str, Any]:
-        return {"flops": self.flops, "macs": self.macs, "by_op": self.by_op, "uncounted": self.uncounted,
-                "elementwise_by_op": self.elementwise_by_op}
+        return {
+            FLOPS.key: self.flops,
+            MACS.key: self.macs,
+            "by_op": self.by_op,
+            "uncounted": self.uncounted,
+            "elementwise_by_op": self.elementwise_by_op,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FlopCount":
-        return cls(flops=int(data["flops"]), by_op=dict(data.get("by_op") or {}), uncounted=dict(data.get("uncounted") or {}),
-                   elementwise_by_op=dict(data.get("elementwise_by_op") or {}))
+    def from_dict(cls, data: dict[str, Any]) -> FlopCount:
+        return cls(
+            flops=int(data[FLOPS.key]),
+            by_op=dict(data.get("by_op") or {}),
+            uncounted=dict(data.get("uncounted") or {}),
+            elementwise_by_op=dict(data.get("elementwise_by_op") or {}),
+        )
 
 
 class _Recorder(TorchDispatchMode):
@@ -273,8 +401,12 @@ def count_flops(model: torch.nn.Module, *inputs: torch.Tensor, backward: bool = 
         name: {"calls": recorder.calls[name], "output_elements": recorder.elements[name]}
         for name in sorted(recorder.calls)
     }
-    return FlopCount(flops=int(counter.get_total_flops()), by_op=by_op, uncounted=uncounted,
-                     elementwise_by_op=dict(sorted(recorder.elementwise.items())))
+    return FlopCount(
+        flops=int(counter.get_total_flops()),
+        by_op=by_op,
+        uncounted=uncounted,
+        elementwise_by_op=dict(sorted(recorder.elementwise.items())),
+    )
 
 
 def count_train_flops(model: torch.nn.Module, x: torch.Tensor) -> FlopCount:

@@ -9,8 +9,16 @@ from bench.measure.catalogue import FLOPS, FLOPS_BATCH_SIZE, THROUGHPUT, TRAIN_F
 from bench.platform.peaks import mfu
 
 
-def _one_mfu(per_image: float | None, img_s: float, name: str | None, precision: str, tf32_allowed: bool | None, *,
-             what: str, missing: str) -> dict[str, Any]:
+def _one_mfu(
+    per_image: float | None,
+    img_s: float,
+    name: str | None,
+    precision: str,
+    tf32_allowed: bool | None,
+    *,
+    what: str,
+    missing: str,
+) -> dict[str, Any]:
     """`mfu` of FLOPs per image x images per second, with what was counted and, without a FLOP count, why."""
     m = mfu(per_image * img_s if per_image else None, name, precision, tf32_allowed)
     m.update(flops_per_image=per_image, img_s=img_s, what=what)
@@ -19,8 +27,9 @@ def _one_mfu(per_image: float | None, img_s: float, name: str | None, precision:
     return m
 
 
-def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str | None,
-             tf32_allowed: bool | None = None) -> dict[str, Any]:
+def cell_mfu(
+    measurements: dict[str, dict[str, Any]], precision: str, name: str | None, tf32_allowed: bool | None = None
+) -> dict[str, Any]:
     """MFU of one cell's measurements, for inference (`speed`) and training (`train`):
     {'inference': {...}, 'training': {...}} (each as `mfu` returns; absent when the measurement is)."""
     prof = measurements.get(FLOPS.measurement) or {}
@@ -28,12 +37,24 @@ def cell_mfu(measurements: dict[str, dict[str, Any]], precision: str, name: str 
     speed = measurements.get(THROUGHPUT.measurement) or {}
     if speed.get("status", "ok") == "ok" and THROUGHPUT.key in speed:
         flops = prof.get(FLOPS.key)
-        out["inference"] = _one_mfu(flops / prof.get(FLOPS_BATCH_SIZE.key, 1) if flops else None, speed[THROUGHPUT.key],
-                                    name, precision, tf32_allowed, what="forward FLOPs per image (2 x MACs) x inference img/s",
-                                    missing="no forward FLOP count (the cell has no profile measurement)")
+        out["inference"] = _one_mfu(
+            flops / prof.get(FLOPS_BATCH_SIZE.key, 1) if flops else None,
+            speed[THROUGHPUT.key],
+            name,
+            precision,
+            tf32_allowed,
+            what="forward FLOPs per image (2 x MACs) x inference img/s",
+            missing="no forward FLOP count (the cell has no profile measurement)",
+        )
     train = measurements.get(TRAIN_THROUGHPUT.measurement) or {}
     if train.get("status", "ok") == "ok" and TRAIN_THROUGHPUT.key in train:
-        out["training"] = _one_mfu(prof.get(TRAIN_FLOPS_PER_IMAGE.key), train[TRAIN_THROUGHPUT.key], name, precision, tf32_allowed,
-                                   what="training FLOPs per image (forward + backward) x train img/s",
-                                   missing="no training FLOP count (profile.train_flops_per_image missing)")
+        out["training"] = _one_mfu(
+            prof.get(TRAIN_FLOPS_PER_IMAGE.key),
+            train[TRAIN_THROUGHPUT.key],
+            name,
+            precision,
+            tf32_allowed,
+            what="training FLOPs per image (forward + backward) x train img/s",
+            missing=f"no training FLOP count ({TRAIN_FLOPS_PER_IMAGE.path} missing)",
+        )
     return out

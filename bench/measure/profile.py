@@ -14,8 +14,20 @@ from typing import Any
 
 import torch
 
-from bench.measure.flops import DEFINITION, count_flops, count_params, count_train_flops
 from bench.measure.base import CellContext, Measurement
+from bench.measure.catalogue import (
+    FLOPS,
+    FLOPS_BATCH_SIZE,
+    GFLOPS,
+    GMACS,
+    GMACS_ATTENTION,
+    MACS,
+    PARAMS,
+    PARAMS_TRAINABLE,
+    TRAIN_FLOPS_PER_IMAGE,
+    TRAIN_GFLOPS_PER_IMAGE,
+)
+from bench.measure.flops import DEFINITION, count_flops, count_params, count_train_flops
 from bench.measure.registry import register_measurement
 from bench.measure.settings import ProfileSettings
 
@@ -37,10 +49,12 @@ def coverage(count, threshold: float) -> dict[str, Any]:
 
 
 @register_measurement
-class Profile(Measurement):
+class Profile(Measurement[ProfileSettings]):
     name = "profile"
     Settings = ProfileSettings
-    description = "params (total, trainable), MACs/FLOPs of one forward pass, elementwise FLOPs, FLOP coverage, training FLOPs"
+    description = (
+        "params (total, trainable), MACs/FLOPs of one forward pass, elementwise FLOPs, FLOP coverage, training FLOPs"
+    )
 
     def measure(self, ctx: CellContext) -> dict[str, Any]:
         s = self.settings
@@ -50,14 +64,14 @@ class Profile(Measurement):
         with torch.no_grad():
             count = count_flops(ctx.model, x)
         out = {
-            "params": total,
-            "params_trainable": trainable,
-            "macs": count.macs,
-            "flops": count.flops,
-            "gmacs": count.macs / 1e9,
-            "gflops": count.flops / 1e9,
-            "gmacs_attention_handles": count.handled_macs / 1e9,
-            "flops_batch_size": s.batch_size,
+            PARAMS.key: total,
+            PARAMS_TRAINABLE.key: trainable,
+            MACS.key: count.macs,
+            FLOPS.key: count.flops,
+            GMACS.key: count.macs / 1e9,
+            GFLOPS.key: count.flops / 1e9,
+            GMACS_ATTENTION.key: count.handled_macs / 1e9,
+            FLOPS_BATCH_SIZE.key: s.batch_size,
             "flops_definition": DEFINITION,
             "flops_by_op": count.by_op,
             **coverage(count, s.uncounted_share_threshold),
@@ -67,8 +81,10 @@ class Profile(Measurement):
             # batch 2 (BN-safe), divided back to one image; same input, so no RNG is drawn
             xb = x if s.batch_size >= 2 else x.expand(2, *x.shape[1:]).contiguous()
             train = count_train_flops(ctx.model, xb)
-            out["train_flops_per_image"] = train.flops // xb.shape[0]
-            out["train_gflops_per_image"] = train.flops / xb.shape[0] / 1e9
-            out["train_to_forward"] = (train.flops / xb.shape[0]) / (count.flops / s.batch_size) if count.flops else None
+            out[TRAIN_FLOPS_PER_IMAGE.key] = train.flops // xb.shape[0]
+            out[TRAIN_GFLOPS_PER_IMAGE.key] = train.flops / xb.shape[0] / 1e9
+            out["train_to_forward"] = (
+                (train.flops / xb.shape[0]) / (count.flops / s.batch_size) if count.flops else None
+            )
             out["train_flops_by_op"] = train.by_op
         return out

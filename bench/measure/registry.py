@@ -21,8 +21,16 @@ if TYPE_CHECKING:
 
 
 # the built-in measurements, in the order suites list them: name -> the module that registers the class
-_BUILTIN_MODULES = {"profile": "bench.measure.profile", "speed": "bench.measure.speed", "train": "bench.measure.train.loop"}
-_BUILTIN_SETTINGS: dict[str, type[Settings]] = {"profile": ProfileSettings, "speed": SpeedSettings, "train": TrainSettings}
+_BUILTIN_MODULES = {
+    "profile": "bench.measure.profile",
+    "speed": "bench.measure.speed",
+    "train": "bench.measure.train.loop",
+}
+_BUILTIN_SETTINGS: dict[str, type[Settings]] = {
+    "profile": ProfileSettings,
+    "speed": SpeedSettings,
+    "train": TrainSettings,
+}
 _MEASUREMENTS: dict[str, type[Measurement]] = {}
 
 

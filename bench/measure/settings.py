@@ -39,26 +39,46 @@ class Settings(BaseModel):
 class ProfileSettings(Settings):
     batch_size: int = 1
     train_flops: bool | Literal["auto"] = Field(
-        "auto", description="count forward + backward FLOPs per training image: true, false, or auto (when the cell trains)")
+        "auto",
+        description="count forward + backward FLOPs per training image: true, false, or auto (when the cell trains)",
+    )
     uncounted_share_threshold: float = Field(
-        DEFAULT_UNCOUNTED_THRESHOLD, ge=0, le=1,
-        description="flag the cell when ops without a FLOP formula may be more than this share of its work")
+        DEFAULT_UNCOUNTED_THRESHOLD,
+        ge=0,
+        le=1,
+        description="flag the cell when ops without a FLOP formula may be more than this share of its work",
+    )
 
     ID_NEUTRAL_DEFAULTS = ("train_flops", "uncounted_share_threshold")
 
 
 class SpeedSettings(Settings):
-    warmup_iters: int = Field(3, ge=1, description="at least this many untimed warm-up calls (the first call is never timed)")
-    warmup_max_iters: int = Field(30, ge=1, description="warm-up goes on until the last warmup_window calls settle, at most this many calls")
-    warmup_window: int = Field(3, ge=2, description="warm-up has settled when this many successive calls are within warmup_tolerance of their median")
-    warmup_tolerance: float = Field(0.05, gt=0, description="relative: 0.05 = each of the window's times within 5% of their median")
-    warmup_max_time_s: float = Field(10.0, gt=0, description="stop warming up after this long even if not settled (recorded)")
+    warmup_iters: int = Field(
+        3, ge=1, description="at least this many untimed warm-up calls (the first call is never timed)"
+    )
+    warmup_max_iters: int = Field(
+        30, ge=1, description="warm-up goes on until the last warmup_window calls settle, at most this many calls"
+    )
+    warmup_window: int = Field(
+        3,
+        ge=2,
+        description="warm-up has settled when this many successive calls are within warmup_tolerance of their median",
+    )
+    warmup_tolerance: float = Field(
+        0.05, gt=0, description="relative: 0.05 = each of the window's times within 5% of their median"
+    )
+    warmup_max_time_s: float = Field(
+        10.0, gt=0, description="stop warming up after this long even if not settled (recorded)"
+    )
     min_repeats: int = Field(10, ge=1, description="at least this many timed batches")
     min_time_s: float = Field(1.0, ge=0, description="and at least this many seconds of timed batches")
     max_repeats: int = Field(10_000, ge=1)
     max_time_s: float = Field(60.0, gt=0, description="stop timing after this long even if min_repeats is not met")
     reference: bool = Field(True, description="time a fixed reference matmul beside each batch (latency_vs_reference)")
-    oom_fallback: bool = Field(False, description="opt-in: after out of memory, retry at half the batch size (down to 1); "
-                                                  "the batch size used and the fallback are recorded and shown in reports")
+    oom_fallback: bool = Field(
+        False,
+        description="opt-in: after out of memory, retry at half the batch size (down to 1); "
+        "the batch size used and the fallback are recorded and shown in reports",
+    )
 
     ID_NEUTRAL_DEFAULTS = ("warmup_max_iters", "warmup_window", "warmup_tolerance", "warmup_max_time_s", "oom_fallback")

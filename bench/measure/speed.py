@@ -7,8 +7,8 @@ synchronised around each timed batch (CUDA events on a GPU), repeated until a mi
 
 What actually ran is recorded beside what the cell asked for: batch size, resolution, precision and the
 dtype autocast computed in, memory format. Nothing changes silently: a smaller batch after out of memory
-happens only with `oom_fallback: true`, and is recorded (`requested_batch_size`, `fallback`). Throughput is batch_size / median batch latency (robust on a shared machine); the mean-based
-figure (images / total time, as timm reports) is kept beside it.
+happens only with `oom_fallback: true`, and is recorded (`requested_batch_size`, `fallback`). Throughput is
+batch_size / median batch latency (robust on a shared machine); the mean-based figure (images / total time, as timm reports) is kept beside it.
 
 Beside each timed batch a fixed reference matmul is timed (bench.measure.timing.reference_workload), and
 `latency_vs_reference` = median over batches of batch time / reference time: a machine-independent-ish
@@ -26,15 +26,30 @@ from typing import Any
 
 import torch
 
-from bench.platform.allocator import minor_faults
-from bench.platform.device import autocast, evaluating, precision_unsupported
 from bench.core.errors import SkipCell
+from bench.core.stats import Stats
 from bench.measure.base import CellContext, Measurement
+from bench.measure.catalogue import (
+    LATENCY_MEDIAN,
+    LATENCY_MIN,
+    LATENCY_P90,
+    LATENCY_P99,
+    LATENCY_SAMPLES,
+    LATENCY_STD,
+    LATENCY_VS_REFERENCE,
+    MEMORY_ADDED,
+    PAGE_FAULTS,
+    PEAK_MEMORY,
+    REFERENCE_SAMPLES,
+    THROUGHPUT,
+    THROUGHPUT_MEAN,
+)
 from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
-from bench.platform.memory import PeakMemory, is_out_of_memory
-from bench.core.stats import Stats
 from bench.measure.timing import reference_workload, time_loop
+from bench.platform.allocator import minor_faults
+from bench.platform.device import autocast, evaluating, precision_unsupported
+from bench.platform.memory import PeakMemory, is_out_of_memory
 
 
 @register_measurement
@@ -70,7 +85,7 @@ class Speed(Measurement):
 
     def _measure(self, ctx: CellContext, batch_size: int) -> dict[str, Any]:
         cell, device = ctx.cell, ctx.device
-        model = ctx.model
+        model: Any = ctx.model  # a Module, or the callable torch.compile wraps it in
         memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
         x = torch.randn(batch_size, 3, cell.resolution, cell.resolution, device=device)
@@ -101,15 +116,15 @@ class Speed(Measurement):
         st = Stats.of(timing.samples)
         ratios = timing.ratios
         return {
-            "latency_vs_reference": Stats.of(ratios).median if ratios else None,
+            LATENCY_VS_REFERENCE.key: Stats.of(ratios).median if ratios else None,
             "reference_median_ms": Stats.of(timing.reference_samples).median * 1e3 if ratios else None,
-            "throughput_img_s": batch_size / st.median,
-            "throughput_mean_img_s": batch_size * st.n / st.total,
-            "latency_median_ms": st.median * 1e3,
-            "latency_p90_ms": st.pct(90) * 1e3,
-            "latency_p99_ms": st.pct(99) * 1e3,
-            "latency_std_ms": st.stddev * 1e3,
-            "latency_min_ms": st.min * 1e3,
+            THROUGHPUT.key: batch_size / st.median,
+            THROUGHPUT_MEAN.key: batch_size * st.n / st.total,
+            LATENCY_MEDIAN.key: st.median * 1e3,
+            LATENCY_P90.key: st.pct(90) * 1e3,
+            LATENCY_P99.key: st.pct(99) * 1e3,
+            LATENCY_STD.key: st.stddev * 1e3,
+            LATENCY_MIN.key: st.min * 1e3,
             "repeats": st.n,
             "warmup_iters": timing.warmup_iters + 1,  # + the untimed first call
             "warmup_settled": timing.warmup_settled,
@@ -119,27 +134,30 @@ class Speed(Measurement):
             "precision": cell.precision,
             "compute_dtype": out_dtype,
             "channels_last": cell.channels_last,
-            "memory_format": "channels_last" if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous() else "contiguous",
+            "memory_format": "channels_last"
+            if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            else "contiguous",
             "compile": cell.compile,
             "threads": torch.get_num_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
             "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
             # the kernel's part of a CPU call: pages of activations faulted in afresh (bench.platform.allocator), over the
             # timed calls (the reference matmul beside them writes into a preallocated output)
-            "page_faults_per_call": timing.counted / st.n if timing.counted is not None else None,
-            "peak_memory_mb": (peak.peak_bytes or 0) / 2**20,
-            "memory_added_mb": ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
+            PAGE_FAULTS.key: timing.counted / st.n if timing.counted is not None else None,
+            PEAK_MEMORY.key: (peak.peak_bytes or 0) / 2**20,
+            MEMORY_ADDED.key: ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,
-            "samples_s": list(timing.samples),
-            "reference_samples_s": list(timing.reference_samples),
+            LATENCY_SAMPLES.key: list(timing.samples),
+            REFERENCE_SAMPLES.key: list(timing.reference_samples),
             "warmup_samples_s": list(timing.warmup_samples),
         }
 
 
 def _fp32(device: torch.device, fn):
     """The reference runs in fp32 whatever the cell's autocast, so its time means the same in every cell."""
+
     def run():
         with torch.autocast(device_type=device.type, enabled=False):
             return fn()
+
     return run

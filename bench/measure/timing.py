@@ -16,8 +16,9 @@ call), `perf_counter` on a CPU.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -35,11 +36,6 @@ class TimingResult:
     warmup_samples: tuple[float, ...] = ()  # the discarded warm-up calls' times
     warmup_settled: bool | None = None  # None: a fixed warm-up count was asked for
     counted: int | None = None  # with `counter`: its increase over the timed calls (e.g. page faults)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"samples_s": list(self.samples), "warmup_iters": self.warmup_iters, "method": self.method,
-                "reference_samples_s": list(self.reference_samples), "warmup_samples_s": list(self.warmup_samples),
-                "warmup_settled": self.warmup_settled, "counted": self.counted}
 
     @property
     def ratios(self) -> tuple[float, ...]:
@@ -148,7 +144,7 @@ def time_loop(
     timer = timer_for(device, clock)
     warm: list[float] = []
     until_stable = warmup_max_iters is not None
-    cap = max(warmup_iters, warmup_max_iters) if until_stable else warmup_iters
+    cap = max(warmup_iters, warmup_max_iters) if warmup_max_iters is not None else warmup_iters
     began = clock()
     while len(warm) < cap:
         if until_stable and len(warm) >= warmup_iters and settled(warm, warmup_window, warmup_tolerance):
@@ -176,5 +172,5 @@ def time_loop(
         n = len(samples)
         if n >= max_repeats or elapsed >= max_time_s or (n >= min_repeats and elapsed >= min_time_s):
             break
-    counted = counter() - count_before if counter is not None else None
+    counted = counter() - count_before if counter is not None and count_before is not None else None
     return TimingResult(tuple(samples), len(warm), timer.method, tuple(ref_samples), tuple(warm), is_settled, counted)

@@ -10,7 +10,14 @@ from typing import Any
 from bench.models import catalog as _catalog  # noqa: F401  (fills the registry)
 from bench.models.registry import ModelEntry, get_entry, is_model, list_families, list_models, register_model
 
-_BUILDER_NAMES = ("build_model", "check_model_kwargs", "check_weights", "classifier_prefix", "load_weights", "register_source")
+_BUILDER_NAMES = (
+    "build_model",
+    "check_model_kwargs",
+    "check_weights",
+    "classifier_prefix",
+    "load_weights",
+    "register_source",
+)
 
 __all__ = ["ModelEntry", "get_entry", "is_model", "list_families", "list_models", "register_model", *_BUILDER_NAMES]
 

@@ -8,8 +8,9 @@ downloads: models are built with random init, or loaded from a local weights fil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,6 @@ def register_source(source: str) -> Callable[[Callable[..., nn.Module]], Callabl
         return fn
 
     return deco
-
 
 
 @register_source("torchvision")
@@ -70,7 +70,7 @@ def model_kwarg_names(name: str) -> list[str] | None:
     of the class it builds (built once on the meta device: no memory, no init)."""
     entry = get_entry(name)
     if entry.source == "bench":
-            return [n for n in BENCH_MODELS[entry.upstream][1].model_fields] + ["img_size"]
+        return [n for n in BENCH_MODELS[entry.upstream][1].model_fields] + ["img_size"]
     if entry.source == "torchvision":
         import torchvision
 
@@ -104,8 +104,11 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any], *, num_classes: int, r
     if names is not None:
         for key in kwargs:
             if key not in names:
-                raise InputError(f"no keyword argument '{key}'", field="name",
-                                 hint=did_you_mean(key, names) or f"its keyword arguments: {', '.join(names)}")
+                raise InputError(
+                    f"no keyword argument '{key}'",
+                    field="name",
+                    hint=did_you_mean(key, names) or f"its keyword arguments: {', '.join(names)}",
+                )
     entry = get_entry(name)
     merged = {**entry.kwargs, **kwargs}
     if entry.resolution_arg and resolution is not None:
@@ -122,7 +125,9 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any], *, num_classes: int, r
         if hasattr(exc, "errors"):  # pydantic: the first problem, readably
             err = exc.errors()[0]
             text = f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-        raise InputError(f"cannot be built with {kwargs} ({text})", field="value", hint="use a value the builder accepts") from None
+        raise InputError(
+            f"cannot be built with {kwargs} ({text})", field="value", hint="use a value the builder accepts"
+        ) from None
 
 
 def build_model(
@@ -179,15 +184,27 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # unpickling refused or corrupt file
         text = str(exc)
         if "Weights only load failed" in text:  # torch's long message: keep the line that says what was refused
-            after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text.split("\n", 1)[-1]
-            lines = [ln.strip() for ln in after.splitlines() if ln.strip() and not ln.startswith(("Check the documentation", "Please file"))]
+            after = (
+                text.split("WeightsUnpickler error:", 1)[1]
+                if "WeightsUnpickler error:" in text
+                else text.split("\n", 1)[-1]
+            )
+            lines = [
+                ln.strip()
+                for ln in after.splitlines()
+                if ln.strip() and not ln.startswith(("Check the documentation", "Please file"))
+            ]
             detail = (lines[0] if lines else "unsupported content")[:200]
             message = f"refused to load weights: not plain tensors ({detail})"
         else:
             first = text.strip().splitlines()[0][:200] if text.strip() else "no detail"
             message = f"cannot read weights ({type(exc).__name__}: {first})"
-        raise InputError(message, file=path, hint="bench loads weights with weights_only=True (no code in a file runs); "
-                         "save a plain state_dict with torch.save(model.state_dict(), path)") from None
+        raise InputError(
+            message,
+            file=path,
+            hint="bench loads weights with weights_only=True (no code in a file runs); "
+            "save a plain state_dict with torch.save(model.state_dict(), path)",
+        ) from None
     return _unwrap_state_dict(obj, path)
 
 
@@ -217,7 +234,9 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: str
     return resized
 
 
-def check_weights(name: str, path: str | Path, *, num_classes: int, resolution: int | None = None, **kwargs: Any) -> None:
+def check_weights(
+    name: str, path: str | Path, *, num_classes: int, resolution: int | None = None, **kwargs: Any
+) -> None:
     """Before a sweep: is `path` a safe state dict that fits `name`? The model is built on the meta device
     (shapes only, no memory, no init cost). A model that cannot be built there is checked when its cell runs."""
     state = read_state_dict(path)

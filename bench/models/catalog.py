@@ -26,9 +26,7 @@ register_model("mobilenet_v2", family="mobilenet", source="torchvision", native_
 for _name in ("vit_small_patch16_224", "vit_base_patch16_224", "vit_small_patch8_224", "vit_base_patch8_224"):
     register_model(_name, family="vit", source="timm", native_resolution=224, resolution_arg="img_size")
 
-register_model(
-    "visformer_small", family="visformer", source="timm", native_resolution=224, resolution_arg="img_size"
-)
+register_model("visformer_small", family="visformer", source="timm", native_resolution=224, resolution_arg="img_size")
 
 # bench's own: a small configurable CNN (bench.models.small_cnn); its shape depends on the input size.
 register_model("small_cnn", family="small_cnn", source="bench", native_resolution=32, resolution_arg="img_size")

@@ -124,5 +124,8 @@ def get_entry(name: str) -> ModelEntry:
         if entry is not None:
             return entry
         raise InputError(f"unknown model '{name}'", hint=f"'{source}' has no model of that name")
-    hint = did_you_mean(name, list(_MODELS)) or "`bench list models` shows the names; any timm or torchvision model works as timm:NAME / torchvision:NAME"
+    hint = (
+        did_you_mean(name, list(_MODELS))
+        or "`bench list models` shows the names; any timm or torchvision model works as timm:NAME / torchvision:NAME"
+    )
     raise InputError(f"unknown model '{name}'", hint=hint)

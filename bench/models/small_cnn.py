@@ -57,8 +57,11 @@ class SmallCNN(nn.Module):
                 layers.append(nn.Dropout(cfg.conv_dropout))
         if size < 1:
             smallest = cfg.pool_size**cfg.blocks
-            raise InputError(f"resolution {img_size} is too small for {cfg.blocks} pools of {cfg.pool_size}",
-                             field="resolution", hint=f"use a resolution of at least {smallest}, or fewer blocks / a smaller pool_size")
+            raise InputError(
+                f"resolution {img_size} is too small for {cfg.blocks} pools of {cfg.pool_size}",
+                field="resolution",
+                hint=f"use a resolution of at least {smallest}, or fewer blocks / a smaller pool_size",
+            )
         self.features = nn.Sequential(*layers)
         self.flat_size = channels * size * size
         self.head = nn.Sequential(

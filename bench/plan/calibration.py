@@ -22,29 +22,27 @@ from __future__ import annotations
 
 import copy
 import json
-import statistics
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from bench.plan.cost import TRAIN_FLOPS_PER_FORWARD, Calibration
-from bench.platform.device import DTYPES, synchronize
-from bench.platform.env import _cpu_model
-from bench.core.files import atomic_write_text
-from bench.platform.device import autocast
-from bench.plan.workload import count_module
-from bench.models.builders import build_model
-from bench.plan.workload import count_model
-from bench.measure.flops import count_flops
-from bench.core.files import atomic_write
-from bench.measure.timing import reference_workload
+from bench.core.files import atomic_write, atomic_write_text
 from bench.data.images import decode_file
 from bench.data.synthetic import _styles, render
+from bench.measure.flops import count_flops
+from bench.measure.timing import reference_workload
+from bench.models.builders import build_model
+from bench.plan.cost import TRAIN_FLOPS_PER_FORWARD, Calibration
+from bench.plan.workload import count_model, count_module
+from bench.platform.device import autocast, synchronize
+from bench.platform.env import _cpu_model
 
 CALIBRATION_VERSION = 3  # 3: rates fitted by non-negative least squares over many points
 
@@ -74,8 +72,14 @@ def _process_age_s() -> float | None:
 
 def machine_key(device: torch.device) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
-    return {"version": CALIBRATION_VERSION, "device": device.type, "device_name": name, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {
+        "version": CALIBRATION_VERSION,
+        "device": device.type,
+        "device_name": name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def _key_str(key: dict[str, Any]) -> str:
@@ -104,8 +108,14 @@ def save_cached(path: Path, cal: Calibration) -> None:
         pass
 
 
-def get_calibration(device: torch.device, path: Path, *, precisions: tuple[str, ...] = ("fp32",), recalibrate: bool = False,
-                    log: Callable[[str], None] | None = None) -> tuple[Calibration, bool]:
+def get_calibration(
+    device: torch.device,
+    path: Path,
+    *,
+    precisions: tuple[str, ...] = ("fp32",),
+    recalibrate: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Calibration, bool]:
     """(calibration, whether anything was measured now): the cached one for this machine, completed with
     any precision it lacks (bf16/fp16 are measured only when a plan has cells in them), or a fresh one."""
     key = machine_key(device)
@@ -113,7 +123,9 @@ def get_calibration(device: torch.device, path: Path, *, precisions: tuple[str, 
     measured = False
     if cal is None:
         if log:
-            log(f"calibrating {key['device_name']} ({key['threads']} threads, torch {key['torch']}): a few seconds, once per machine")
+            log(
+                f"calibrating {key['device_name']} ({key['threads']} threads, torch {key['torch']}): a few seconds, once per machine"
+            )
         cal, measured = calibrate(device), True
     missing = [p for p in precisions if p not in cal.dense_flops_s]
     if missing:
@@ -123,8 +135,6 @@ def get_calibration(device: torch.device, path: Path, *, precisions: tuple[str, 
     if measured:
         save_cached(path, cal)
     return cal, measured
-
-
 
 
 def _depthwise(device: torch.device) -> nn.Module:
@@ -165,52 +175,95 @@ def add_precisions(cal: Calibration, device: torch.device, precisions: list[str]
                 with autocast(device, p):
                     tp = _best_time(lambda: (net(x), sync()), repeats=2)
                 ratios[(name, p)] = compute_ratio(tp, t32, fixed)
-    tables = {name: dict(getattr(cal, name)) for name in ("dense_flops_s", "grouped_flops_s", "elementwise_flops_s",
-                                                          "train_dense_flops_s", "train_grouped_flops_s", "train_elementwise_flops_s")}
+    tables: dict[str, dict[str, float]] = {
+        name: dict(getattr(cal, name))
+        for name in (
+            "dense_flops_s",
+            "grouped_flops_s",
+            "elementwise_flops_s",
+            "train_dense_flops_s",
+            "train_grouped_flops_s",
+            "train_elementwise_flops_s",
+        )
+    }
     for p in precisions:
         for table, base in tables.items():
             if "fp32" in base:
                 base[p] = base["fp32"] / ratios[("depthwise" if "grouped" in table else "resnet18", p)]
-    return replace(cal, **tables)
+    return replace(
+        cal,
+        dense_flops_s=tables["dense_flops_s"],
+        grouped_flops_s=tables["grouped_flops_s"],
+        elementwise_flops_s=tables["elementwise_flops_s"],
+        train_dense_flops_s=tables["train_dense_flops_s"],
+        train_grouped_flops_s=tables["train_grouped_flops_s"],
+        train_elementwise_flops_s=tables["train_elementwise_flops_s"],
+    )
 
 
 # (network, resolution or size, batch) timed for the fit: tiny inputs (nearly all per-call cost), the
 # sizes quick runs use, a pure depthwise stack (grouped FLOPs alone) and a pure SiLU (elementwise alone),
 # so that each kind of work has a row of its own and the fit can tell them apart
-INFERENCE_POINTS = (("resnet18", 8, 1), ("resnet18", 32, 8), ("resnet18", 64, 8), ("resnet18", 64, 32),
-                    ("mobilenet_v2", 8, 1), ("mobilenet_v2", 32, 8), ("mobilenet_v2", 64, 16),
-                    ("depthwise", 16, 4), ("depthwise", 32, 8), ("silu", 32, 64), ("silu", 64, 64))
-TRAIN_POINTS = (("resnet18", 8, 2), ("resnet18", 32, 16), ("resnet18", 64, 16),
-                ("mobilenet_v2", 8, 2), ("mobilenet_v2", 32, 16), ("mobilenet_v2", 64, 16),
-                ("depthwise", 16, 4), ("silu", 64, 64))
+INFERENCE_POINTS = (
+    ("resnet18", 8, 1),
+    ("resnet18", 32, 8),
+    ("resnet18", 64, 8),
+    ("resnet18", 64, 32),
+    ("mobilenet_v2", 8, 1),
+    ("mobilenet_v2", 32, 8),
+    ("mobilenet_v2", 64, 16),
+    ("depthwise", 16, 4),
+    ("depthwise", 32, 8),
+    ("silu", 32, 64),
+    ("silu", 64, 64),
+)
+TRAIN_POINTS = (
+    ("resnet18", 8, 2),
+    ("resnet18", 32, 16),
+    ("resnet18", 64, 16),
+    ("mobilenet_v2", 8, 2),
+    ("mobilenet_v2", 32, 16),
+    ("mobilenet_v2", 64, 16),
+    ("depthwise", 16, 4),
+    ("silu", 64, 64),
+)
 
 
 def _calibration_nets(device: torch.device) -> dict[str, tuple[nn.Module, int]]:
     """name -> (module, input channels)."""
-    return {"resnet18": (build_model("resnet18", num_classes=10).to(device), 3),
-            "mobilenet_v2": (build_model("mobilenet_v2", num_classes=10).to(device), 3),
-            "depthwise": (_depthwise(device), 96),
-            "silu": (nn.Sequential(nn.SiLU()).to(device), 16)}
+    return {
+        "resnet18": (build_model("resnet18", num_classes=10).to(device), 3),
+        "mobilenet_v2": (build_model("mobilenet_v2", num_classes=10).to(device), 3),
+        "depthwise": (_depthwise(device), 96),
+        "silu": (nn.Sequential(nn.SiLU()).to(device), 16),
+    }
 
 
-def _time_points(nets: dict[str, tuple[nn.Module, int]], points, device: torch.device, *, train: bool) -> list[tuple[dict[str, Any], int, float]]:
+def _time_points(
+    nets: dict[str, tuple[nn.Module, int]], points, device: torch.device, *, train: bool
+) -> list[tuple[dict[str, Any], int, float]]:
     """(workload counts of one input, batch, median seconds) per point: a forward under inference_mode, or
     a training step without the optimizer (zero_grad, forward, backward; the optimizer is timed apart)."""
     rows = []
     for name, size, batch in points:
         net, channels = nets[name]
         net.train(train)
-        x = torch.randn(batch, channels, size, size, device=device, requires_grad=train and not any(True for _ in net.parameters()))
+        x = torch.randn(
+            batch, channels, size, size, device=device, requires_grad=train and not any(True for _ in net.parameters())
+        )
         if train:
+
             def call(net=net, x=x) -> None:
                 net.zero_grad(set_to_none=False)
                 net(x).sum().backward()
                 synchronize(device)
         else:
+
             def call(net=net, x=x) -> None:
                 with torch.inference_mode():
                     net(x)
                 synchronize(device)
+
         counts = count_module(copy.deepcopy(net).eval(), (1, channels, size, size))
         rows.append((counts, batch, _best_time(call, repeats=5 if batch <= 2 else 3)))
     return rows
@@ -225,16 +278,25 @@ def _fit_rates(rows: list[tuple[dict[str, Any], int, float]], what: str) -> dict
     from scipy.optimize import nnls
 
     k = TRAIN_FLOPS_PER_FORWARD if what == "training" else 1.0
-    a = np.array([[k * batch * w["dense_flops"], k * batch * w["grouped_flops"], k * batch * w["elementwise_flops"], w["ops"]]
-                  for w, batch, _ in rows], dtype=float)
+    a = np.array(
+        [
+            [k * batch * w["dense_flops"], k * batch * w["grouped_flops"], k * batch * w["elementwise_flops"], w["ops"]]
+            for w, batch, _ in rows
+        ],
+        dtype=float,
+    )
     t = np.array([seconds for _, _, seconds in rows], dtype=float)
     scale = a.max(axis=0)
     scale[scale == 0] = 1.0
     coef, _ = nnls((a / scale) / t[:, None], np.ones_like(t))
     coef = coef / scale
     floor = 1e-15  # seconds per FLOP: a term the fit zeroed costs (almost) nothing, not a division by zero
-    return {"dense": float(1.0 / max(coef[0], floor)), "grouped": float(1.0 / max(coef[1], floor)), "elementwise": float(1.0 / max(coef[2], floor)),
-            "op_s": float(coef[3])}
+    return {
+        "dense": float(1.0 / max(coef[0], floor)),
+        "grouped": float(1.0 / max(coef[1], floor)),
+        "elementwise": float(1.0 / max(coef[2], floor)),
+        "op_s": float(coef[3]),
+    }
 
 
 def calibrate(device: torch.device) -> Calibration:
@@ -248,7 +310,11 @@ def calibrate(device: torch.device) -> Calibration:
     infer = _fit_rates(_time_points(nets, INFERENCE_POINTS, device, train=False), "inference")
     train = _fit_rates(_time_points(nets, TRAIN_POINTS, device, train=True), "training")
     dense, grouped, elementwise = {"fp32": infer["dense"]}, {"fp32": infer["grouped"]}, {"fp32": infer["elementwise"]}
-    train_dense, train_grouped, train_elementwise = {"fp32": train["dense"]}, {"fp32": train["grouped"]}, {"fp32": train["elementwise"]}
+    train_dense, train_grouped, train_elementwise = (
+        {"fp32": train["dense"]},
+        {"fp32": train["grouped"]},
+        {"fp32": train["elementwise"]},
+    )
     op_s = infer["op_s"]
     train_op_s = max(train["op_s"], op_s)
     net = nets["resnet18"][0]
@@ -267,15 +333,22 @@ def calibrate(device: torch.device) -> Calibration:
     w = nn.Parameter(torch.randn(n_params, device=device))
     w.grad = torch.randn_like(w)
     opt = torch.optim.Adam([w], lr=1e-3, fused=True)
-    optimizer_s_per_param = _best_time(lambda: (opt.step(), sync()), repeats=5) / n_params
-    del opt, w
+
+    def adam_step(step: Callable[[], Any] = opt.step) -> None:  # bound now: `opt` is deleted below
+        step()
+        sync()
+
+    optimizer_s_per_param = _best_time(adam_step, repeats=5) / n_params
+    del opt, w, adam_step
     n_r18 = sum(p.numel() for p in net.parameters())
     init_s_per_param = _best_time(lambda: build_model("resnet18", num_classes=10), repeats=2) / n_r18
     state = {"w": torch.randn(n_params)}
     copy_s_per_byte = _best_time(lambda: copy.deepcopy(state), repeats=3) / (n_params * 4)
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "w.pt"
-        save_s_per_byte = _best_time(lambda: atomic_write(target, lambda fh: torch.save(state, fh), binary=True), repeats=2) / (n_params * 4)
+        save_s_per_byte = _best_time(
+            lambda: atomic_write(target, lambda fh: torch.save(state, fh), binary=True), repeats=2
+        ) / (n_params * 4)
 
         # -- reference matmul, images ---------------------------------------------------------------------
         ref = reference_workload(device)
@@ -298,12 +371,25 @@ def calibrate(device: torch.device) -> Calibration:
     run_fixed_s = age_at_start
 
     return Calibration(
-        dense_flops_s=dense, grouped_flops_s=grouped, elementwise_flops_s=elementwise,
-        train_dense_flops_s=train_dense, train_grouped_flops_s=train_grouped, train_elementwise_flops_s=train_elementwise,
-        op_s=op_s, train_op_s=train_op_s, profile_s_per_op=profile_s_per_op, optimizer_s_per_param=optimizer_s_per_param,
-        init_s_per_param=init_s_per_param, copy_s_per_byte=copy_s_per_byte, save_s_per_byte=save_s_per_byte,
-        reference_s=reference_s, render_s_per_image=render_s, decode_s_per_image=decode_s,
-        build_fixed_s=0.0, run_fixed_s=run_fixed_s, key=key,
+        dense_flops_s=dense,
+        grouped_flops_s=grouped,
+        elementwise_flops_s=elementwise,
+        train_dense_flops_s=train_dense,
+        train_grouped_flops_s=train_grouped,
+        train_elementwise_flops_s=train_elementwise,
+        op_s=op_s,
+        train_op_s=train_op_s,
+        profile_s_per_op=profile_s_per_op,
+        optimizer_s_per_param=optimizer_s_per_param,
+        init_s_per_param=init_s_per_param,
+        copy_s_per_byte=copy_s_per_byte,
+        save_s_per_byte=save_s_per_byte,
+        reference_s=reference_s,
+        render_s_per_image=render_s,
+        decode_s_per_image=decode_s,
+        build_fixed_s=0.0,
+        run_fixed_s=run_fixed_s,
+        key=key,
     )
 
 

@@ -58,13 +58,15 @@ class Calibration:
     build_fixed_s: float = 0.0  # per cell, whatever the model (child process, result files)
     run_fixed_s: float = 0.0  # per run (the isolation server importing torch and bench)
     key: dict[str, Any] = field(default_factory=dict)  # what it was measured on: device, torch, threads
-    train_elementwise_flops_s: dict[str, float] = field(default_factory=dict)  # training elementwise FLOP/s; none: inference's
+    train_elementwise_flops_s: dict[str, float] = field(
+        default_factory=dict
+    )  # training elementwise FLOP/s; none: inference's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
         names = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -127,7 +129,9 @@ class Work:
     batch_size: int
     precision: str = "fp32"
     profile: bool = False
-    profile_train: bool = True  # the FLOP count also counts a training step (profile.train_flops; auto: when the cell trains)
+    profile_train: bool = (
+        True  # the FLOP count also counts a training step (profile.train_flops; auto: when the cell trains)
+    )
     speed: SpeedWork | None = None
     train: TrainWork | None = None
     data: DataWork = field(default_factory=DataWork)
@@ -135,22 +139,31 @@ class Work:
 
 def forward_s(fw: ForwardWork, batch: int, cal: Calibration, precision: str = "fp32") -> float:
     """One forward pass of `batch` images."""
-    per_image = (fw.dense_flops / cal.rate("dense_flops_s", precision)
-                 + fw.grouped_flops / cal.rate("grouped_flops_s", precision)
-                 + fw.elementwise_flops / cal.rate("elementwise_flops_s", precision))
+    per_image = (
+        fw.dense_flops / cal.rate("dense_flops_s", precision)
+        + fw.grouped_flops / cal.rate("grouped_flops_s", precision)
+        + fw.elementwise_flops / cal.rate("elementwise_flops_s", precision)
+    )
     return batch * per_image + fw.ops * cal.op_s
 
 
-def train_step_s(fw: ForwardWork, batch: int, params: int, cal: Calibration, precision: str = "fp32",
-                 trainable_fraction: float = 1.0) -> float:
+def train_step_s(
+    fw: ForwardWork, batch: int, params: int, cal: Calibration, precision: str = "fp32", trainable_fraction: float = 1.0
+) -> float:
     """One training step: forward + backward of `batch` images and the optimizer step.
 
     A frozen backbone (trainable_fraction < 1) needs no backward through it: forward + the head's share."""
     k = 1.0 + (TRAIN_FLOPS_PER_FORWARD - 1.0) * trainable_fraction
-    per_image = k * (fw.dense_flops / cal.rate("train_dense_flops_s", precision)
-                     + fw.grouped_flops / cal.rate("train_grouped_flops_s", precision)
-                     + fw.elementwise_flops / (cal.rate("train_elementwise_flops_s", precision) if cal.train_elementwise_flops_s
-                                              else cal.rate("elementwise_flops_s", precision)))
+    per_image = k * (
+        fw.dense_flops / cal.rate("train_dense_flops_s", precision)
+        + fw.grouped_flops / cal.rate("train_grouped_flops_s", precision)
+        + fw.elementwise_flops
+        / (
+            cal.rate("train_elementwise_flops_s", precision)
+            if cal.train_elementwise_flops_s
+            else cal.rate("elementwise_flops_s", precision)
+        )
+    )
     calls = fw.ops * (cal.op_s + (cal.train_op_s - cal.op_s) * trainable_fraction)
     return batch * per_image + calls + params * trainable_fraction * cal.optimizer_s_per_param
 
@@ -174,12 +187,21 @@ def timed_calls(s: SpeedWork, call_s: float) -> tuple[int, int]:
 def estimate(work: Work, cal: Calibration) -> dict[str, float]:
     """Seconds per part of one cell, and `total`."""
     fw, p = work.forward, work.precision
-    parts = {"build": cal.build_fixed_s + work.params * cal.init_s_per_param, "profile": 0.0, "speed": 0.0, "train": 0.0, "data": 0.0}
+    parts = {
+        "build": cal.build_fixed_s + work.params * cal.init_s_per_param,
+        "profile": 0.0,
+        "speed": 0.0,
+        "train": 0.0,
+        "data": 0.0,
+    }
     if work.profile:
         # forward at batch 1 (fp32, inference) + forward and backward at batch 2 (training FLOPs), under dispatch modes
         counted_ops = fw.ops * (1 + (TRAIN_OPS_PER_FORWARD if work.profile_train else 0))
-        parts["profile"] = (forward_s(fw, 1, cal) + (train_step_s(fw, 2, 0, cal) if work.profile_train else 0.0)
-                            + counted_ops * cal.profile_s_per_op)
+        parts["profile"] = (
+            forward_s(fw, 1, cal)
+            + (train_step_s(fw, 2, 0, cal) if work.profile_train else 0.0)
+            + counted_ops * cal.profile_s_per_op
+        )
     if work.speed is not None:
         call = forward_s(fw, work.batch_size, cal, p)
         warm, timed = timed_calls(work.speed, call)
@@ -189,12 +211,18 @@ def estimate(work: Work, cal: Calibration) -> dict[str, float]:
     if t is not None and not t.skipped and not t.served:
         steps = t.n_train // work.batch_size  # drop_last
         step = train_step_s(fw, work.batch_size, work.params, cal, p, t.trainable_fraction)
-        evaluation = math.ceil(t.n_val / t.eval_batch_size) * forward_s(fw, min(t.eval_batch_size, t.n_val), cal, p) if t.n_val else 0.0
+        evaluation = (
+            math.ceil(t.n_val / t.eval_batch_size) * forward_s(fw, min(t.eval_batch_size, t.n_val), cal, p)
+            if t.n_val
+            else 0.0
+        )
         weights = work.params * FP32_BYTES
         per_epoch = steps * step + evaluation + weights * cal.copy_s_per_byte
         parts["train"] = t.epochs * per_epoch + evaluation + weights * cal.save_s_per_byte
     if not (t is not None and (t.skipped or t.served)):
-        parts["data"] = work.data.render_images * cal.render_s_per_image + work.data.decode_images * cal.decode_s_per_image
+        parts["data"] = (
+            work.data.render_images * cal.render_s_per_image + work.data.decode_images * cal.decode_s_per_image
+        )
     parts["total"] = sum(parts.values())
     return parts
 

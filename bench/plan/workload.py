@@ -19,16 +19,16 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.core.cell import Cell, canonical_json
-from bench.plan.cost import DataWork, ForwardWork, SpeedWork, TrainWork, Work
-from bench.models.builders import build_model, classifier_prefix
-from bench.measure.flops import count_flops, count_params
-from bench.data.synthetic import GENERATOR_VERSION, cache_dir, class_counts
+from bench.core.files import atomic_write_text
 from bench.data import load_samples, stratified_split
 from bench.data.images import _cache_key, _disk_path
-from bench.platform.device import cpu_precision_is_native
+from bench.data.synthetic import GENERATOR_VERSION, cache_dir, class_counts
 from bench.execution.epochs import shared_training_groups
-from bench.plan.cost import estimate
-from bench.core.files import atomic_write_text
+from bench.measure.catalogue import PARAMS
+from bench.measure.flops import count_flops, count_params
+from bench.models.builders import build_model, classifier_prefix
+from bench.plan.cost import DataWork, ForwardWork, SpeedWork, TrainWork, Work, estimate
+from bench.platform.device import cpu_precision_is_native
 
 CACHE_VERSION = 1
 
@@ -51,14 +51,18 @@ class _OpCounter(TorchDispatchMode):
         return out
 
 
-def count_model(name: str, resolution: int, num_classes: int, model_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def count_model(
+    name: str, resolution: int, num_classes: int, model_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Forward FLOPs per image (dense, grouped, elementwise), operator calls, params and the head's params
     of a registry model, counted on the meta device."""
     with torch.device("meta"):
         model = build_model(name, num_classes=num_classes, resolution=resolution, **(model_kwargs or {}))
     counts = count_module(model, (1, 3, resolution, resolution))
     head = classifier_prefix(model)
-    counts["head_params"] = sum(p.numel() for n, p in model.named_parameters() if head is not None and n.startswith(head + "."))
+    counts["head_params"] = sum(
+        p.numel() for n, p in model.named_parameters() if head is not None and n.startswith(head + ".")
+    )
     return counts
 
 
@@ -73,8 +77,13 @@ def count_module(model: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[s
         count = count_flops(model, x)
     params, _ = count_params(model)
     grouped = min(ops.grouped_flops, count.flops)
-    return {"dense_flops": count.flops - grouped, "grouped_flops": grouped, "elementwise_flops": count.elementwise_flops,
-            "ops": ops.ops, "params": params}
+    return {
+        "dense_flops": count.flops - grouped,
+        "grouped_flops": grouped,
+        "elementwise_flops": count.elementwise_flops,
+        "ops": ops.ops,
+        PARAMS.key: params,
+    }
 
 
 class WorkloadCache:
@@ -138,7 +147,9 @@ def dataset_plan(data: dict[str, Any], resolution: int, base_dir: Path) -> dict[
     if synthetic is None or not render:
         samples = load_samples(kind, options, base_dir)
         if subset is not None and subset < 1:
-            keep, _ = stratified_split(samples.label_indices(samples.classes), 1 - subset, int(data.get("split_seed", 0)))
+            keep, _ = stratified_split(
+                samples.label_indices(samples.classes), 1 - subset, int(data.get("split_seed", 0))
+            )
             samples = samples.subset(keep)
         n = len(samples)
         decoded = _disk_path(_cache_key(samples, resolution, data.get("on_bad_image", "error"))).is_file()
@@ -174,19 +185,38 @@ def cell_works(cells: list[Cell], base_dir: Path, cache: WorkloadCache, *, cpu: 
                 datasets[dkey] = dataset_plan(s.get("data") or {}, cell.resolution, base_dir)
             d = datasets[dkey]
             frozen = bool(s.get("freeze_backbone"))
-            train = TrainWork(epochs=int(s.get("epochs", 10)), n_train=d["n_train"], n_val=d["n_val"],
-                              eval_batch_size=int(s.get("eval_batch_size", 128)),
-                              trainable_fraction=(counts["head_params"] / counts["params"]) if frozen and counts["params"] else 1.0,
-                              skipped=skipped, served=cell.id in served)
+            train = TrainWork(
+                epochs=int(s.get("epochs", 10)),
+                n_train=d["n_train"],
+                n_val=d["n_val"],
+                eval_batch_size=int(s.get("eval_batch_size", 128)),
+                trainable_fraction=(counts["head_params"] / counts[PARAMS.key])
+                if frozen and counts[PARAMS.key]
+                else 1.0,
+                skipped=skipped,
+                served=cell.id in served,
+            )
             if not skipped and not train.served and dkey not in prepared:
                 prepared.add(dkey)
                 render_key = canonical_json(s.get("data"))
-                data = DataWork(render_images=d["render"] if render_key not in prepared else 0, decode_images=d["decode"])
+                data = DataWork(
+                    render_images=d["render"] if render_key not in prepared else 0, decode_images=d["decode"]
+                )
                 prepared.add(render_key)
         train_flops = (cell.settings.get("profile") or {}).get("train_flops", "auto")
-        works.append(Work(params=counts["params"], forward=fw, batch_size=cell.batch_size, precision=cell.precision,
-                          profile="profile" in cell.measure, profile_train=("train" in cell.measure) if train_flops == "auto" else bool(train_flops),
-                          speed=speed, train=train, data=data))
+        works.append(
+            Work(
+                params=counts[PARAMS.key],
+                forward=fw,
+                batch_size=cell.batch_size,
+                precision=cell.precision,
+                profile="profile" in cell.measure,
+                profile_train=("train" in cell.measure) if train_flops == "auto" else bool(train_flops),
+                speed=speed,
+                train=train,
+                data=data,
+            )
+        )
     return works
 
 
@@ -194,8 +224,9 @@ def default_cache_path(results_root: Path = Path("results")) -> Path:
     return Path(os.environ.get("BENCH_WORKLOAD_CACHE", results_root / ".workload-cache.json"))
 
 
-def estimate_cells(cells: list[Cell], base_dir: Path, cal, *, device_type: str = "cpu",
-                   cache_path: Path | None = None) -> list[dict[str, float]]:
+def estimate_cells(
+    cells: list[Cell], base_dir: Path, cal, *, device_type: str = "cpu", cache_path: Path | None = None
+) -> list[dict[str, float]]:
     """Each cell's estimated seconds by part (bench.plan.cost.estimate), in order."""
     cache = WorkloadCache(cache_path)
     try:

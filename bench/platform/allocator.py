@@ -74,12 +74,19 @@ def pin_glibc_heap(trim_threshold: int = TRIM_THRESHOLD_BYTES) -> dict[str, Any]
     "reason": ...}` where it cannot be done (not glibc, or mallopt refused)."""
     libc = _libc()
     if libc is None:
-        return {"allocator": "not glibc", "pinned": False, "reason": "mallopt's settings are glibc's; this C library has none"}
+        return {
+            "allocator": "not glibc",
+            "pinned": False,
+            "reason": "mallopt's settings are glibc's; this C library has none",
+        }
     version = f"glibc {libc.gnu_get_libc_version().decode()}"
     preload = os.environ.get("LD_PRELOAD", "")
     if any(name in preload for name in _PRELOADED_ALLOCATORS):
-        return {"allocator": f"LD_PRELOAD {preload}", "pinned": False,
-                "reason": "another allocator is preloaded: glibc's settings would not govern it"}
+        return {
+            "allocator": f"LD_PRELOAD {preload}",
+            "pinned": False,
+            "reason": "another allocator is preloaded: glibc's settings would not govern it",
+        }
     if not (libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1 and libc.mallopt(M_MMAP_MAX, 0) == 1):
         return {"allocator": version, "pinned": False, "reason": "mallopt refused the settings"}
     return {"allocator": version, "pinned": True, "mmap": "off", "trim_threshold": int(trim_threshold)}

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
 from bench.core.errors import InputError
-
 from bench.core.precision import PRECISIONS  # noqa: F401  (re-exported beside the dtypes)
 
 # the one precision -> dtype table (autocast computes in these; fp32 means no autocast)
@@ -25,7 +24,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' asked for, but no CUDA GPU is available", field="device", hint="use 'auto' or 'cpu'")
+        raise InputError(
+            "device 'cuda' asked for, but no CUDA GPU is available", field="device", hint="use 'auto' or 'cpu'"
+        )
     try:
         return torch.device(name)
     except (RuntimeError, TypeError):
@@ -39,7 +40,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(device_type: str, precision: str) -> str | None:
     if precision == "fp32":
         return None
@@ -91,7 +92,7 @@ def cpu_precision_is_native(precision: str) -> bool:
     return supported and cpu_precision_slowdown(precision) <= NATIVE_MAX_SLOWDOWN
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_precision_slowdown(precision: str) -> float:
     """A small conv block's training step (forward, backward) under `precision` autocast, over the same
     step in fp32, on the CPU: median of 3 timed steps each after one untimed. Once per process; about
@@ -102,8 +103,15 @@ def cpu_precision_slowdown(precision: str) -> float:
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
-                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+        net = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 10),
+        )
         x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
 
     def step_s(prec: str) -> float:

@@ -8,11 +8,13 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+
 import bench
 from bench.platform.machine import capture_machine_state
 
@@ -36,7 +38,14 @@ def _git_commit(cwd: Path) -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -52,18 +61,32 @@ def _version(module: str) -> str | None:
 # On the 2-core machine here, MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ alone took resnet18's CPU
 # inference from 196-208 to 145-156 ms per batch of 8 at 224 px (README, "CPU allocator"), so two runs
 # differing in them are not comparable and env.json says so.
-PERF_ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "DNNL_", "ONEDNN_",
-                     "TORCHINDUCTOR_", "PYTORCH_CUDA_ALLOC_CONF", "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG")
+PERF_ENV_PREFIXES = (
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "GOMP_",
+    "MALLOC_",
+    "GLIBC_TUNABLES",
+    "LD_PRELOAD",
+    "DNNL_",
+    "ONEDNN_",
+    "TORCHINDUCTOR_",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "CUDA_VISIBLE_DEVICES",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 
 
 def perf_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The set performance-relevant environment variables (PERF_ENV_PREFIXES), sorted by name."""
-    environ = os.environ if environ is None else environ
-    return {k: environ[k] for k in sorted(environ) if k.startswith(PERF_ENV_PREFIXES)}
+    source: Mapping[str, str] = os.environ if environ is None else environ
+    return {k: source[k] for k in sorted(source) if k.startswith(PERF_ENV_PREFIXES)}
 
 
 def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """Everything needed to judge whether two runs' numbers are comparable."""
+    cores_usable: int | None
     try:
         cores_usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -99,9 +122,14 @@ def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Pa
         try:
             out = subprocess.run(
                 ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10, check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
-            env["gpu_driver"] = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+            env["gpu_driver"] = (
+                out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+            )
         except (OSError, subprocess.SubprocessError):
             pass
     return env

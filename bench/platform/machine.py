@@ -41,7 +41,9 @@ def _read(path: Path) -> str | None:
 
 def cpu_state(root: Path = CPUFREQ) -> dict[str, Any]:
     governors: dict[str, int] = {}
-    cur, lo, hi = [], [], []
+    cur: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
     for cpu in sorted(root.glob("cpu[0-9]*")):
         freq = cpu / "cpufreq"
         gov = _read(freq / "scaling_governor")
@@ -53,13 +55,19 @@ def cpu_state(root: Path = CPUFREQ) -> dict[str, Any]:
                 into.append(int(value) / 1000)
     if not cur:  # no cpufreq (many VMs): the kernel's per-core "cpu MHz"
         try:
-            cur = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("cpu MHz")]
+            cur = [
+                float(line.split(":")[1])
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("cpu MHz")
+            ]
         except (OSError, ValueError, IndexError):
             cur = []
+    load: list[float] | None
     try:
         load = list(os.getloadavg())
     except OSError:
         load = None
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -78,9 +86,10 @@ def gpu_state(index: int = 0, nvml: Any = None, pci_bus_id: str | None = None) -
     """NVML's view of one GPU; {"nvml": "unavailable (...)"} without nvidia-ml-py or a driver."""
     if nvml is None:
         try:
-            import pynvml as nvml  # the nvidia-ml-py package
+            import pynvml  # the nvidia-ml-py package
         except ImportError:
             return {"nvml": "unavailable (pip install nvidia-ml-py)"}
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - no driver, no device: say so, never fail the run
@@ -101,7 +110,10 @@ def gpu_state(index: int = 0, nvml: Any = None, pci_bus_id: str | None = None) -
                 return None
 
         sm, mem = nvml.NVML_CLOCK_SM, nvml.NVML_CLOCK_MEM
-        reasons_fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons_fn = (
+            getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         bits = q(reasons_fn)
         reasons = None if bits is None else [name for bit, name in THROTTLE_REASONS.items() if bits & bit]
         boost = q(nvml.nvmlDeviceGetAutoBoostedClocksEnabled)
@@ -140,7 +152,8 @@ def _pci_bus_id(index: int) -> str | None:
         import torch
 
         p = torch.cuda.get_device_properties(index)
-        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0"
+        # torch's stubs for _CudaDeviceProperties lack the pci_* fields it has at runtime
+        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0"  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - older torch, no GPU
         return None
 
@@ -157,11 +170,15 @@ def warnings(state: dict[str, Any], device_type: str | None = None) -> list[str]
     out = []
     load, cores = state.get("load_average"), state.get("cores_usable")
     if load and cores and load[0] > BUSY_LOAD_PER_CORE * cores:
-        out.append(f"the machine was busy at the start: load average {load[0]:.2f} on {cores} usable cores "
-                   "(another job was running); timings may be slow and noisy")
+        out.append(
+            f"the machine was busy at the start: load average {load[0]:.2f} on {cores} usable cores "
+            "(another job was running); timings may be slow and noisy"
+        )
     gov = state.get("cpu_governor")
     if device_type != "cuda" and isinstance(gov, str) and gov != "performance":
-        out.append(f"CPU frequency governor is '{gov}', not 'performance': the clock follows the load, so timings drift")
+        out.append(
+            f"CPU frequency governor is '{gov}', not 'performance': the clock follows the load, so timings drift"
+        )
     elif device_type != "cuda" and isinstance(gov, dict):
         out.append(f"CPU cores run different frequency governors ({', '.join(f'{k} x{v}' for k, v in gov.items())})")
     gpu = state.get("gpu")
@@ -170,8 +187,11 @@ def warnings(state: dict[str, Any], device_type: str | None = None) -> list[str]
             out.append(f"GPU clocks, power and throttling not recorded: NVML {gpu.get('nvml')}")
         else:
             if gpu.get("clocks_locked") is not True:
-                out.append("GPU clocks are not locked" + (" (auto boost on)" if gpu.get("auto_boost") else " (or NVML cannot tell)")
-                           + ": clocks drift with temperature and power between runs (nvidia-smi -lgc locks them)")
+                out.append(
+                    "GPU clocks are not locked"
+                    + (" (auto boost on)" if gpu.get("auto_boost") else " (or NVML cannot tell)")
+                    + ": clocks drift with temperature and power between runs (nvidia-smi -lgc locks them)"
+                )
             active = [r for r in gpu.get("throttle_reasons") or [] if r not in _HARMLESS]
             if active:
                 out.append(f"GPU clocks were being held down at the start: {', '.join(active)}")

@@ -38,7 +38,7 @@ class PeakMemory:
         self.start_bytes: int | None = None
         self.kind = ""
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -65,4 +65,8 @@ class PeakMemory:
 def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's OutOfMemoryError, or a RuntimeError saying so (CPU allocators, MPS, older torch)."""
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    return isinstance(exc, (oom, MemoryError)) or "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower()
+    return (
+        isinstance(exc, (oom, MemoryError))
+        or "out of memory" in str(exc).lower()
+        or "can't allocate memory" in str(exc).lower()
+    )

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from bench.platform.env import _cpu_model
 
 T = 1e12
@@ -45,8 +46,12 @@ class DevicePeak:
         return {"fp32": self.fp32, "tf32": self.tf32, "bf16": self.bf16, "fp16": self.fp16}[precision]
 
 
-_H100_DS = "NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/ (sparse figures halved)"
-_H200_DS = "NVIDIA H200 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h200/ (sparse figures halved)"
+_H100_DS = (
+    "NVIDIA H100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h100/ (sparse figures halved)"
+)
+_H200_DS = (
+    "NVIDIA H200 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/h200/ (sparse figures halved)"
+)
 
 # Dense peaks (FLOP/s). Order matters: the first pattern that matches the device name wins.
 DEVICES: tuple[DevicePeak, ...] = (
@@ -56,26 +61,89 @@ DEVICES: tuple[DevicePeak, ...] = (
     DevicePeak("NVIDIA H100 PCIe", r"H100.*PCIe", 51 * T, 378 * T, 756.5 * T, 756.5 * T, _H100_DS),
     # "NVIDIA H100 80GB HBM3" is the SXM5 board's name
     DevicePeak("NVIDIA H100 SXM", r"H100", 67 * T, 494.5 * T, 989.5 * T, 989.5 * T, _H100_DS),
-    DevicePeak("NVIDIA A100 (SXM4 and PCIe, 40/80 GB)", r"A100", 19.5 * T, 156 * T, 312 * T, 312 * T,
-               "NVIDIA A100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/a100/ (dense column)"),
-    DevicePeak("NVIDIA L4", r"\bL4\b", 30.3 * T, 60 * T, 121 * T, 121 * T,
-               "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/ (sparse figures halved)"),
-    DevicePeak("NVIDIA A10G", r"\bA10G\b", 35 * T, 35 * T, 70 * T, 70 * T,
-               "NVIDIA publishes no A10G datasheet; AWS G5's A10G as tabulated in "
-               "https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/ (dense)"),
-    DevicePeak("NVIDIA A10", r"\bA10\b", 31.2 * T, 62.5 * T, 125 * T, 125 * T,
-               "NVIDIA A10 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/products/a10-gpu/ (dense column)"),
-    DevicePeak("NVIDIA V100S PCIe", r"V100S", 16.4 * T, None, None, 130 * T,
-               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
-    DevicePeak("NVIDIA V100 PCIe", r"V100.*PCIE", 14 * T, None, None, 112 * T,
-               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
-    DevicePeak("NVIDIA V100 SXM2", r"V100", 15.7 * T, None, None, 125 * T,
-               "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf"),
-    DevicePeak("NVIDIA T4", r"\bT4\b", 8.1 * T, None, None, 65 * T,
-               "NVIDIA T4 datasheet, https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf (FP16/FP32 mixed)"),
-    DevicePeak("NVIDIA GeForce RTX 4090", r"RTX 4090", 82.6 * T, 82.6 * T, 165.2 * T, 165.2 * T,
-               "NVIDIA Ada GPU Architecture whitepaper, appendix table (RTX 4090: peak TF32/BF16/FP16 tensor TFLOPS, "
-               "FP32 accumulate, dense), https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf"),
+    DevicePeak(
+        "NVIDIA A100 (SXM4 and PCIe, 40/80 GB)",
+        r"A100",
+        19.5 * T,
+        156 * T,
+        312 * T,
+        312 * T,
+        "NVIDIA A100 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/a100/ (dense column)",
+    ),
+    DevicePeak(
+        "NVIDIA L4",
+        r"\bL4\b",
+        30.3 * T,
+        60 * T,
+        121 * T,
+        121 * T,
+        "NVIDIA L4 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/l4/ (sparse figures halved)",
+    ),
+    DevicePeak(
+        "NVIDIA A10G",
+        r"\bA10G\b",
+        35 * T,
+        35 * T,
+        70 * T,
+        70 * T,
+        "NVIDIA publishes no A10G datasheet; AWS G5's A10G as tabulated in "
+        "https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/ (dense)",
+    ),
+    DevicePeak(
+        "NVIDIA A10",
+        r"\bA10\b",
+        31.2 * T,
+        62.5 * T,
+        125 * T,
+        125 * T,
+        "NVIDIA A10 Tensor Core GPU datasheet, https://www.nvidia.com/en-us/data-center/products/a10-gpu/ (dense column)",
+    ),
+    DevicePeak(
+        "NVIDIA V100S PCIe",
+        r"V100S",
+        16.4 * T,
+        None,
+        None,
+        130 * T,
+        "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf",
+    ),
+    DevicePeak(
+        "NVIDIA V100 PCIe",
+        r"V100.*PCIE",
+        14 * T,
+        None,
+        None,
+        112 * T,
+        "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf",
+    ),
+    DevicePeak(
+        "NVIDIA V100 SXM2",
+        r"V100",
+        15.7 * T,
+        None,
+        None,
+        125 * T,
+        "NVIDIA V100 datasheet, https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf",
+    ),
+    DevicePeak(
+        "NVIDIA T4",
+        r"\bT4\b",
+        8.1 * T,
+        None,
+        None,
+        65 * T,
+        "NVIDIA T4 datasheet, https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf (FP16/FP32 mixed)",
+    ),
+    DevicePeak(
+        "NVIDIA GeForce RTX 4090",
+        r"RTX 4090",
+        82.6 * T,
+        82.6 * T,
+        165.2 * T,
+        165.2 * T,
+        "NVIDIA Ada GPU Architecture whitepaper, appendix table (RTX 4090: peak TF32/BF16/FP16 tensor TFLOPS, "
+        "FP32 accumulate, dense), https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf",
+    ),
 )
 
 
@@ -109,13 +177,24 @@ def peak_for(dev: DevicePeak, precision: str, tf32_allowed: bool | None = None) 
     return dev.peak(precision), precision
 
 
-def mfu(achieved_flop_s: float | None, name: str | None, precision: str, tf32_allowed: bool | None = None) -> dict[str, Any]:
-    """MFU of `achieved_flop_s` on the device named `name`: {'mfu': float or None, 'reason', 'peak_flop_s', ...}."""
-    out: dict[str, Any] = {"mfu": None, "device_name": name, "achieved_tflop_s": None if achieved_flop_s is None else achieved_flop_s / T,
-                           "peak_tflop_s": None, "peak_precision": None, "peak_source": None, "reason": None}
+def mfu(
+    achieved_flop_s: float | None, name: str | None, precision: str, tf32_allowed: bool | None = None
+) -> dict[str, Any]:
+    """MFU of `achieved_flop_s` on the device named `name`: {'utilisation': float or None, 'reason', 'peak_flop_s', ...}."""
+    out: dict[str, Any] = {
+        "utilisation": None,
+        "device_name": name,
+        "achieved_tflop_s": None if achieved_flop_s is None else achieved_flop_s / T,
+        "peak_tflop_s": None,
+        "peak_precision": None,
+        "peak_source": None,
+        "reason": None,
+    }
     dev = match_device(name)
     if dev is None:
-        out["reason"] = f"no peak FLOP/s known for {name or 'this device'} (bench.platform.peaks lists NVIDIA data-centre GPUs and the RTX 4090)"
+        out["reason"] = (
+            f"no peak FLOP/s known for {name or 'this device'} (bench.platform.peaks lists NVIDIA data-centre GPUs and the RTX 4090)"
+        )
         return out
     peak, which = peak_for(dev, precision, tf32_allowed)
     out.update(peak_device=dev.name, peak_precision=which, peak_source=dev.source)
@@ -126,7 +205,7 @@ def mfu(achieved_flop_s: float | None, name: str | None, precision: str, tf32_al
     if achieved_flop_s is None:
         out["reason"] = "no achieved FLOP/s (FLOPs per image or throughput missing)"
         return out
-    out["mfu"] = achieved_flop_s / peak
+    out["utilisation"] = achieved_flop_s / peak
     return out
 
 

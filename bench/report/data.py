@@ -70,7 +70,9 @@ def _read_predictions(run_dir: Path, result: CellResult) -> Predictions | None:
 
     df = pd.read_csv(path, usecols=["key", "true_index", "pred_index"], dtype={"key": str})
     n_classes = len(train.get("label_map") or []) or int(max(df["true_index"].max(), df["pred_index"].max()) + 1)
-    return Predictions(tuple(df["key"]), df["true_index"].to_numpy(np.int64), df["pred_index"].to_numpy(np.int64), n_classes)
+    return Predictions(
+        tuple(df["key"]), df["true_index"].to_numpy(np.int64), df["pred_index"].to_numpy(np.int64), n_classes
+    )
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
@@ -86,7 +88,9 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     results = RunStore(run_dir).read_cells()
     if not results:
-        raise InputError("no cell results in this run directory", file=run_dir, hint="pass a folder written by `bench run`")
+        raise InputError(
+            "no cell results in this run directory", file=run_dir, hint="pass a folder written by `bench run`"
+        )
     yaml_path = run_dir / "suite.yaml"
     return RunData(
         run_dir=run_dir,

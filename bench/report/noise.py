@@ -49,7 +49,9 @@ def bootstrap_macro_f1(y_true, y_pred, n_classes: int, resamples: int = DEFAULT_
     return macro_f1_batch(y_true[idx], y_pred[idx], n_classes)
 
 
-def paired_bootstrap_delta(y_true, pred_a, pred_b, n_classes: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
+def paired_bootstrap_delta(
+    y_true, pred_a, pred_b, n_classes: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> np.ndarray:
     """macro-F1(b) - macro-F1(a) on the same resamples of the images (paired)."""
     y_true, pred_a, pred_b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
     idx = bootstrap_indices(len(y_true), resamples, seed)
@@ -78,7 +80,9 @@ class DeltaVerdict:
         return dict(self.__dict__)
 
 
-def judge_delta(values_a: list[float], values_b: list[float], boot_deltas: np.ndarray | None, alpha: float = 0.05) -> DeltaVerdict:
+def judge_delta(
+    values_a: list[float], values_b: list[float], boot_deltas: np.ndarray | None, alpha: float = 0.05
+) -> DeltaVerdict:
     """Combine the seed values (each side's per-seed metric) with the paired bootstrap of the difference.
 
     - The difference is the mean over seeds of b minus the mean over seeds of a.

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,9 +18,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-_PALETTE = plt.get_cmap("tab10").colors
+from bench.measure.catalogue import VAL_LOSS, VAL_MACRO_F1  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType
+
+_PALETTE = tuple(matplotlib.color_sequences["tab10"])  # the colours of the "tab10" colormap
 FAMILY_ORDER = ("efficientnet", "resnet", "wide_resnet", "vgg", "mobilenet", "vit", "visformer", "small_cnn")
-_EXTRA: dict[str, tuple] = {}
+_EXTRA: dict[str, ColorType] = {}
 
 
 def family_colour(family: str) -> str:
@@ -64,7 +70,7 @@ def frontier(points: Sequence[Point], higher_x_better: bool) -> list[Point]:
 def _efficientnet_index(label: str) -> int | None:
     name = label.split(" ")[0].split("@")[0]
     if name.startswith("efficientnet_b") and name[-1].isdigit():
-        return int(name[len("efficientnet_b"):])
+        return int(name[len("efficientnet_b") :])
     return None
 
 
@@ -73,28 +79,63 @@ def _legend_by_family(ax, families: Sequence[str]) -> None:
     ax.legend(handles=handles, fontsize=7, loc="best", frameon=False)
 
 
-def scatter(points: Sequence[Point], *, x_label: str, y_label: str, title: str, higher_x_better: bool | None,
-            log_x: bool = True, log_y: bool = False, annotate: bool = True) -> bytes:
+def scatter(
+    points: Sequence[Point],
+    *,
+    x_label: str,
+    y_label: str,
+    title: str,
+    higher_x_better: bool | None,
+    log_x: bool = True,
+    log_y: bool = False,
+    annotate: bool = True,
+) -> bytes:
     """A scatter coloured by family; the Pareto frontier as a step line when `higher_x_better` is given;
     EfficientNet B0..B7 joined in order as one scaling curve."""
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    families = sorted({p.family for p in points}, key=lambda f: (f not in FAMILY_ORDER, FAMILY_ORDER.index(f) if f in FAMILY_ORDER else 0, f))
+    families = sorted(
+        {p.family for p in points},
+        key=lambda f: (f not in FAMILY_ORDER, FAMILY_ORDER.index(f) if f in FAMILY_ORDER else 0, f),
+    )
     for fam in families:
         pts = [p for p in points if p.family == fam]
-        ax.errorbar([p.x for p in pts], [p.y for p in pts], yerr=[p.y_err or 0 for p in pts], fmt="o", ms=5,
-                    color=family_colour(fam), ecolor=family_colour(fam), elinewidth=0.8, capsize=2, alpha=0.9)
+        ax.errorbar(
+            [p.x for p in pts],
+            [p.y for p in pts],
+            yerr=[p.y_err or 0 for p in pts],
+            fmt="o",
+            ms=5,
+            color=family_colour(fam),
+            ecolor=family_colour(fam),
+            elinewidth=0.8,
+            capsize=2,
+            alpha=0.9,
+        )
     effnet = sorted(((i, p) for p in points if (i := _efficientnet_index(p.label)) is not None), key=lambda t: t[0])
     by_index: dict[int, Point] = {}
     for i, p in effnet:
         by_index.setdefault(i, p)
     if len(by_index) >= 2:
         chain = [by_index[i] for i in sorted(by_index)]
-        ax.plot([p.x for p in chain], [p.y for p in chain], "--", color=family_colour("efficientnet"), lw=1, label="EfficientNet B0→B7")
+        ax.plot(
+            [p.x for p in chain],
+            [p.y for p in chain],
+            "--",
+            color=family_colour("efficientnet"),
+            lw=1,
+            label="EfficientNet B0→B7",
+        )
     if higher_x_better is not None and len(points) >= 2:
         front = frontier(points, higher_x_better)
         front = sorted(front, key=lambda p: p.x)
-        ax.step([p.x for p in front], [p.y for p in front], where="post" if not higher_x_better else "pre",
-                color="0.35", lw=1, alpha=0.8)
+        ax.step(
+            [p.x for p in front],
+            [p.y for p in front],
+            where="post" if not higher_x_better else "pre",
+            color="0.35",
+            lw=1,
+            alpha=0.8,
+        )
     if annotate and len(points) <= 40:
         for p in points:
             ax.annotate(p.label, (p.x, p.y), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -110,8 +151,14 @@ def scatter(points: Sequence[Point], *, x_label: str, y_label: str, title: str, 
     return _png(fig)
 
 
-def grouped_bars(groups: Sequence[str], series: Sequence[str], values: dict[tuple[str, str], tuple[float, float | None]],
-                 *, y_label: str, title: str) -> bytes:
+def grouped_bars(
+    groups: Sequence[str],
+    series: Sequence[str],
+    values: dict[tuple[str, str], tuple[float, float | None]],
+    *,
+    y_label: str,
+    title: str,
+) -> bytes:
     """Bars per group (e.g. model) and series (e.g. strategy), with error bars (half-widths)."""
     fig, ax = plt.subplots(figsize=(max(4.5, min(12, 1.2 + len(groups) * max(1, len(series)) * 0.35)), 3.4))
     width = 0.8 / max(1, len(series))
@@ -124,7 +171,9 @@ def grouped_bars(groups: Sequence[str], series: Sequence[str], values: dict[tupl
                 xs.append(i + (j - (len(series) - 1) / 2) * width)
                 ys.append(v)
                 errs.append(e or 0)
-        ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=2, label=s, color=cmap(j % 8), error_kw={"elinewidth": 0.8})
+        ax.bar(
+            xs, ys, width=width * 0.95, yerr=errs, capsize=2, label=s, color=cmap(j % 8), error_kw={"elinewidth": 0.8}
+        )
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=20, ha="right", fontsize=7)
     ax.set_ylabel(y_label)
@@ -150,14 +199,17 @@ def curves_grid(panels: Sequence[tuple[str, list[dict]]]) -> bytes:
     for ax, (title, curve) in zip(axes.flat, panels):
         epochs = [row["epoch"] for row in curve]
         ax.plot(epochs, [row.get("train_loss") for row in curve], color="tab:blue", lw=1, label="train loss")
-        ax.plot(epochs, [row.get("val_loss") for row in curve], color="tab:orange", lw=1, label="val loss")
+        ax.plot(epochs, [row.get(VAL_LOSS.key) for row in curve], color="tab:orange", lw=1, label="val loss")
         ax.set_title(title, fontsize=7)
         ax.tick_params(labelsize=6)
         twin = ax.twinx()
-        twin.plot(epochs, [row.get("val_macro_f1") for row in curve], color="tab:green", lw=1.2, label="val macro-F1")
+        twin.plot(epochs, [row.get(VAL_MACRO_F1.key) for row in curve], color="tab:green", lw=1.2, label="val macro-F1")
         twin.set_ylim(0, 1)
         twin.tick_params(labelsize=6, colors="tab:green")
-    handles = [plt.Line2D([], [], color=c, label=l) for c, l in (("tab:blue", "train loss"), ("tab:orange", "val loss"), ("tab:green", "val macro-F1 (right axis)"))]
+    handles = [
+        plt.Line2D([], [], color=c, label=l)
+        for c, l in (("tab:blue", "train loss"), ("tab:orange", "val loss"), ("tab:green", "val macro-F1 (right axis)"))
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
     # fixed margins instead of tight_layout/bbox "tight": each of those draws the whole grid once more
     rows = axes.shape[0]
@@ -218,15 +270,26 @@ class Line:
     errs: Sequence[float | None]
 
 
-def sweep_lines(panels: Sequence[tuple[str, Sequence[Line]]], *, x_label: str, y_label: str, log_x: bool = False) -> bytes:
+def sweep_lines(
+    panels: Sequence[tuple[str, Sequence[Line]]], *, x_label: str, y_label: str, log_x: bool = False
+) -> bytes:
     """Small multiples, one panel per model: a metric against a numeric axis, one line per other config,
     error bars where the points have them."""
     fig, axes = _small_multiples(len(panels), max_cols=3, panel_size=(4.2, 3.0))
     cmap = plt.get_cmap("tab10")
     for ax, (title, lines) in zip(axes.flat, panels):
         for j, line in enumerate(lines):
-            ax.errorbar(line.xs, line.ys, yerr=[e or 0 for e in line.errs], marker="o", ms=4, lw=1.2, capsize=2,
-                        color=cmap(j % 10), label=line.label)
+            ax.errorbar(
+                line.xs,
+                line.ys,
+                yerr=[e or 0 for e in line.errs],
+                marker="o",
+                ms=4,
+                lw=1.2,
+                capsize=2,
+                color=cmap(j % 10),
+                label=line.label,
+            )
         if log_x and all(x > 0 for line in lines for x in line.xs):
             ax.set_xscale("log")
         xs = sorted({x for line in lines for x in line.xs})

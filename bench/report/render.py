@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import jinja2
 
 from bench.core.errors import InputError
+from bench.core.files import atomic_write_text
 from bench.core.numbers import format_number
+from bench.core.resources import shipped_dir
 from bench.report.data import RunData, load_runs
 from bench.report.sections import ReportContext, list_sections
-from bench.core.files import atomic_write_text
+
 FORMATS = ("html", "md")
 FIGURES_DIR = "report_files"
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report_templates"
+TEMPLATE_DIR = shipped_dir("report_templates")
 
 
 def _md_cell(value) -> str:
@@ -68,7 +70,11 @@ def _sci(value, digits: int = 3) -> str:
 
 def environment(fmt: str, figures: dict) -> jinja2.Environment:
     if not TEMPLATE_DIR.is_dir():
-        raise InputError("report templates not found", file=TEMPLATE_DIR, hint="install bench from its source tree (pip install -e .)")
+        raise InputError(
+            "report templates not found",
+            file=TEMPLATE_DIR,
+            hint="install bench from its source tree (pip install -e .)",
+        )
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
@@ -90,8 +96,12 @@ def environment(fmt: str, figures: dict) -> jinja2.Environment:
         return f"![{_md_cell(fig.alt).replace('[', '(').replace(']', ')')}]({FIGURES_DIR}/{name}.png)"
 
     env.globals["figure"] = figure
-    env.globals["css"] = lambda: jinja2.utils.markupsafe.Markup((TEMPLATE_DIR / "report.css").read_text(encoding="utf-8"))
-    env.globals["sortjs"] = lambda: jinja2.utils.markupsafe.Markup((TEMPLATE_DIR / "sort.js").read_text(encoding="utf-8"))
+    env.globals["css"] = lambda: jinja2.utils.markupsafe.Markup(
+        (TEMPLATE_DIR / "report.css").read_text(encoding="utf-8")
+    )
+    env.globals["sortjs"] = lambda: jinja2.utils.markupsafe.Markup(
+        (TEMPLATE_DIR / "sort.js").read_text(encoding="utf-8")
+    )
     return env
 
 
@@ -106,14 +116,19 @@ def build_sections(runs: list[RunData]) -> tuple[list[dict], ReportContext]:
     return out, ctx
 
 
-def render_report(run_dirs: Iterable[str | Path], out_dir: str | Path | None = None, formats: Iterable[str] = FORMATS) -> dict[str, Path]:
+def render_report(
+    run_dirs: Iterable[str | Path], out_dir: str | Path | None = None, formats: Iterable[str] = FORMATS
+) -> dict[str, Path]:
     """Write report.html and/or report.md (with report_files/) into `out_dir` (default: the last run
     directory). Returns the written paths by format."""
     formats = list(dict.fromkeys(formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise InputError(f"unknown report format {', '.join(repr(b) for b in bad) or '(none)'}", field="--format",
-                         hint=f"choose from {', '.join(FORMATS)} (comma-separated)")
+        raise InputError(
+            f"unknown report format {', '.join(repr(b) for b in bad) or '(none)'}",
+            field="--format",
+            hint=f"choose from {', '.join(FORMATS)} (comma-separated)",
+        )
     runs = load_runs(list(run_dirs))
     out = Path(out_dir) if out_dir else runs[-1].run_dir
     sections, ctx = build_sections(runs)

@@ -10,20 +10,40 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from bench.core import axes as axis_paths
-from bench.platform.machine import warnings as machine_warnings
-from bench.store.aggregate import group_over, mean_std_ci, metric_values
 from bench.core.cell import cell_id
+from bench.core.metric import EXACT, HIGHER, LOWER, Metric
+from bench.core.result import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
+from bench.measure.catalogue import (
+    ACCURACY,
+    BEST_EPOCH,
+    FLOPS,
+    FLOPS_BATCH_SIZE,
+    GMACS,
+    INFERENCE_MFU,
+    LATENCY_MEDIAN,
+    MACRO_F1,
+    MACS,
+    PARAMS,
+    PEAK_MEMORY,
+    SPEED_BATCH_SIZE,
+    THROUGHPUT,
+    TRAIN_FLOPS_PER_IMAGE,
+    TRAIN_THROUGHPUT,
+    TRAINING_MFU,
+)
+from bench.measure.published import efficientnet_paper_rows, paper_figure
+from bench.platform.machine import warnings as machine_warnings
 from bench.report import plots
 from bench.report.data import RunData
 from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
-from bench.core.result import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
-from bench.models.published import efficientnet_paper_rows, paper_figure
+from bench.store.aggregate import group_over, mean_std_ci, metric_values
 
 MAX_CURVE_PANELS = 16
 
@@ -79,6 +99,7 @@ def list_sections() -> list[Section]:
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
+
 def _m(r: CellResult, key: str) -> Any:
     measurement, _, name = key.partition(".")
     return r.measurements.get(measurement, {}).get(name)
@@ -93,19 +114,16 @@ class Stat:
     n: int
 
     @classmethod
-    def of(cls, values: list[float]) -> "Stat | None":
+    def of(cls, values: list[float]) -> Stat | None:
         if not values:
             return None
         s = mean_std_ci(values)
-        half = None if s["ci_high"] is None else (s["ci_high"] - s["mean"])
-        return cls(s["mean"], half, s["n"])
+        mean, high = s["mean"], s["ci_high"]
+        assert mean is not None  # mean_std_ci always gives non-empty values a mean
+        return cls(mean, None if high is None else high - mean, len(values))
 
 
 _CONFIG_FIELDS = ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile")
-
-
-def _config(cell) -> dict[str, Any]:
-    return {f: getattr(cell, f) for f in _CONFIG_FIELDS}
 
 
 def _with_axes(cells: list, fields=_CONFIG_FIELDS) -> tuple[str, ...]:
@@ -138,10 +156,11 @@ def _short(cell, varying: list[str]) -> str:
 
 
 def _is_train(r: CellResult) -> bool:
-    return r.status == "ok" and isinstance(_m(r, "train.macro_f1"), (int, float))
+    return r.status == "ok" and isinstance(MACRO_F1.of(r), (int, float))
 
 
 # -- header ----------------------------------------------------------------------------------------------
+
 
 def _machine_rows(m: dict) -> list[tuple[str, str]]:
     """The machine's state at the start of the run, as (name, value) rows (absent values left out)."""
@@ -151,12 +170,28 @@ def _machine_rows(m: dict) -> list[tuple[str, str]]:
     if m.get("cpu_governor"):
         rows.append(("CPU governor", str(m["cpu_governor"])))
     if m.get("cpu_freq_mhz"):
-        rows.append(("CPU clock", f"{m['cpu_freq_mhz']:.0f} MHz" + (f" (max {m['cpu_freq_max_mhz']:.0f})" if m.get("cpu_freq_max_mhz") else "")))
+        rows.append(
+            (
+                "CPU clock",
+                f"{m['cpu_freq_mhz']:.0f} MHz"
+                + (f" (max {m['cpu_freq_max_mhz']:.0f})" if m.get("cpu_freq_max_mhz") else ""),
+            )
+        )
     gpu = m.get("gpu") or {}
     if gpu.get("nvml") == "ok":
-        rows.append(("GPU clocks", f"SM {gpu.get('sm_clock_mhz')}/{gpu.get('sm_clock_max_mhz')} MHz, memory "
-                                   f"{gpu.get('mem_clock_mhz')}/{gpu.get('mem_clock_max_mhz')} MHz, locked: {gpu.get('clocks_locked')}"))
-        rows.append(("GPU power", f"limit {gpu.get('power_limit_w')} W, drawing {gpu.get('power_draw_w')} W, {gpu.get('temperature_c')} °C"))
+        rows.append(
+            (
+                "GPU clocks",
+                f"SM {gpu.get('sm_clock_mhz')}/{gpu.get('sm_clock_max_mhz')} MHz, memory "
+                f"{gpu.get('mem_clock_mhz')}/{gpu.get('mem_clock_max_mhz')} MHz, locked: {gpu.get('clocks_locked')}",
+            )
+        )
+        rows.append(
+            (
+                "GPU power",
+                f"limit {gpu.get('power_limit_w')} W, drawing {gpu.get('power_draw_w')} W, {gpu.get('temperature_c')} °C",
+            )
+        )
         rows.append(("GPU throttle reasons", ", ".join(gpu.get("throttle_reasons") or []) or "none"))
     elif gpu:
         rows.append(("GPU state", f"NVML {gpu.get('nvml')}"))
@@ -180,13 +215,24 @@ def header(ctx: ReportContext) -> dict:
         "git_commit": env.get("git_commit") or "unknown",
         "profile": run.suite.get("profile") or "none",
         "env": [
-            ("python", env.get("python")), ("torch", env.get("torch")), ("torchvision", env.get("torchvision")),
-            ("timm", env.get("timm")), ("device", env.get("device")),
-            ("CPU", f"{env.get('cpu_model')} ({env.get('cpu_cores_usable')} of {env.get('cpu_cores')} cores usable, {env.get('torch_threads')} torch threads)"
-             if env.get("cpu_model") else None),
+            ("python", env.get("python")),
+            ("torch", env.get("torch")),
+            ("torchvision", env.get("torchvision")),
+            ("timm", env.get("timm")),
+            ("device", env.get("device")),
+            (
+                "CPU",
+                f"{env.get('cpu_model')} ({env.get('cpu_cores_usable')} of {env.get('cpu_cores')} cores usable, {env.get('torch_threads')} torch threads)"
+                if env.get("cpu_model")
+                else None,
+            ),
             ("GPU", f"{gpu} (driver {env.get('gpu_driver')})" if gpu else None),
-            ("speed-relevant environment variables", ", ".join(f"{k}={v}" for k, v in env["env_vars"].items()) or "none set"
-             if isinstance(env.get("env_vars"), dict) else None),
+            (
+                "speed-relevant environment variables",
+                ", ".join(f"{k}={v}" for k, v in env["env_vars"].items()) or "none set"
+                if isinstance(env.get("env_vars"), dict)
+                else None,
+            ),
         ],
         "counts": counts,
         "total": len(run.results),
@@ -204,24 +250,35 @@ def _headline(run: RunData) -> dict | None:
     """The run's best trained cell by macro-F1 (the founding experiments' judge), or its fastest one."""
     trained = [r for r in run.results if _is_train(r)]
     if trained:
-        best = max(trained, key=lambda r: _m(r, "train.macro_f1"))
-        return {"metric": "macro-F1", "value": _m(best, "train.macro_f1"), "accuracy": _m(best, "train.accuracy"), "label": best.cell.label()}
-    timed = [r for r in run.results if r.status == "ok" and isinstance(_m(r, "speed.throughput_img_s"), (int, float))]
+        best = max(trained, key=lambda r: MACRO_F1.of(r))
+        return {
+            "metric": "macro-F1",
+            "value": MACRO_F1.of(best),
+            ACCURACY.key: ACCURACY.of(best),
+            "label": best.cell.label(),
+        }
+    timed = [r for r in run.results if r.status == "ok" and isinstance(THROUGHPUT.of(r), (int, float))]
     if timed:
-        best = max(timed, key=lambda r: _m(r, "speed.throughput_img_s"))
-        return {"metric": "img/s", "value": _m(best, "speed.throughput_img_s"), "accuracy": None, "label": best.cell.label()}
+        best = max(timed, key=lambda r: THROUGHPUT.of(r))
+        return {
+            "metric": "img/s",
+            "value": THROUGHPUT.of(best),
+            ACCURACY.key: None,
+            "label": best.cell.label(),
+        }
     return None
 
 
 # -- comparison of runs ---------------------------------------------------------------------------------
 
-COMPARE_METRICS = (
-    ("img/s", "speed.throughput_img_s", "higher"),
-    ("p50 ms", "speed.latency_median_ms", "lower"),
-    ("accuracy", "train.accuracy", "higher"),
-    ("macro-F1", "train.macro_f1", "higher"),
-    ("params", "profile.params", "exact"),
-    ("GMACs", "profile.gmacs", "exact"),
+COMPARE_METRICS: tuple[tuple[str, Metric, str], ...] = (
+    # header, metric, better (a change of GMACs is a change, whatever its direction)
+    (THROUGHPUT.label, THROUGHPUT, HIGHER),
+    (LATENCY_MEDIAN.label, LATENCY_MEDIAN, LOWER),
+    (ACCURACY.key, ACCURACY, HIGHER),  # its name: the label is the short "acc"
+    (MACRO_F1.label, MACRO_F1, HIGHER),
+    (PARAMS.label, PARAMS, EXACT),
+    (GMACS.label, GMACS, EXACT),
 )
 
 
@@ -235,42 +292,48 @@ def comparison(ctx: ReportContext) -> dict | None:
     for other in ctx.runs[1:]:
         other_by_id = {r.id: r for r in other.results}
         matched = [i for i in other_by_id if i in base_by_id]
-        metrics = [m for m in COMPARE_METRICS if any(_m(base_by_id[i], m[1]) is not None and _m(other_by_id[i], m[1]) is not None for i in matched)]
+        metrics = [
+            m
+            for m in COMPARE_METRICS
+            if any(m[1].of(base_by_id[i]) is not None and m[1].of(other_by_id[i]) is not None for i in matched)
+        ]
         rows = []
         for i in matched:
             a, b = base_by_id[i], other_by_id[i]
-            cells = []
-            for _, key, direction in metrics:
-                va, vb = _m(a, key), _m(b, key)
+            cells: list[dict[str, Any] | None] = []
+            for _, metric, direction in metrics:
+                va, vb = metric.of(a), metric.of(b)
                 if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
                     cells.append(None)
                     continue
                 rel = (vb - va) / abs(va) if va else (0.0 if vb == va else math.inf)
-                better = None if direction == "exact" or vb == va else ((vb > va) == (direction == "higher"))
+                better = None if direction == EXACT or vb == va else ((vb > va) == (direction == HIGHER))
                 cells.append({"base": va, "current": vb, "rel": rel, "better": better, "changed": vb != va})
             rows.append({"id": i, "label": b.cell.label(), "status": f"{a.status} → {b.status}", "cells": cells})
-        blocks.append({
-            "baseline": base.label,
-            "current": other.label,
-            "metrics": [m[0] for m in metrics],
-            "rows": rows,
-            "only_baseline": sorted(set(base_by_id) - set(other_by_id)),
-            "only_current": sorted(set(other_by_id) - set(base_by_id)),
-        })
+        blocks.append(
+            {
+                "baseline": base.label,
+                "current": other.label,
+                "metrics": [m[0] for m in metrics],
+                "rows": rows,
+                "only_baseline": sorted(set(base_by_id) - set(other_by_id)),
+                "only_current": sorted(set(other_by_id) - set(base_by_id)),
+            }
+        )
     return {"blocks": blocks}
 
 
 # -- leaderboard -----------------------------------------------------------------------------------------
 
-LEADERBOARD_COLUMNS = (
-    # header, metric, scale, better
-    ("params (M)", "profile.params", 1e-6, "lower"),
-    ("GMACs", "profile.gmacs", 1.0, "lower"),
-    ("img/s", "speed.throughput_img_s", 1.0, "higher"),
-    ("latency p50 (ms)", "speed.latency_median_ms", 1.0, "lower"),
-    ("accuracy", "train.accuracy", 1.0, "higher"),
-    ("macro-F1", "train.macro_f1", 1.0, "higher"),
-    ("train time (s)", "train.train_time_s", 1.0, "lower"),
+LEADERBOARD_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
+    # header, metric (its path: the stats' key), scale, better
+    ("params (M)", PARAMS.path, 1e-6, LOWER),
+    ("GMACs", GMACS.path, 1.0, LOWER),
+    ("img/s", THROUGHPUT.path, 1.0, HIGHER),
+    ("latency p50 (ms)", LATENCY_MEDIAN.path, 1.0, LOWER),
+    (ACCURACY.key, ACCURACY.path, 1.0, HIGHER),
+    ("macro-F1", MACRO_F1.path, 1.0, HIGHER),
+    ("train time (s)", "train.train_time_s", 1.0, LOWER),  # not in the catalogue: shown, never judged
 )
 
 
@@ -285,22 +348,39 @@ def leaderboard(ctx: ReportContext) -> dict | None:
         return None
     firsts = [g[0].cell for g in groups]
     varying = _varying(firsts)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for members in groups:
         c = members[0].cell
-        stats = {key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS}
-        rows.append({"model": c.model, "family": c.family, "config": [c.value(f) for f in varying],
-                     "seeds": len(members), "stats": stats})
+        stats = {
+            key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS
+        }
+        rows.append(
+            {
+                "model": c.model,
+                "family": c.family,
+                "config": [c.value(f) for f in varying],
+                "seeds": len(members),
+                "stats": stats,
+            }
+        )
     columns = [col for col in LEADERBOARD_COLUMNS if any(r["stats"][col[1]] is not None for r in rows)]
-    best = {}
+    best: dict[str, float] = {}
     for header_, key, _, better in columns:
         values = [r["stats"][key].mean for r in rows if r["stats"][key] is not None]
         if len(set(values)) > 1:  # a column where every row is equal has no best
-            best[key] = (max if better == "higher" else min)(values)
-    sort_key = next((k for k in ("train.macro_f1", "speed.throughput_img_s", "profile.gmacs") if any(c[1] == k for c in columns)), None)
+            best[key] = (max if better == HIGHER else min)(values)
+    sort_key = next(
+        (k for k in (MACRO_F1.path, THROUGHPUT.path, GMACS.path) if any(c[1] == k for c in columns)),
+        None,
+    )
     if sort_key:
-        sign = -1 if sort_key != "profile.gmacs" else 1
-        rows.sort(key=lambda r: (r["stats"][sort_key] is None, sign * (r["stats"][sort_key].mean if r["stats"][sort_key] else 0)))
+        sign = -1 if sort_key != GMACS.path else 1
+        rows.sort(
+            key=lambda r: (
+                r["stats"][sort_key] is None,
+                sign * (r["stats"][sort_key].mean if r["stats"][sort_key] else 0),
+            )
+        )
     fixed = {f: getattr(firsts[0], f) for f in _CONFIG_FIELDS if f not in varying}
     return {
         "config_headers": varying,
@@ -315,52 +395,74 @@ def leaderboard(ctx: ReportContext) -> dict | None:
 
 # -- Pareto frontiers and cost --------------------------------------------------------------------------
 
-def _points(run: RunData, x_key: str, y_key: str, x_scale: float = 1.0) -> list[plots.Point]:
+
+def _points(run: RunData, x_metric: Metric, y_metric: Metric, x_scale: float = 1.0) -> list[plots.Point]:
     groups = _groups(run)
     firsts = [g[0].cell for g in groups]
     varying = _varying(firsts)
     points = []
     for members in groups:
-        xs, ys = metric_values(members, x_key), metric_values(members, y_key)
-        if not xs or not ys:
-            continue
+        xs, ys = metric_values(members, x_metric.path), metric_values(members, y_metric.path)
         y = Stat.of(ys)
-        points.append(plots.Point(_short(members[0].cell, varying), members[0].cell.family, float(np.mean(xs)) * x_scale, y.mean, y.half))
+        if not xs or y is None:
+            continue
+        points.append(
+            plots.Point(
+                _short(members[0].cell, varying), members[0].cell.family, float(np.mean(xs)) * x_scale, y.mean, y.half
+            )
+        )
     return points
 
 
-PARETO_AXES = (
-    ("gmacs", "profile.gmacs", 1.0, "GMACs (batch 1, log)", False),
-    ("params", "profile.params", 1e-6, "params (M, log)", False),
-    ("throughput", "speed.throughput_img_s", 1.0, "inference img/s (log)", True),
+PARETO_AXES: tuple[tuple[str, Metric, float, str, bool], ...] = (
+    # axis name (in the figure's name), metric, scale, axis label, higher is better
+    (GMACS.key, GMACS, 1.0, "GMACs (batch 1, log)", False),
+    (PARAMS.key, PARAMS, 1e-6, "params (M, log)", False),
+    ("throughput", THROUGHPUT, 1.0, "inference img/s (log)", True),
 )
 
 
 @register_section("pareto", "Pareto frontiers: macro-F1 against cost", 20)
 def pareto(ctx: ReportContext) -> dict | None:
     figures = []
-    for name, key, scale, label, higher in PARETO_AXES:
-        pts = _points(ctx.current, key, "train.macro_f1", scale)
+    for name, metric, scale, label, higher in PARETO_AXES:
+        pts = _points(ctx.current, metric, MACRO_F1, scale)
         if len(pts) < 2:
             continue
-        png = plots.scatter(pts, x_label=label, y_label="macro-F1 (validation)", title=f"macro-F1 vs {name}", higher_x_better=higher)
+        png = plots.scatter(
+            pts, x_label=label, y_label="macro-F1 (validation)", title=f"macro-F1 vs {name}", higher_x_better=higher
+        )
         on_front = [p.label for p in plots.frontier(pts, higher)]
-        figures.append({"figure": ctx.figure(f"pareto_{name}", png, f"macro-F1 vs {name}; frontier: {', '.join(on_front)}"),
-                        "axis": name, "frontier": on_front})
+        figures.append(
+            {
+                "figure": ctx.figure(f"pareto_{name}", png, f"macro-F1 vs {name}; frontier: {', '.join(on_front)}"),
+                "axis": name,
+                "frontier": on_front,
+            }
+        )
     return {"figures": figures} if figures else None
 
 
 @register_section("cost", "Throughput against compute", 25)
 def cost(ctx: ReportContext) -> dict | None:
-    pts = _points(ctx.current, "profile.gmacs", "speed.throughput_img_s")
+    pts = _points(ctx.current, GMACS, THROUGHPUT)
     if len(pts) < 2:
         return None
-    png = plots.scatter(pts, x_label="GMACs (batch 1, log)", y_label="inference img/s (log)", title="throughput vs GMACs",
-                        higher_x_better=None, log_y=True)
-    return {"figure": ctx.figure("cost_throughput_gmacs", png, "inference throughput against GMACs, coloured by family")}
+    png = plots.scatter(
+        pts,
+        x_label="GMACs (batch 1, log)",
+        y_label="inference img/s (log)",
+        title="throughput vs GMACs",
+        higher_x_better=None,
+        log_y=True,
+    )
+    return {
+        "figure": ctx.figure("cost_throughput_gmacs", png, "inference throughput against GMACs, coloured by family")
+    }
 
 
 # -- EfficientNet vs the paper ---------------------------------------------------------------------------
+
 
 @register_section("efficientnet", "EfficientNet scaling vs the paper's Table 2", 30)
 def efficientnet(ctx: ReportContext) -> dict | None:
@@ -375,6 +477,7 @@ def efficientnet(ctx: ReportContext) -> dict | None:
 
 # -- strategy and precision comparisons ------------------------------------------------------------------
 
+
 def _paired_deltas(run: RunData, ref: list[CellResult], other: list[CellResult]) -> np.ndarray | None:
     """Paired bootstrap of macro-F1(other) - macro-F1(ref), averaged over the seeds both sides have,
     when their predictions cover the same validation images in the same order."""
@@ -387,13 +490,15 @@ def _paired_deltas(run: RunData, ref: list[CellResult], other: list[CellResult])
         pa, pb = run.predictions(r), run.predictions(o)
         if pa is None or pb is None or pa.keys != pb.keys or not np.array_equal(pa.y_true, pb.y_true):
             continue
-        per_seed.append(paired_bootstrap_delta(pa.y_true, pa.y_pred, pb.y_pred, max(pa.n_classes, pb.n_classes), seed=o.cell.seed))
+        per_seed.append(
+            paired_bootstrap_delta(pa.y_true, pa.y_pred, pb.y_pred, max(pa.n_classes, pb.n_classes), seed=o.cell.seed)
+        )
     return np.mean(per_seed, axis=0) if per_seed else None
 
 
 def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, str]:
     """Error-bar half-width of a group's macro-F1: CI over seeds (n >= 2), else a bootstrap over images."""
-    st = Stat.of(metric_values(members, "train.macro_f1"))
+    st = Stat.of(metric_values(members, MACRO_F1.path))
     if st and st.half is not None:
         return st.half, "seeds"
     p = run.predictions(members[0])
@@ -403,9 +508,12 @@ def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, st
     return (high - low) / 2, "bootstrap"
 
 
-def _delta_row(run: RunData, ref: list[CellResult], other: list[CellResult], key: str = "train.macro_f1") -> dict:
-    verdict = judge_delta(metric_values(ref, key), metric_values(other, key),
-                          _paired_deltas(run, ref, other) if key == "train.macro_f1" else None)
+def _delta_row(run: RunData, ref: list[CellResult], other: list[CellResult], metric: Metric = MACRO_F1) -> dict:
+    verdict = judge_delta(
+        metric_values(ref, metric.path),
+        metric_values(other, metric.path),
+        _paired_deltas(run, ref, other) if metric == MACRO_F1 else None,
+    )
     return verdict.to_dict()
 
 
@@ -424,25 +532,44 @@ def strategies(ctx: ReportContext) -> dict | None:
         ref = by_strategy[ref_name]
         rows = []
         for name, cells in by_strategy.items():
-            f1 = Stat.of(metric_values(cells, "train.macro_f1"))
-            acc = Stat.of(metric_values(cells, "train.accuracy"))
+            f1 = Stat.of(metric_values(cells, MACRO_F1.path))
+            acc = Stat.of(metric_values(cells, ACCURACY.path))
             err, err_kind = _f1_error(run, cells)
-            rows.append({"strategy": name, "f1": f1, "acc": acc, "err": err, "err_kind": err_kind,
-                         "delta": None if name == ref_name else _delta_row(run, ref, cells)})
+            rows.append(
+                {
+                    "strategy": name,
+                    "f1": f1,
+                    "acc": acc,
+                    "err": err,
+                    "err_kind": err_kind,
+                    "delta": None if name == ref_name else _delta_row(run, ref, cells),
+                }
+            )
         c = members[0].cell
-        blocks.append({"title": _short(c, ["resolution", "precision"]), "model": c.model, "reference": ref_name, "rows": rows})
+        blocks.append(
+            {"title": _short(c, ["resolution", "precision"]), "model": c.model, "reference": ref_name, "rows": rows}
+        )
     if not blocks:
         return None
     names = list(dict.fromkeys(row["strategy"] for b in blocks for row in b["rows"]))
     values = {(b["title"], row["strategy"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
-    png = plots.grouped_bars([b["title"] for b in blocks], names, values, y_label="macro-F1", title="macro-F1 by strategy (error bars: 95% CI)")
-    return {"blocks": blocks, "figure": ctx.figure("strategies", png, "macro-F1 by strategy per model, with 95% intervals")}
+    png = plots.grouped_bars(
+        [b["title"] for b in blocks],
+        names,
+        values,
+        y_label="macro-F1",
+        title="macro-F1 by strategy (error bars: 95% CI)",
+    )
+    return {
+        "blocks": blocks,
+        "figure": ctx.figure("strategies", png, "macro-F1 by strategy per model, with 95% intervals"),
+    }
 
 
 # -- sweeps: a metric against a numeric axis; categorical axes (the optimizer) compared ---------------------
 
 NUMERIC_BUILTIN = ("batch_size", "resolution")
-SWEEP_METRICS = (("train.macro_f1", "macro-F1 (validation)"), ("speed.throughput_img_s", "inference img/s"))
+SWEEP_METRICS = ((MACRO_F1, "macro-F1 (validation)"), (THROUGHPUT, "inference img/s"))
 LOG_AXES = ("train.lr", "train.weight_decay")
 
 
@@ -478,8 +605,14 @@ def _group_without(results: list[CellResult], *axes: str) -> dict[str, list[Cell
 def _others_label(cell, firsts: list, skip: str) -> str:
     """What else distinguishes this cell's group from the others (besides the model and `skip`)."""
     fields = [f for f in _CONFIG_FIELDS if f != skip and len({getattr(c, f) for c in firsts}) > 1]
-    dotted = [a for a in dict.fromkeys(k for c in firsts for k in c.axes) if a != skip and len({repr(c.value(a)) for c in firsts}) > 1]
-    parts = [f"{f}={getattr(cell, f)}" for f in fields] + [f"{a.removeprefix('train.')}={cell.value(a)}" for a in dotted]
+    dotted = [
+        a
+        for a in dict.fromkeys(k for c in firsts for k in c.axes)
+        if a != skip and len({repr(c.value(a)) for c in firsts}) > 1
+    ]
+    parts = [f"{f}={getattr(cell, f)}" for f in fields] + [
+        f"{a.removeprefix('train.')}={cell.value(a)}" for a in dotted
+    ]
     return ", ".join(parts)
 
 
@@ -490,8 +623,10 @@ def sweeps(ctx: ReportContext) -> dict | None:
     blocks = []
     for axis in _numeric_axes(ok):
         for metric, metric_label in SWEEP_METRICS:
-            measured = [r for r in ok if metric_values([r], metric)]
-            groups = [g for g in _group_without(measured, axis, "seed").values() if len({r.cell.value(axis) for r in g}) > 1]
+            measured = [r for r in ok if metric.number(r) is not None]
+            groups = [
+                g for g in _group_without(measured, axis, "seed").values() if len({r.cell.value(axis) for r in g}) > 1
+            ]
             if not groups:
                 continue
             firsts = [g[0].cell for g in groups]
@@ -502,19 +637,41 @@ def sweeps(ctx: ReportContext) -> dict | None:
                 for r in members:
                     by_x.setdefault(r.cell.value(axis), []).append(r)
                 xs = sorted(by_x)
-                stats = [Stat.of(metric_values(by_x[x], metric)) for x in xs]
+                stats: list[Stat] = []
+                for x in xs:
+                    st = Stat.of(metric_values(by_x[x], metric.path))
+                    assert st is not None  # every cell in `measured` has the metric
+                    stats.append(st)
                 label = _others_label(members[0].cell, firsts, axis)
-                panels.setdefault(members[0].cell.model, []).append(plots.Line(label, xs, [st.mean for st in stats], [st.half for st in stats]))
+                panels.setdefault(members[0].cell.model, []).append(
+                    plots.Line(label, xs, [st.mean for st in stats], [st.half for st in stats])
+                )
                 best = max(range(len(xs)), key=lambda i: stats[i].mean)
                 shared = any(r.measurements.get("train", {}).get("trained_in_cell") for r in members)
-                rows.append({"model": members[0].cell.model, "label": label, "points": [(x, st) for x, st in zip(xs, stats)],
-                             "best_x": xs[best], "best": stats[best], "shared": shared})
+                rows.append(
+                    {
+                        "model": members[0].cell.model,
+                        "label": label,
+                        "points": [(x, st) for x, st in zip(xs, stats)],
+                        "best_x": xs[best],
+                        "best": stats[best],
+                        "shared": shared,
+                    }
+                )
             xs_all = [r.cell.value(axis) for r in measured]
             log_x = axis in LOG_AXES or (min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 50)
-            name = f"sweep_{axis.replace('.', '_')}_{metric.replace('.', '_')}"
-            png = plots.sweep_lines(list(panels.items()), x_label=axis + (" (log)" if log_x else ""), y_label=metric_label, log_x=log_x)
-            blocks.append({"axis": axis, "metric": metric_label, "rows": rows,
-                           "figure": ctx.figure(name, png, f"{metric_label} against {axis}, one panel per model")})
+            name = f"sweep_{axis.replace('.', '_')}_{metric.path.replace('.', '_')}"
+            png = plots.sweep_lines(
+                list(panels.items()), x_label=axis + (" (log)" if log_x else ""), y_label=metric_label, log_x=log_x
+            )
+            blocks.append(
+                {
+                    "axis": axis,
+                    "metric": metric_label,
+                    "rows": rows,
+                    "figure": ctx.figure(name, png, f"{metric_label} against {axis}, one panel per model"),
+                }
+            )
     return {"blocks": blocks} if blocks else None
 
 
@@ -523,7 +680,7 @@ def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | N
     accuracy, and its Δ macro-F1 against the reference value with a paired bootstrap interval."""
     run = ctx.current
     train = [r for r in run.results if _is_train(r)]
-    blocks = []
+    blocks: list[dict[str, Any]] = []
     groups = [g for g in _group_without(train, axis, "seed").values() if len({repr(r.cell.value(axis)) for r in g}) > 1]
     firsts = [g[0].cell for g in groups]
     for members in groups:
@@ -535,8 +692,16 @@ def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | N
         rows = []
         for name, cells in by_value.items():
             err, err_kind = _f1_error(run, cells)
-            rows.append({"value": name, "f1": Stat.of(metric_values(cells, "train.macro_f1")), "acc": Stat.of(metric_values(cells, "train.accuracy")),
-                         "err": err, "err_kind": err_kind, "delta": None if name == ref_name else _delta_row(run, ref, cells)})
+            rows.append(
+                {
+                    "value": name,
+                    "f1": Stat.of(metric_values(cells, MACRO_F1.path)),
+                    "acc": Stat.of(metric_values(cells, ACCURACY.path)),
+                    "err": err,
+                    "err_kind": err_kind,
+                    "delta": None if name == ref_name else _delta_row(run, ref, cells),
+                }
+            )
         c = members[0].cell
         others = _others_label(c, firsts, axis)
         blocks.append({"title": c.model + (f" ({others})" if others else ""), "reference": ref_name, "rows": rows})
@@ -544,8 +709,18 @@ def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | N
         return None
     names = list(dict.fromkeys(row["value"] for b in blocks for row in b["rows"]))
     values = {(b["title"], row["value"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
-    png = plots.grouped_bars([b["title"] for b in blocks], names, values, y_label="macro-F1", title=f"macro-F1 by {axis} (error bars: 95% CI)")
-    return {"axis": axis, "blocks": blocks, "figure": ctx.figure(f"compare_{axis.replace('.', '_')}", png, f"macro-F1 by {axis}, with 95% intervals")}
+    png = plots.grouped_bars(
+        [b["title"] for b in blocks],
+        names,
+        values,
+        y_label="macro-F1",
+        title=f"macro-F1 by {axis} (error bars: 95% CI)",
+    )
+    return {
+        "axis": axis,
+        "blocks": blocks,
+        "figure": ctx.figure(f"compare_{axis.replace('.', '_')}", png, f"macro-F1 by {axis}, with 95% intervals"),
+    }
 
 
 @register_section("optimizers", "Optimizer comparison: macro-F1 by optimizer", 42)
@@ -566,30 +741,39 @@ def precisions(ctx: ReportContext) -> dict | None:
             continue
         ref = by_precision["fp32"]
 
-        def mean(cells, key):
-            values = metric_values(cells, key)
+        def mean(cells: list[CellResult], metric: Metric) -> float | None:
+            values = metric_values(cells, metric.path)
             return float(np.mean(values)) if values else None
 
         rows = []
         for name, cells in by_precision.items():
             if name == "fp32":
                 continue
-            row = {"precision": name}
-            for label, key in (("infer", "speed.throughput_img_s"), ("train", "train.train_img_s")):
-                a, b = mean(ref, key), mean(cells, key)
+            row: dict[str, Any] = {"precision": name}
+            for label, metric in (("infer", THROUGHPUT), ("train", TRAIN_THROUGHPUT)):
+                a, b = mean(ref, metric), mean(cells, metric)
                 row[f"{label}_speedup"] = b / a if a and b else None
-            a, b = mean(ref, "speed.peak_memory_mb"), mean(cells, "speed.peak_memory_mb")
+            a, b = mean(ref, PEAK_MEMORY), mean(cells, PEAK_MEMORY)
             row["mem_ratio"] = b / a if a and b else None
-            for label, key in (("acc", "train.accuracy"), ("f1", "train.macro_f1")):
-                a, b = mean(ref, key), mean(cells, key)
+            for label, metric in (("acc", ACCURACY), ("f1", MACRO_F1)):
+                a, b = mean(ref, metric), mean(cells, metric)
                 row[f"{label}_delta"] = None if a is None or b is None else b - a
             row["f1_verdict"] = _delta_row(run, ref, cells)["verdict"] if row["f1_delta"] is not None else None
             row["note"] = "; ".join(sorted({c.reason for c in cells if c.status != "ok" and c.reason}))
             rows.append(row)
         c = members[0].cell
-        blocks.append({"title": _short(c, ["resolution", "batch_size", "strategy"] if "train" in c.measure else ["resolution", "batch_size"]),
-                       "fp32_img_s": mean(ref, "speed.throughput_img_s"), "fp32_train_img_s": mean(ref, "train.train_img_s"),
-                       "fp32_f1": mean(ref, "train.macro_f1"), "rows": rows})
+        blocks.append(
+            {
+                "title": _short(
+                    c,
+                    ["resolution", "batch_size", "strategy"] if "train" in c.measure else ["resolution", "batch_size"],
+                ),
+                "fp32_img_s": mean(ref, THROUGHPUT),
+                "fp32_train_img_s": mean(ref, TRAIN_THROUGHPUT),
+                "fp32_f1": mean(ref, MACRO_F1),
+                "rows": rows,
+            }
+        )
     if not blocks:
         return None
     return {"blocks": blocks, "formats": _format_rows(blocks)}
@@ -605,7 +789,9 @@ def _format_rows(blocks: list[dict]) -> list[dict]:
         entries = [r for b in blocks for r in b["rows"] if r["precision"] == name]
         if name != "fp32" and not entries:
             continue
-        row = {**format_info(name), "models": len(blocks) if name == "fp32" else len(entries)}
+        info = format_info(name)
+        assert info is not None  # fp32, bf16 and fp16 are known formats
+        row = {**info, "models": len(blocks) if name == "fp32" else len(entries)}
         for key in ("infer_speedup", "train_speedup", "mem_ratio"):
             values = [r[key] for r in entries if r[key]]
             row[key] = 1.0 if name == "fp32" else (float(np.exp(np.mean(np.log(values)))) if values else None)
@@ -618,25 +804,33 @@ def _format_rows(blocks: list[dict]) -> list[dict]:
 
 # -- training curves and the long tail -------------------------------------------------------------------
 
+
 @register_section("curves", "Training curves", 60)
 def curves(ctx: ReportContext) -> dict | None:
     train = [r for r in ctx.current.results if _is_train(r) and _m(r, "train.curves")]
     if not train:
         return None
-    shown = sorted(train, key=lambda r: -_m(r, "train.macro_f1"))[:MAX_CURVE_PANELS] if len(train) > MAX_CURVE_PANELS else train
+    shown = sorted(train, key=lambda r: -MACRO_F1.of(r))[:MAX_CURVE_PANELS] if len(train) > MAX_CURVE_PANELS else train
     varying = _varying([r.cell for r in train], _CONFIG_FIELDS + ("seed",))
-    panels = [(_short(r.cell, varying) + f" (best ep {_m(r, 'train.best_epoch')})", _m(r, "train.curves")) for r in shown]
+    panels = [(_short(r.cell, varying) + f" (best ep {BEST_EPOCH.of(r)})", _m(r, "train.curves")) for r in shown]
     png = plots.curves_grid(panels)
-    return {"figure": ctx.figure("curves", png, "loss and validation macro-F1 per epoch, one panel per cell"),
-            "shown": len(shown), "total": len(train)}
+    return {
+        "figure": ctx.figure("curves", png, "loss and validation macro-F1 per epoch, one panel per cell"),
+        "shown": len(shown),
+        "total": len(train),
+    }
 
 
 @register_section("long_tail", "Long tail: per-class F1 of the best cell", 70)
 def long_tail(ctx: ReportContext) -> dict | None:
-    candidates = [r for r in ctx.current.results if _is_train(r) and _m(r, "train.per_class") and _m(r, "train.train_class_counts")]
+    candidates = [
+        r
+        for r in ctx.current.results
+        if _is_train(r) and _m(r, "train.per_class") and _m(r, "train.train_class_counts")
+    ]
     if not candidates:
         return None
-    best = max(candidates, key=lambda r: _m(r, "train.macro_f1"))
+    best = max(candidates, key=lambda r: MACRO_F1.of(r))
     per_class = _m(best, "train.per_class")
     counts = list(_m(best, "train.train_class_counts"))
     classes, f1 = per_class["class"], per_class["f1"]
@@ -645,28 +839,41 @@ def long_tail(ctx: ReportContext) -> dict | None:
     from scipy.stats import spearmanr
 
     rho = float(spearmanr(counts, f1).statistic) if len(set(counts)) > 1 and len(set(f1)) > 1 else None
-    table = sorted(({"class": c, "count": n, "f1": f, "support": s, "precision": p, "recall": rc}
-                    for c, n, f, s, p, rc in zip(classes, counts, f1, per_class["support"], per_class["precision"], per_class["recall"])),
-                   key=lambda row: -row["count"])
+    table = sorted(
+        (
+            {"class": c, "count": n, "f1": f, "support": s, "precision": p, "recall": rc}
+            for c, n, f, s, p, rc in zip(
+                classes, counts, f1, per_class["support"], per_class["precision"], per_class["recall"]
+            )
+        ),
+        key=lambda row: -row["count"],
+    )
     label = best.cell.label()
     out = {
         "cell": label,
         "cell_id": best.id,
-        "macro_f1": _m(best, "train.macro_f1"),
+        MACRO_F1.key: MACRO_F1.of(best),
         "spearman": rho,
         "rows": table,
         "worst": sorted(table, key=lambda row: row["f1"])[:5],
-        "scatter": ctx.figure("long_tail", plots.per_class_vs_frequency(counts, f1, classes, f"per-class F1 vs class size — {label}"),
-                              "per-class F1 against the number of training images of the class"),
+        "scatter": ctx.figure(
+            "long_tail",
+            plots.per_class_vs_frequency(counts, f1, classes, f"per-class F1 vs class size — {label}"),
+            "per-class F1 against the number of training images of the class",
+        ),
     }
     matrix = _m(best, "train.confusion_matrix")
     if matrix:
-        out["confusion"] = ctx.figure("confusion", plots.confusion(matrix, classes, f"confusion (row-normalised) — {label}"),
-                                      "row-normalised confusion matrix of the best cell")
+        out["confusion"] = ctx.figure(
+            "confusion",
+            plots.confusion(matrix, classes, f"confusion (row-normalised) — {label}"),
+            "row-normalised confusion matrix of the best cell",
+        )
     return out
 
 
 # -- measurement fidelity: FLOP coverage, and how each cell was measured ---------------------------------
+
 
 def _per_image(value, batch) -> float | None:
     return value / batch if isinstance(value, (int, float)) and batch else None
@@ -677,59 +884,87 @@ def flop_coverage(ctx: ReportContext) -> dict | None:
     """Per model and resolution: the MAC headline, elementwise work apart, the ops with no formula and the
     share of the work they may be, training FLOPs, and achieved FLOP/s where speed or training ran."""
     rows = []
-    groups = list(group_over([r for r in ctx.current.results if _m(r, "profile.macs") is not None], "seed", "strategy",
-                             "strategy_config", statuses=("ok", "skipped")).values())
-    varying = _varying([g[0].cell for g in groups], ("resolution", "batch_size", "precision", "channels_last", "compile"))
+    groups = list(
+        group_over(
+            [r for r in ctx.current.results if MACS.of(r) is not None],
+            "seed",
+            "strategy",
+            "strategy_config",
+            statuses=("ok", "skipped"),
+        ).values()
+    )
+    varying = _varying(
+        [g[0].cell for g in groups], ("resolution", "batch_size", "precision", "channels_last", "compile")
+    )
     if "resolution" not in varying:
         varying = ["resolution", *varying]
     for members in groups:
         r = members[0]
-        batch = _m(r, "profile.flops_batch_size") or 1
-        fwd = _per_image(_m(r, "profile.flops"), batch)
-        train_flops = _m(r, "profile.train_flops_per_image")
-        img_s = metric_values(members, "speed.throughput_img_s")
-        train_img_s = metric_values(members, "train.train_img_s")
+        batch = FLOPS_BATCH_SIZE.of(r) or 1
+        fwd = _per_image(FLOPS.of(r), batch)
+        train_flops = TRAIN_FLOPS_PER_IMAGE.of(r)
+        img_s = metric_values(members, THROUGHPUT.path)
+        train_img_s = metric_values(members, TRAIN_THROUGHPUT.path)
         uncounted = _m(r, "profile.uncounted") or {}
-        rows.append({
-            "model": _short(r.cell, varying),
-            "gmacs": _m(r, "profile.gmacs") / batch,
-            "elementwise_gflops": _per_image(_m(r, "profile.elementwise_gflops"), batch),
-            "elementwise_share": _m(r, "profile.elementwise_share"),
-            "elementwise_ops": ", ".join(sorted(_m(r, "profile.elementwise_by_op") or {})),
-            "uncounted": [f"{name} ({v.get('calls')} calls, {v.get('output_elements')} elements)" for name, v in uncounted.items()]
-            if isinstance(uncounted, dict) else [str(u) for u in uncounted],
-            "uncounted_share": _m(r, "profile.uncounted_share"),
-            "threshold": _m(r, "profile.uncounted_share_threshold"),
-            "flagged": bool(_m(r, "profile.flops_coverage_flag")),
-            "train_gflops": train_flops / 1e9 if train_flops else None,
-            "train_ratio": _m(r, "profile.train_to_forward"),
-            "infer_gflop_s": float(np.mean(img_s)) * fwd / 1e9 if img_s and fwd else None,
-            "train_gflop_s": float(np.mean(train_img_s)) * train_flops / 1e9 if train_img_s and train_flops else None,
-        })
+        rows.append(
+            {
+                "model": _short(r.cell, varying),
+                GMACS.key: GMACS.of(r) / batch,
+                "elementwise_gflops": _per_image(_m(r, "profile.elementwise_gflops"), batch),
+                "elementwise_share": _m(r, "profile.elementwise_share"),
+                "elementwise_ops": ", ".join(sorted(_m(r, "profile.elementwise_by_op") or {})),
+                "uncounted": [
+                    f"{name} ({v.get('calls')} calls, {v.get('output_elements')} elements)"
+                    for name, v in uncounted.items()
+                ]
+                if isinstance(uncounted, dict)
+                else [str(u) for u in uncounted],
+                "uncounted_share": _m(r, "profile.uncounted_share"),
+                "threshold": _m(r, "profile.uncounted_share_threshold"),
+                "flagged": bool(_m(r, "profile.flops_coverage_flag")),
+                "train_gflops": train_flops / 1e9 if train_flops else None,
+                "train_ratio": _m(r, "profile.train_to_forward"),
+                "infer_gflop_s": float(np.mean(img_s)) * fwd / 1e9 if img_s and fwd else None,
+                "train_gflop_s": float(np.mean(train_img_s)) * train_flops / 1e9
+                if train_img_s and train_flops
+                else None,
+            }
+        )
     if not rows or all(row["elementwise_share"] is None for row in rows):
         return None
-    return {"rows": rows, "flagged": [row["model"] for row in rows if row["flagged"]],
-            "has_train": any(row["train_gflops"] for row in rows),
-            "has_achieved": any(row["infer_gflop_s"] or row["train_gflop_s"] for row in rows)}
+    return {
+        "rows": rows,
+        "flagged": [row["model"] for row in rows if row["flagged"]],
+        "has_train": any(row["train_gflops"] for row in rows),
+        "has_achieved": any(row["infer_gflop_s"] or row["train_gflop_s"] for row in rows),
+    }
 
 
-@register_section("mfu", "Model FLOP utilisation (MFU): achieved FLOP/s against the device's peak", 33)
+# the section is named after the metric it shows (its templates: sections/mfu.*.j2)
+@register_section(INFERENCE_MFU.key, "Model FLOP utilisation (MFU): achieved FLOP/s against the device's peak", 33)
 def mfu(ctx: ReportContext) -> dict | None:
     """Per cell (seeds averaged): achieved TFLOP/s and MFU for inference (forward FLOPs = 2 x MACs per image
     x img/s) and training (forward + backward FLOPs per image x train img/s), against the device's dense
     peak at the cell's precision (bench.platform.peaks). Shown whenever a cell recorded it, with the reason when
     the device has no known peak (any CPU)."""
-    results = [r for r in ctx.current.results if "mfu_reason" in (r.measurements.get("speed") or {})
-               or "mfu_reason" in (r.measurements.get("train") or {})]
+    results = [
+        r
+        for r in ctx.current.results
+        if "mfu_reason" in (r.measurements.get("speed") or {}) or "mfu_reason" in (r.measurements.get("train") or {})
+    ]
     if not results:
         return None
     groups = list(group_over(results, "seed", statuses=("ok", "skipped")).values())
-    varying = _varying([g[0].cell for g in groups], ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile"))
-    rows, reasons, peaks = [], {}, {}
+    varying = _varying(
+        [g[0].cell for g in groups], ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile")
+    )
+    rows: list[dict[str, Any]] = []
+    reasons: dict[str, int] = {}
+    peaks: dict[tuple[Any, Any], Any] = {}
     for members in groups:
         r = members[0]
 
-        def mean(key):
+        def mean(key: str) -> float | None:
             vals = [v for v in metric_values(members, key) if v is not None]
             return float(np.mean(vals)) if vals else None
 
@@ -739,21 +974,26 @@ def mfu(ctx: ReportContext) -> dict | None:
                 reasons[reason] = reasons.get(reason, 0) + 1
             if _m(r, f"{kind}.peak_tflop_s"):
                 peaks[(_m(r, f"{kind}.mfu_device"), _m(r, f"{kind}.peak_precision"))] = _m(r, f"{kind}.peak_tflop_s")
-        rows.append({
-            "model": _short(r.cell, varying),
-            "precision": r.cell.precision,
-            "infer_tflop_s": mean("speed.achieved_tflop_s"),
-            "infer_peak": _m(r, "speed.peak_tflop_s"),
-            "infer_peak_precision": _m(r, "speed.peak_precision"),
-            "infer_mfu": mean("speed.mfu"),
-            "train_tflop_s": mean("train.achieved_tflop_s"),
-            "train_peak": _m(r, "train.peak_tflop_s"),
-            "train_mfu": mean("train.mfu"),
-        })
-    return {"rows": rows, "reasons": [f"{reason} ({n} cells)" for reason, n in reasons.items()],
-            "peaks": [f"{dev}: {tflops:g} TFLOP/s dense {prec}" for (dev, prec), tflops in peaks.items()],
-            "has_mfu": any(row["infer_mfu"] is not None or row["train_mfu"] is not None for row in rows),
-            "has_train": any(row["train_tflop_s"] is not None for row in rows)}
+        rows.append(
+            {
+                "model": _short(r.cell, varying),
+                "precision": r.cell.precision,
+                "infer_tflop_s": mean("speed.achieved_tflop_s"),
+                "infer_peak": _m(r, "speed.peak_tflop_s"),
+                "infer_peak_precision": _m(r, "speed.peak_precision"),
+                "infer_mfu": mean(INFERENCE_MFU.path),
+                "train_tflop_s": mean("train.achieved_tflop_s"),
+                "train_peak": _m(r, "train.peak_tflop_s"),
+                "train_mfu": mean(TRAINING_MFU.path),
+            }
+        )
+    return {
+        "rows": rows,
+        "reasons": [f"{reason} ({n} cells)" for reason, n in reasons.items()],
+        "peaks": [f"{dev}: {tflops:g} TFLOP/s dense {prec}" for (dev, prec), tflops in peaks.items()],
+        "has_mfu": any(row["infer_mfu"] is not None or row["train_mfu"] is not None for row in rows),
+        "has_train": any(row["train_tflop_s"] is not None for row in rows),
+    }
 
 
 @register_section("measured", "How each cell was measured", 75)
@@ -766,37 +1006,61 @@ def measured(ctx: ReportContext) -> dict | None:
         if sp.get("status") != "ok":
             continue
         requested = sp.get("requested_batch_size", r.cell.batch_size)
-        rows.append({
-            "id": r.id, "label": r.cell.label(),
-            "batch_size": sp.get("batch_size"), "requested_batch_size": requested,
-            "changed": sp.get("batch_size") != requested or sp.get("resolution", r.cell.resolution) != r.cell.resolution,
-            "resolution": sp.get("resolution"), "precision": sp.get("precision"), "compute_dtype": sp.get("compute_dtype") or "—",
-            "memory_format": sp.get("memory_format") or ("channels_last" if sp.get("channels_last") else "contiguous"),
-            "warmup": sp.get("warmup_iters"), "settled": sp.get("warmup_settled"),
-            "timing_method": sp.get("timing_method"), "repeats": sp.get("repeats"),
-            "isolation": (r.isolation or "—") + (" (ray" + (f", retried {r.retries}x" if r.retries else "") + ")" if r.executor == "ray" else ""),
-            "fallback": sp.get("fallback") or "",
-        })
+        rows.append(
+            {
+                "id": r.id,
+                "label": r.cell.label(),
+                "batch_size": SPEED_BATCH_SIZE.of(r),
+                "requested_batch_size": requested,
+                "changed": SPEED_BATCH_SIZE.of(r) != requested
+                or sp.get("resolution", r.cell.resolution) != r.cell.resolution,
+                "resolution": sp.get("resolution"),
+                "precision": sp.get("precision"),
+                "compute_dtype": sp.get("compute_dtype") or "—",
+                "memory_format": sp.get("memory_format")
+                or ("channels_last" if sp.get("channels_last") else "contiguous"),
+                "warmup": sp.get("warmup_iters"),
+                "settled": sp.get("warmup_settled"),
+                "timing_method": sp.get("timing_method"),
+                "repeats": sp.get("repeats"),
+                "isolation": (r.isolation or "—")
+                + (" (ray" + (f", retried {r.retries}x" if r.retries else "") + ")" if r.executor == "ray" else ""),
+                "fallback": sp.get("fallback") or "",
+            }
+        )
     if not rows:
         return None
-    return {"rows": rows, "fallbacks": [row for row in rows if row["fallback"] or row["changed"]],
-            "unsettled": sum(row["settled"] is False for row in rows)}
+    return {
+        "rows": rows,
+        "fallbacks": [row for row in rows if row["fallback"] or row["changed"]],
+        "unsettled": sum(row["settled"] is False for row in rows),
+    }
 
 
 # -- failures and reproduction ---------------------------------------------------------------------------
 
+
 @register_section("failures", "Failed and skipped cells", 80)
 def failures(ctx: ReportContext) -> dict | None:
-    rows = [{"id": r.id, "label": r.cell.label(), "status": r.status, "reason": (r.reason or "").strip()}
-            for r in ctx.current.results if r.status != "ok"]
+    rows = [
+        {"id": r.id, "label": r.cell.label(), "status": r.status, "reason": (r.reason or "").strip()}
+        for r in ctx.current.results
+        if r.status != "ok"
+    ]
     # a cell can be ok while one of its measurements was skipped (e.g. speed at a precision the device lacks)
     for r in ctx.current.results:
         if r.status != "ok":
             continue
         for name, data in r.measurements.items():
             if isinstance(data, dict) and data.get("status") in ("skipped", "failed"):
-                rows.append({"id": r.id, "label": f"{r.cell.label()} [{name}]", "status": data["status"],
-                             "reason": str(data.get("reason") or "").strip()})
+                rows.append(
+                    {
+                        "id": r.id,
+                        "label": f"{r.cell.label()} [{name}]",
+                        "status": data["status"],
+                        "reason": str(data.get("reason") or "").strip(),
+                    }
+                )
     return {"rows": rows} if rows else None
 
 
@@ -809,7 +1073,9 @@ def reproduce(ctx: ReportContext) -> dict:
         command = shlex.join(str(a) for a in argv)
     else:
         source = run.suite.get("source") or f"{run.run_dir}/suite.yaml"
-        command = f"bench run {shlex.quote(str(source))}" + (f" --profile {run.suite['profile']}" if run.suite.get("profile") else "")
+        command = f"bench run {shlex.quote(str(source))}" + (
+            f" --profile {run.suite['profile']}" if run.suite.get("profile") else ""
+        )
     return {
         "command": command,
         "commit": run.env.get("git_commit") or "unknown",

@@ -7,19 +7,16 @@ mean ± t_{0.975, n-1} · std / sqrt(n); with one seed there is no interval.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from scipy import stats as _stats
 
 from bench.core.cell import cell_id
-DEFAULT_METRICS = (
-    "train.macro_f1",
-    "train.accuracy",
-    "train.balanced_accuracy",
-    "train.weighted_f1",
-    "train.train_img_s",
-    "speed.throughput_img_s",
-)
+from bench.measure.catalogue import AGGREGATED
+
+# the metrics aggregated over seeds are the catalogue's (bench.measure.catalogue.AGGREGATED)
+DEFAULT_METRICS = tuple(m.path for m in AGGREGATED)
 
 
 def mean_std_ci(values: list[float], confidence: float = 0.95) -> dict[str, float | int | None]:
@@ -30,11 +27,6 @@ def mean_std_ci(values: list[float], confidence: float = 0.95) -> dict[str, floa
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def group_key(row: dict[str, Any]) -> str:
-    """Rows that differ only by seed share this key."""
-    return row.get("_group") or ""
 
 
 def group_over(results: Iterable, *fields: str, statuses: tuple[str, ...] = ("ok",)) -> dict[str, list]:

@@ -12,18 +12,21 @@ metric against the median of the runs and their spread (see bench.gate.regressio
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.core.errors import InputError
-from bench.store.run_store import RunStore
 from bench.core.files import atomic_write_json
+from bench.store.run_store import RunStore
+
 BASELINES_ROOT = Path("results") / "baselines"
 _KEEP = ("env.json", "suite.yaml", "suite.resolved.json", "plan.json", "results.csv", "summary.csv")
 
 
-def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_ROOT,
-                  repeat_dirs: list[str | Path] = ()) -> Path:
+def save_baseline(
+    run_dir: str | Path, name: str, root: str | Path = BASELINES_ROOT, repeat_dirs: Sequence[str | Path] = ()
+) -> Path:
     run_dir = Path(run_dir)
     results = RunStore(run_dir).read_cells()  # raises InputError for a folder that is not a run
     ids = {r.id for r in results}
@@ -31,8 +34,11 @@ def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_R
     for d in map(Path, repeat_dirs):
         rep = RunStore(d).read_cells()
         if not ids & {r.id for r in rep}:
-            raise InputError("this run shares no cell with the first run given", file=d,
-                             hint="a baseline's repeats must be runs of the same suite and profile")
+            raise InputError(
+                "this run shares no cell with the first run given",
+                file=d,
+                hint="a baseline's repeats must be runs of the same suite and profile",
+            )
         repeats.append((d, rep))
     if not results:
         raise InputError("no cell results in this run directory", file=run_dir, hint="run the suite first")
@@ -59,9 +65,16 @@ def save_baseline(run_dir: str | Path, name: str, root: str | Path = BASELINES_R
                 shutil.copy2(d / item, staging / "repeats" / str(k) / item)
         for r in rep:
             shutil.copy2(d / "cells" / f"{r.id}.json", staging / "repeats" / str(k) / "cells" / f"{r.id}.json")
-    atomic_write_json(staging / "baseline.json", {
-        "name": name, "source": str(run_dir), "repeats": [str(d) for d, _ in repeats],
-        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cells": len(results)})
+    atomic_write_json(
+        staging / "baseline.json",
+        {
+            "name": name,
+            "source": str(run_dir),
+            "repeats": [str(d) for d, _ in repeats],
+            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "cells": len(results),
+        },
+    )
     # swap in whole: a reader sees the old baseline or the new one
     if target.exists():
         old = Path(root) / f".{name}.old"

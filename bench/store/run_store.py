@@ -19,13 +19,14 @@ import fcntl
 import io
 import json
 import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench.core.cell import Cell
 from bench.core.errors import InputError
-from bench.core.files import atomic_write, atomic_write_json, atomic_write_text
+from bench.core.files import atomic_write_json, atomic_write_text
 from bench.core.result import CellResult
 
 
@@ -42,7 +43,7 @@ class RunStore:
         self.cells_dir = self.run_dir / "cells"
 
     @classmethod
-    def create(cls, run_dir: str | Path) -> "RunStore":
+    def create(cls, run_dir: str | Path) -> RunStore:
         """Open `run_dir` for writing (created if needed); an unwritable place is an input error."""
         store = cls(run_dir)
         try:
@@ -59,7 +60,7 @@ class RunStore:
         return store
 
     @classmethod
-    def new_in(cls, root: str | Path, suite_name: str) -> "RunStore":
+    def new_in(cls, root: str | Path, suite_name: str) -> RunStore:
         base = Path(root) / suite_name
         run_id = new_run_id()
         candidate, n = base / run_id, 1
@@ -81,8 +82,11 @@ class RunStore:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise InputError(f"another bench run (pid {holder}) is writing this run directory", file=self.run_dir,
-                                 hint="wait for it to finish, or run into another --out folder") from None
+                raise InputError(
+                    f"another bench run (pid {holder}) is writing this run directory",
+                    file=self.run_dir,
+                    hint="wait for it to finish, or run into another --out folder",
+                ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             self.remove_stale_temp_files()

@@ -8,4 +8,14 @@ from bench.suite.expand import expand
 from bench.suite.load import find_suite, load_suite, parse_overrides
 from bench.suite.schema import EXECUTORS, ISOLATION_MODES, Matrix, ModelSpec, Suite
 
-__all__ = ["EXECUTORS", "ISOLATION_MODES", "Matrix", "ModelSpec", "Suite", "expand", "find_suite", "load_suite", "parse_overrides"]
+__all__ = [
+    "EXECUTORS",
+    "ISOLATION_MODES",
+    "Matrix",
+    "ModelSpec",
+    "Suite",
+    "expand",
+    "find_suite",
+    "load_suite",
+    "parse_overrides",
+]

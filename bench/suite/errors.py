@@ -14,8 +14,10 @@ from bench.suite.locations import dotted, line_for
 from bench.suite.schema import EXECUTORS, Matrix, ModelSpec, RayOptions, Suite
 
 
-def translate_validation_error(exc: ValidationError, file: str, lines: LineMap, profile: str | None, data: dict) -> InputError:
-    errors = []
+def translate_validation_error(
+    exc: ValidationError, file: str, lines: LineMap, profile: str | None, data: dict
+) -> InputError:
+    errors: list[InputError] = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
@@ -47,11 +49,17 @@ def translate_validation_error(exc: ValidationError, file: str, lines: LineMap, 
         elif "input" in err and etype not in ("value_error", "assertion_error"):
             msg = f"{msg} (got {err['input']!r})"
         # Literal unions on 'resolution' report one error per branch: keep the first per location.
-        if any(e.field == dotted(loc[:3] if loc[:1] == ("matrix",) else loc) for e in errors) and loc[:1] == ("matrix",):
+        if any(e.field == dotted(loc[:3] if loc[:1] == ("matrix",) else loc) for e in errors) and loc[:1] == (
+            "matrix",
+        ):
             continue
         field_loc = loc[:3] if loc[:1] == ("matrix",) else loc
-        field_loc = tuple(p for p in field_loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str", "literal"))))
-        errors.append(InputError(msg, file=file, line=line_for(lines, field_loc, profile), field=dotted(field_loc), hint=hint))
+        field_loc = tuple(
+            p for p in field_loc if not (isinstance(p, str) and ("[" in p or p in ("int", "str", "literal")))
+        )
+        errors.append(
+            InputError(msg, file=file, line=line_for(lines, field_loc, profile), field=dotted(field_loc), hint=hint)
+        )
     return InputError.many(errors)
 
 

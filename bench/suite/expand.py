@@ -38,7 +38,9 @@ def _rule_matches(rule: dict[str, list[Any]], cell: Cell, native: int) -> bool:
 
 def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_settings: dict | None = None) -> Cell:
     entry = get_entry(spec.name)
-    resolution = spec.resolution or (entry.native_resolution if point["resolution"] == "native" else point["resolution"])
+    resolution = spec.resolution or (
+        entry.native_resolution if point["resolution"] == "native" else point["resolution"]
+    )
     weights = sha = None
     if spec.weights:
         path = Path(spec.weights)
@@ -60,7 +62,10 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         strategy=point["strategy"],
         strategy_config=suite.strategy(point["strategy"]).model_dump(),
         settings={name: suite.measurement_settings(name, spec, extra_settings, dotted) for name in suite.measure},
-        model_kwargs={**model_axes, **spec.kwargs},  # the model's own kwargs win over the matrix, as its resolution does
+        model_kwargs={
+            **model_axes,
+            **spec.kwargs,
+        },  # the model's own kwargs win over the matrix, as its resolution does
         weights=weights,
         weights_sha256=sha,
         cudnn_benchmark=suite.cudnn_benchmark,

@@ -20,7 +20,12 @@ from bench.suite.schema import ModelSpec, Suite, deep_merge
 def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines: LineMap) -> str | None:
     profiles = data.get("profiles") or {}
     if not isinstance(profiles, dict):
-        raise InputError("must be a mapping of profile name -> overrides", file=file, line=line_of(lines, ("profiles",)), field="profiles")
+        raise InputError(
+            "must be a mapping of profile name -> overrides",
+            file=file,
+            line=line_of(lines, ("profiles",)),
+            field="profiles",
+        )
     where: tuple = ("profiles",)  # an unknown --profile points at the profiles; an unknown default at itself
     if profile is None:
         default = data.get("default_profile")
@@ -28,8 +33,13 @@ def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines:
         if isinstance(default, dict):
             device_name = data.get("device", "auto")
             if device_name not in ("auto", "cpu", "cuda"):
-                raise InputError(f"unknown device {device_name!r}", file=file, line=line_of(lines, ("device",)), field="device",
-                                 hint="use auto, cpu or cuda")
+                raise InputError(
+                    f"unknown device {device_name!r}",
+                    file=file,
+                    line=line_of(lines, ("device",)),
+                    field="device",
+                    hint="use auto, cpu or cuda",
+                )
             from bench.platform.device import resolve_device  # deferred: a per-device default profile must ask torch
 
             device = resolve_device(device_name).type
@@ -39,18 +49,41 @@ def _choose_profile(data: dict[str, Any], profile: str | None, file: str, lines:
         if profile is None:
             return None
         if not isinstance(profile, str):
-            raise InputError(f"a profile name is a string (got {profile!r})", file=file, line=line_of(lines, where), field=dotted(where),
-                             hint="e.g. default_profile: quick, or {cpu: quick, cuda: full}")
+            raise InputError(
+                f"a profile name is a string (got {profile!r})",
+                file=file,
+                line=line_of(lines, where),
+                field=dotted(where),
+                hint="e.g. default_profile: quick, or {cpu: quick, cuda: full}",
+            )
     if profile not in profiles:
         names = sorted(profiles)
-        hint = did_you_mean(profile, names) or (f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles")
-        raise InputError(f"unknown profile '{profile}'", file=file, line=line_of(lines, where), field="profile" if where == ("profiles",) else dotted(where), hint=hint)
+        hint = did_you_mean(profile, names) or (
+            f"profiles here: {', '.join(names)}" if names else "this suite defines no profiles"
+        )
+        raise InputError(
+            f"unknown profile '{profile}'",
+            file=file,
+            line=line_of(lines, where),
+            field="profile" if where == ("profiles",) else dotted(where),
+            hint=hint,
+        )
     override = profiles[profile]
     if not isinstance(override, dict):
-        raise InputError("a profile is a mapping of fields to override", file=file, line=line_of(lines, ("profiles", profile)), field=f"profiles.{profile}")
+        raise InputError(
+            "a profile is a mapping of fields to override",
+            file=file,
+            line=line_of(lines, ("profiles", profile)),
+            field=f"profiles.{profile}",
+        )
     for key in ("profiles", "default_profile"):
         if key in override:
-            raise InputError(f"a profile cannot set '{key}'", file=file, line=line_of(lines, ("profiles", profile, key)), field=f"profiles.{profile}.{key}")
+            raise InputError(
+                f"a profile cannot set '{key}'",
+                file=file,
+                line=line_of(lines, ("profiles", profile, key)),
+                field=f"profiles.{profile}.{key}",
+            )
     return profile
 
 
@@ -62,7 +95,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--set expects KEY=VALUE, got '{item}'", field="--set", hint="e.g. --set settings.train.epochs=3")
+            raise InputError(
+                f"--set expects KEY=VALUE, got '{item}'", field="--set", hint="e.g. --set settings.train.epochs=3"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
@@ -122,6 +157,7 @@ def load_suite(path: str | Path, profile: str | None = None, overrides: list[str
 def _check_weights(suite: Suite, i: int, spec: ModelSpec, weights: Path) -> None:
     """A weights file is checked before the sweep: read safely (weights_only) and fitted to the model."""
     from bench.models.builders import check_weights  # deferred: reading a weights file needs torch
+
     first = suite.matrix.resolution[0]
     resolution = spec.resolution or (None if first == "native" else first)
     try:
@@ -141,4 +177,6 @@ def find_suite(name_or_path: str, search_dirs: list[Path]) -> Path:
             if candidate.is_file():
                 return candidate
     known = sorted({p.stem for d in search_dirs if d.is_dir() for p in d.glob("*.y*ml")})
-    raise InputError(f"no suite '{name_or_path}'", hint=did_you_mean(name_or_path, known) or f"suites: {', '.join(known)}")
+    raise InputError(
+        f"no suite '{name_or_path}'", hint=did_you_mean(name_or_path, known) or f"suites: {', '.join(known)}"
+    )

@@ -44,7 +44,6 @@ ExecutorName = Literal["local", "ray"]
 EXECUTORS: tuple[str, ...] = get_args(ExecutorName)
 
 
-
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +74,14 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
 
 
+def _default_precisions() -> list[Precision]:
+    return ["fp32"]
+
+
+def _default_resolutions() -> list[int | Literal["native"]]:
+    return ["native"]
+
+
 class Matrix(StrictModel):
     """Axes that multiply: every combination (per model) is one cell.
 
@@ -83,14 +90,18 @@ class Matrix(StrictModel):
     in `paths`, in the order written, and checked against the settings' schema by `Suite.check_axes`.
     """
 
-    precision: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    precision: list[Precision] = Field(default_factory=_default_precisions, min_length=1)
     batch_size: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
-    resolution: list[PositiveInt | Literal["native"]] = Field(default_factory=lambda: ["native"], min_length=1)
+    resolution: list[PositiveInt | Literal["native"]] = Field(default_factory=_default_resolutions, min_length=1)
     channels_last: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     compile: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     seed: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
-    strategy: list[str] = Field(default_factory=lambda: ["none"], min_length=1, description="sampling/loss recipes (train)")
-    paths: dict[str, list[Any]] = Field(default_factory=dict, exclude=True, description="dotted-path axes (any config field)")
+    strategy: list[str] = Field(
+        default_factory=lambda: ["none"], min_length=1, description="sampling/loss recipes (train)"
+    )
+    paths: dict[str, list[Any]] = Field(
+        default_factory=dict, exclude=True, description="dotted-path axes (any config field)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -101,7 +112,11 @@ class Matrix(StrictModel):
         data = dict(data)
         paths: dict[str, Any] = {}
         for key in list(data):
-            if not isinstance(key, str) or key == "paths" or (key in cls.model_fields and not isinstance(data[key], dict)):
+            if (
+                not isinstance(key, str)
+                or key == "paths"
+                or (key in cls.model_fields and not isinstance(data[key], dict))
+            ):
                 continue
             if axis_paths.is_dotted(key) or isinstance(data[key], dict):
                 for path, values in axis_paths.flatten(key, data.pop(key)).items():
@@ -183,11 +198,19 @@ def _check_rule(rule: dict[str, Any], *, include: bool = False) -> dict[str, Any
 class RayOptions(StrictModel):
     """How `executor: ray` runs cells (bench.execution.executors.RayExecutor)."""
 
-    address: str | None = Field(None, description="the cluster: 'auto' (this node's), 'ray://HOST:10001'; none: a local cluster for the run")
+    address: str | None = Field(
+        None, description="the cluster: 'auto' (this node's), 'ray://HOST:10001'; none: a local cluster for the run"
+    )
     num_cpus_per_cell: PositiveFloat = Field(1, description="CPUs Ray reserves for each cell's task")
-    num_gpus_per_cell: NonNegativeFloat | None = Field(None, description="GPUs per cell (default: 1 when the device is cuda, else 0)")
-    max_retries: NonNegativeInt = Field(3, description="times a cell is run again when its worker is lost (killed, out of memory, node gone)")
-    torch_threads: PositiveInt | None = Field(None, description="torch threads in each task (default: num_cpus_per_cell, at least 1)")
+    num_gpus_per_cell: NonNegativeFloat | None = Field(
+        None, description="GPUs per cell (default: 1 when the device is cuda, else 0)"
+    )
+    max_retries: NonNegativeInt = Field(
+        3, description="times a cell is run again when its worker is lost (killed, out of memory, node gone)"
+    )
+    torch_threads: PositiveInt | None = Field(
+        None, description="torch threads in each task (default: num_cpus_per_cell, at least 1)"
+    )
 
 
 class Suite(StrictModel):
@@ -204,20 +227,33 @@ class Suite(StrictModel):
     num_classes: PositiveInt = 1000
     device: Literal["auto", "cpu", "cuda"] = "auto"
     isolation: IsolationMode = Field(
-        "auto", description="run cells in a fresh child process: auto (cells that measure speed), process (all), none")
+        "auto", description="run cells in a fresh child process: auto (cells that measure speed), process (all), none"
+    )
     memory_limit_mb: PositiveInt | None = Field(
-        None, description="cap each child process's address space at its size after start-up + this (process isolation only; "
-                          "a CPU option: CUDA reserves far more address space than it uses)")
+        None,
+        description="cap each child process's address space at its size after start-up + this (process isolation only; "
+        "a CPU option: CUDA reserves far more address space than it uses)",
+    )
     executor: ExecutorName = Field(
-        "local", description="where cells run: local (this machine, one after the other) or ray (tasks on a Ray cluster); not part of a cell's id")
+        "local",
+        description="where cells run: local (this machine, one after the other) or ray (tasks on a Ray cluster); not part of a cell's id",
+    )
     ray: RayOptions = Field(default_factory=RayOptions, description="options of executor: ray")
     cudnn_benchmark: StrictBool | None = Field(
-        None, description="torch.backends.cudnn.benchmark in every cell (cuDNN autotunes convolutions for the shapes it meets; "
-                          "timm's benchmark.py turns it on); unset: PyTorch's default (off), and the cell ids stay as they were")
+        None,
+        description="torch.backends.cudnn.benchmark in every cell (cuDNN autotunes convolutions for the shapes it meets; "
+        "timm's benchmark.py turns it on); unset: PyTorch's default (off), and the cell ids stay as they were",
+    )
     threads: PositiveInt | None = Field(
-        None, description="torch threads for the run (recorded in env.json, not part of cell ids); None: torch's default")
-    strategies: dict[str, Strategy] = Field(default_factory=dict, description="named strategies beside the built-in ones")
-    regression: dict[str, str | float] = Field(default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'")
+        None,
+        description="torch threads for the run (recorded in env.json, not part of cell ids); None: torch's default",
+    )
+    strategies: dict[str, Strategy] = Field(
+        default_factory=dict, description="named strategies beside the built-in ones"
+    )
+    regression: dict[str, str | float] = Field(
+        default_factory=dict, description="per-metric thresholds for `bench compare`: '10%', '0.01', 'exact'"
+    )
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     default_profile: str | dict[Literal["cpu", "cuda"], str] | None = None
 
@@ -273,7 +309,7 @@ class Suite(StrictModel):
         return names
 
     @model_validator(mode="after")
-    def _settings_valid(self) -> "Suite":
+    def _settings_valid(self) -> Suite:
         for name, values in self.settings.items():
             if name not in list_measurements():
                 hint = did_you_mean(name, list_measurements()) or f"use {', '.join(list_measurements())}"
@@ -294,25 +330,36 @@ class Suite(StrictModel):
         """Checks that name a field (line and all), run by `load_suite` after validation: strategies are
         known, and no model is listed twice with the same settings."""
         known = {**BUILTIN_STRATEGIES, **self.strategies}
-        places = [(("matrix", "strategy", i), v) for i, v in enumerate(self.matrix.strategy)]
+        places: list[tuple[tuple[str | int, ...], str]] = [
+            (("matrix", "strategy", i), v) for i, v in enumerate(self.matrix.strategy)
+        ]
         for kind in ("include", "exclude"):
-            places += [((kind, j, "strategy"), v) for j, r in enumerate(getattr(self, kind)) for v in r.get("strategy", [])]
+            places += [
+                ((kind, j, "strategy"), v) for j, r in enumerate(getattr(self, kind)) for v in r.get("strategy", [])
+            ]
         for where, name in places:
             if name not in known:
-                hint = did_you_mean(name, list(known)) or f"use one of {', '.join(known)} or define it under strategies:"
+                hint = (
+                    did_you_mean(name, list(known)) or f"use one of {', '.join(known)} or define it under strategies:"
+                )
                 raise self.error(f"unknown strategy '{name}'", field_path=where, hint=hint)
         seen: dict[str, int] = {}
         for i, spec in enumerate(self.models):
             if spec.name in seen and not _differs([self.models[seen[spec.name]], spec], spec.name):
-                raise self.error(f"model '{spec.name}' is listed twice with the same settings (first as models[{seen[spec.name]}])",
-                                 field_path=("models", i), hint="remove one, or give them different settings")
+                raise self.error(
+                    f"model '{spec.name}' is listed twice with the same settings (first as models[{seen[spec.name]}])",
+                    field_path=("models", i),
+                    hint="remove one, or give them different settings",
+                )
             seen.setdefault(spec.name, i)
 
     def check_axes(self) -> None:
         """Dotted-path axes (in the matrix and in include/exclude rules), run by `load_suite` after
         validation: each path names a real field (a suggestion when a part is misspelled), and each value
         is valid there, checked by the same schema as the field itself."""
-        places: list[tuple[tuple, str, list[Any]]] = [(("matrix", path), path, values) for path, values in self.matrix.paths.items()]
+        places: list[tuple[tuple, str, list[Any]]] = [
+            (("matrix", path), path, values) for path, values in self.matrix.paths.items()
+        ]
         for kind in ("include", "exclude"):
             for j, rule in enumerate(getattr(self, kind)):
                 places += [((kind, j, key), key, values) for key, values in rule.items() if axis_paths.is_dotted(key)]
@@ -330,12 +377,20 @@ class Suite(StrictModel):
         if first not in measurements:
             known = measurements + [axis_paths.MODEL_PREFIX]
             hint = did_you_mean(first, known + list(axis_paths.BUILTIN_AXES))
-            hint = f"{hint} ({first!r} is not a measurement or 'model')" if hint else (
-                f"start it with a measurement ({', '.join(measurements)}) or 'model' (a model keyword argument), e.g. train.optimizer")
+            hint = (
+                f"{hint} ({first!r} is not a measurement or 'model')"
+                if hint
+                else (
+                    f"start it with a measurement ({', '.join(measurements)}) or 'model' (a model keyword argument), e.g. train.optimizer"
+                )
+            )
             raise self.error(f"unknown axis '{path}'", field_path=where, hint=hint)
         if first not in self.measure:
-            raise self.error(f"axis '{path}' sets a '{first}' setting, but the suite does not measure '{first}'",
-                             field_path=where, hint=f"add {first} to measure:, or remove the axis")
+            raise self.error(
+                f"axis '{path}' sets a '{first}' setting, but the suite does not measure '{first}'",
+                field_path=where,
+                hint=f"add {first} to measure:, or remove the axis",
+            )
         settings_model = settings_schema(first)
         problem, hint, free = axis_paths.check_settings_path(settings_model, rest, first)
         if problem:
@@ -349,8 +404,11 @@ class Suite(StrictModel):
             except ValidationError as exc:
                 err = exc.errors()[0]
                 msg = err["msg"].removeprefix("Value error, ")
-                raise self.error(f"{msg} (got {value!r})", field_path=where + (i,),
-                                 hint=f"a value for {'.'.join(rest)}, as under settings.{first}") from None
+                raise self.error(
+                    f"{msg} (got {value!r})",
+                    field_path=where + (i,),
+                    hint=f"a value for {'.'.join(rest)}, as under settings.{first}",
+                ) from None
 
     def _check_dataset_option(self, path: str, option: str, where: tuple) -> None:
         from bench.data import dataset_option_names  # deferred: the data package imports torch
@@ -359,24 +417,35 @@ class Suite(StrictModel):
         names = dataset_option_names(kind) if isinstance(kind, str) else None
         if names is not None and option not in names:
             hint = did_you_mean(option, names) or f"options of '{kind}': {', '.join(names)}"
-            raise self.error(f"axis '{path}': dataset kind '{kind}' has no option '{option}'", field_path=where, hint=hint)
+            raise self.error(
+                f"axis '{path}': dataset kind '{kind}' has no option '{option}'", field_path=where, hint=hint
+            )
 
     def _check_model_axis(self, path: str, rest: list[str], values: list[Any], where: tuple) -> None:
-        from bench.models.builders import check_model_kwargs  # deferred: builders import torch (a model-keyword axis must)
+        from bench.models.builders import check_model_kwargs  # deferred: imports torch
+
         if len(rest) != 1:
-            raise self.error(f"axis '{path}': name one keyword argument of the model builder, e.g. model.drop_rate",
-                             field_path=where)
+            raise self.error(
+                f"axis '{path}': name one keyword argument of the model builder, e.g. model.drop_rate", field_path=where
+            )
         rule = getattr(self, where[0])[where[1]] if where[0] in ("include", "exclude") else {}
-        specs = [spec for spec in self.models if spec.name in rule.get("model", [spec.name])
-                 and get_entry(spec.name).family in rule.get("family", [get_entry(spec.name).family])]
+        specs = [
+            spec
+            for spec in self.models
+            if spec.name in rule.get("model", [spec.name])
+            and get_entry(spec.name).family in rule.get("family", [get_entry(spec.name).family])
+        ]
         specs += [ModelSpec(name=n) for n in rule.get("model", []) if n not in {s.name for s in self.models}]
         for spec in specs:
             for i, value in enumerate(values):
                 try:
                     check_model_kwargs(spec.name, {**spec.kwargs, rest[0]: value}, num_classes=self.num_classes)
                 except InputError as exc:
-                    raise self.error(f"model '{spec.name}': {exc.message}", field_path=where if exc.field == "name" else where + (i,),
-                                     hint=exc.hint) from None
+                    raise self.error(
+                        f"model '{spec.name}': {exc.message}",
+                        field_path=where if exc.field == "name" else where + (i,),
+                        hint=exc.hint,
+                    ) from None
 
     # -- where things came from, for errors raised after validation --------------------------------
     @property
@@ -405,7 +474,11 @@ class Suite(StrictModel):
         return {**BUILTIN_STRATEGIES, **self.strategies}[name]
 
     def measurement_settings(
-        self, name: str, spec: ModelSpec | None = None, extra: dict[str, Any] | None = None, axes: dict[str, Any] | None = None
+        self,
+        name: str,
+        spec: ModelSpec | None = None,
+        extra: dict[str, Any] | None = None,
+        axes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The full settings of a measurement (defaults filled in): the suite's, then the cell's values of
         dotted-path axes (`train.lr`: 0.01), then the model's own overrides, then an include rule's."""
@@ -426,7 +499,6 @@ class Suite(StrictModel):
         data["profile"] = self._profile
         data["source"] = str(self._path) if self._path else None
         return data
-
 
 
 def _differs(models: list[ModelSpec], name: str) -> bool:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
+
 from bench.models.builders import build_model
 
 VARIANTS = ("baseline", "channels_last", "threads=1", "compile", "bf16")
@@ -49,7 +51,9 @@ def _throughput(step: Callable[[], Any], batch: int, min_time_s: float, min_iter
     return batch / statistics.median(times)
 
 
-def _runner(name: str, resolution: int, mode: str, variant: str, batch: int, num_classes: int = 10) -> Callable[[], Any]:
+def _runner(
+    name: str, resolution: int, mode: str, variant: str, batch: int, num_classes: int = 10
+) -> Callable[[], Any]:
     """A zero-argument step (one inference batch or one training step) set up for a variant."""
     model = build_model(name, num_classes=num_classes, resolution=resolution)
     x = torch.randn(batch, 3, resolution, resolution)
@@ -65,6 +69,7 @@ def _runner(name: str, resolution: int, mode: str, variant: str, batch: int, num
         def infer() -> Any:
             with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
                 return fn(x)
+
         return infer
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
@@ -76,13 +81,21 @@ def _runner(name: str, resolution: int, mode: str, variant: str, batch: int, num
             logits = fn(x)
         nn.functional.cross_entropy(logits.float(), y).backward()
         opt.step()
+
     return train
 
 
-def measure_fastpaths(models: list[str], resolutions: list[int], *, modes: tuple[str, ...] = ("inference", "train"),
-                      variants: tuple[str, ...] = VARIANTS, rounds: int = 2, min_time_s: float = 0.5,
-                      batch_for: Callable[[int, str], int] | None = None,
-                      log: Callable[[str], None] | None = None) -> list[FastPathRow]:
+def measure_fastpaths(
+    models: list[str],
+    resolutions: list[int],
+    *,
+    modes: tuple[str, ...] = ("inference", "train"),
+    variants: tuple[str, ...] = VARIANTS,
+    rounds: int = 2,
+    min_time_s: float = 0.5,
+    batch_for: Callable[[int, str], int] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[FastPathRow]:
     """Throughput of each (model, resolution, mode) under each variant, with its ratio to the baseline."""
     batch_for = batch_for or (lambda res, mode: 16 if res <= 64 else 4)
     default_threads = torch.get_num_threads()
@@ -101,7 +114,11 @@ def measure_fastpaths(models: list[str], resolutions: list[int], *, modes: tuple
                             steps[v]()
                             notes[v] = f"compiled in {time.perf_counter() - t0:.0f} s"
                     except Exception as exc:  # noqa: BLE001 - a variant that cannot run here is reported as such
-                        notes[v] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}" if str(exc) else type(exc).__name__
+                        notes[v] = (
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
+                            if str(exc)
+                            else type(exc).__name__
+                        )
                 rates: dict[str, list[float]] = {v: [] for v in variants}
                 ratios: dict[str, list[float]] = {v: [] for v in variants}
                 for _ in range(rounds):
@@ -124,9 +141,20 @@ def measure_fastpaths(models: list[str], resolutions: list[int], *, modes: tuple
                         if base:
                             ratios[v].append(rate / base)
                 for v in variants:
-                    row = FastPathRow(name, res, mode, v, batch, statistics.median(rates[v]) if rates[v] else None,
-                                      statistics.median(ratios[v]) if ratios[v] else None, notes.get(v, ""))
+                    row = FastPathRow(
+                        name,
+                        res,
+                        mode,
+                        v,
+                        batch,
+                        statistics.median(rates[v]) if rates[v] else None,
+                        statistics.median(ratios[v]) if ratios[v] else None,
+                        notes.get(v, ""),
+                    )
                     rows.append(row)
                     if log:
-                        log(f"{name}@{res} {mode} {v}: " + (f"{row.img_s:.1f} img/s, x{row.ratio:.2f}" if row.img_s else row.note))
+                        log(
+                            f"{name}@{res} {mode} {v}: "
+                            + (f"{row.img_s:.1f} img/s, x{row.ratio:.2f}" if row.img_s else row.note)
+                        )
     return rows

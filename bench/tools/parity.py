@@ -46,29 +46,27 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from bench.platform.allocator import PINNED_HEAP_ENV, minor_faults, pin_glibc_heap
-from bench.platform.peaks import mfu_for
-from bench.platform.env import perf_env_vars
-from bench.core.stats import percentile
-from bench.platform.device import DTYPES, synchronize
-from bench.execution.isolation import run_cell_isolated
-from bench.measure import speed as speed_module
-from bench.execution.cell import run_cell
-from bench.measure.timing import time_loop
 from bench.core.cell import Cell
-from bench.platform.device import precision_unsupported
-from bench.execution.isolation import ForkServer
-from bench.measure.speed import SpeedSettings
-from bench.models.builders import build_model
-from bench.models import get_entry
-from bench.execution.cell import seed_everything
+from bench.core.stats import percentile
+from bench.execution.cell import run_cell, seed_everything
+from bench.execution.isolation import ForkServer, run_cell_isolated
+from bench.measure import speed as speed_module
+from bench.measure.catalogue import PAGE_FAULTS, THROUGHPUT, THROUGHPUT_MEAN
 from bench.measure.flops import count_flops
-
+from bench.measure.speed import SpeedSettings
+from bench.measure.timing import time_loop
+from bench.models import get_entry
+from bench.models.builders import build_model
+from bench.platform.allocator import PINNED_HEAP_ENV, minor_faults, pin_glibc_heap
+from bench.platform.device import DTYPES, precision_unsupported, synchronize
+from bench.platform.env import perf_env_vars
+from bench.platform.peaks import mfu_for
 
 
 @dataclass(frozen=True)
@@ -95,14 +93,25 @@ class ReferenceResult:
         return None if self.minor_faults is None else self.minor_faults / self.calls
 
 
-def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.device, precision: str = "fp32",
-                   warmup_iters: int = 10, bench_iters: int = 40, clock: Callable[[], float] = time.perf_counter) -> ReferenceResult:
+def reference_loop(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    warmup_iters: int = 10,
+    bench_iters: int = 40,
+    clock: Callable[[], float] = time.perf_counter,
+) -> ReferenceResult:
     """timm's inference benchmark loop (see the module docstring), on a prepared model and input."""
     if bench_iters < 1 or warmup_iters < 0:
         raise ValueError("bench_iters must be >= 1 and warmup_iters >= 0")
     model.eval()
-    amp = (torch.autocast(device_type=device.type, dtype=DTYPES[precision]) if precision != "fp32"
-           else contextlib.nullcontext())
+    amp = (
+        torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+        if precision != "fp32"
+        else contextlib.nullcontext()
+    )
     steps: list[float] = []
     with torch.inference_mode():
         for _ in range(warmup_iters):
@@ -121,8 +130,14 @@ def reference_loop(model: torch.nn.Module, x: torch.Tensor, *, device: torch.dev
             images += x.shape[0]
         elapsed = clock() - start
         faults = minor_faults() - faults if faults is not None else None
-    return ReferenceResult(images=images, calls=bench_iters, warmup_calls=warmup_iters, elapsed_s=elapsed, step_times_s=tuple(steps),
-                           minor_faults=faults)
+    return ReferenceResult(
+        images=images,
+        calls=bench_iters,
+        warmup_calls=warmup_iters,
+        elapsed_s=elapsed,
+        step_times_s=tuple(steps),
+        minor_faults=faults,
+    )
 
 
 @dataclass
@@ -147,9 +162,15 @@ class ParityRow:
     ratios: list[float] = field(default_factory=list)
     bench_samples: list[float] = field(default_factory=list)
     reference_samples: list[float] = field(default_factory=list)
-    control: dict[str, Any] | None = None  # with control=True: the A/A ratios (second reference run / first), see compare
-    ratio_of_medians: float | None = None  # median over rounds of bench's headline / the reference's batch / median call time
-    env_vars: dict[str, str] = field(default_factory=dict)  # speed-relevant environment variables set (bench.platform.env.perf_env_vars)
+    control: dict[str, Any] | None = (
+        None  # with control=True: the A/A ratios (second reference run / first), see compare
+    )
+    ratio_of_medians: float | None = (
+        None  # median over rounds of bench's headline / the reference's batch / median call time
+    )
+    env_vars: dict[str, str] = field(
+        default_factory=dict
+    )  # speed-relevant environment variables set (bench.platform.env.perf_env_vars)
     allocator: dict[str, Any] | None = None  # with allocator="pinned": what bench.platform.allocator.pin_glibc_heap did
     bench_faults_per_call: float | None = None  # medians over rounds of page faults per model call (CPU)
     reference_faults_per_call: float | None = None
@@ -218,11 +239,26 @@ def _round_order(r: int, control: bool) -> tuple[str, ...]:
     return ("reference", "bench") if r % 2 == 0 else ("bench", "reference")
 
 
-def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size: int = 8, resolution: int = 224,
-            precisions: tuple[str, ...] | list[str] = ("fp32",), channels_last: bool = False, rounds: int = 5,
-            warmup_iters: int = 10, bench_iters: int = 40, speed_settings: dict[str, Any] | None = None,
-            isolation: str = "none", num_classes: int = 1000, with_mfu: bool = False, clock: str = "wall",
-            control: bool = False, allocator: str = "default", progress: Callable[[str], None] | None = None) -> list[ParityRow]:
+def compare(
+    models: list[str],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 8,
+    resolution: int = 224,
+    precisions: tuple[str, ...] | list[str] = ("fp32",),
+    channels_last: bool = False,
+    rounds: int = 5,
+    warmup_iters: int = 10,
+    bench_iters: int = 40,
+    speed_settings: dict[str, Any] | None = None,
+    isolation: str = "none",
+    num_classes: int = 1000,
+    with_mfu: bool = False,
+    clock: str = "wall",
+    control: bool = False,
+    allocator: str = "default",
+    progress: Callable[[str], None] | None = None,
+) -> list[ParityRow]:
     """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
     precision; one ParityRow each. `speed_settings` are bench's `settings.speed` (its defaults if None).
 
@@ -245,7 +281,9 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
     if clock == "thread_cpu" and (device.type != "cpu" or torch.get_num_threads() != 1 or isolation != "none"):
-        raise ValueError("clock 'thread_cpu' needs device cpu, one torch thread (torch.set_num_threads(1)) and isolation 'none'")
+        raise ValueError(
+            "clock 'thread_cpu' needs device cpu, one torch thread (torch.set_num_threads(1)) and isolation 'none'"
+        )
     if allocator not in ("default", "pinned"):
         raise ValueError("allocator must be 'default' or 'pinned'")
     settings = SpeedSettings.model_validate(speed_settings or {}).config_dump()
@@ -253,7 +291,11 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
     say = progress or (lambda _msg: None)
     rows: list[ParityRow] = []
     # the fork server is a fresh interpreter, not a fork of this process: it gets the same settings through its environment
-    server = (ForkServer(extra_env=PINNED_HEAP_ENV if pinned and pinned["pinned"] else None) if isolation == "process" else None)
+    server = (
+        ForkServer(extra_env=PINNED_HEAP_ENV if pinned and pinned["pinned"] else None)
+        if isolation == "process"
+        else None
+    )
     try:
         for name in models:
             entry = get_entry(name)
@@ -271,22 +313,46 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                 if reason:
                     say(f"{name} {precision}: skipped ({reason})")
                     continue
-                cell = Cell(model=name, family=entry.family, resolution=resolution, batch_size=batch_size, precision=precision,
-                            channels_last=channels_last, compile=False, seed=0, num_classes=num_classes, measure=("speed",),
-                            settings={"speed": settings})
+                cell = Cell(
+                    model=name,
+                    family=entry.family,
+                    resolution=resolution,
+                    batch_size=batch_size,
+                    precision=precision,
+                    channels_last=channels_last,
+                    compile=False,
+                    seed=0,
+                    num_classes=num_classes,
+                    measure=("speed",),
+                    settings={"speed": settings},
+                )
                 bench_rates, bench_means, ref_rates, ref_medians, control_rates = [], [], [], [], []
                 bench_faults, ref_faults = [], []
                 # Priming, discarded: the process's first calls of a model pay for its cold start (oneDNN
                 # primitives, the allocator's first pages) beyond a 10-call warm-up; here effb0's first reference
                 # run came out 15-18% slower than its second. Without this, round 1 charges that to
                 # whichever side runs first.
-                reference_loop(model, x, device=device, precision=precision, warmup_iters=warmup_iters, bench_iters=1,
-                               clock=CLOCKS[clock])
+                reference_loop(
+                    model,
+                    x,
+                    device=device,
+                    precision=precision,
+                    warmup_iters=warmup_iters,
+                    bench_iters=1,
+                    clock=CLOCKS[clock],
+                )
                 for r in range(rounds):
                     for side in _round_order(r, control):
                         if side in ("reference", "control"):
-                            ref = reference_loop(model, x, device=device, precision=precision,
-                                                 warmup_iters=warmup_iters, bench_iters=bench_iters, clock=CLOCKS[clock])
+                            ref = reference_loop(
+                                model,
+                                x,
+                                device=device,
+                                precision=precision,
+                                warmup_iters=warmup_iters,
+                                bench_iters=bench_iters,
+                                clock=CLOCKS[clock],
+                            )
                             if side == "reference":
                                 ref_rates.append(ref.img_s)
                                 ref_medians.append(ref.median_img_s)
@@ -295,26 +361,51 @@ def compare(models: list[str], *, device: str | torch.device = "cpu", batch_size
                                 control_rates.append(ref.img_s)
                         else:
                             speed = _bench_round(cell, device, isolation, server, clock)
-                            bench_rates.append(speed["throughput_img_s"])
-                            bench_means.append(speed["throughput_mean_img_s"])
-                            bench_faults.append(speed.get("page_faults_per_call"))
+                            bench_rates.append(speed[THROUGHPUT.key])
+                            bench_means.append(speed[THROUGHPUT_MEAN.key])
+                            bench_faults.append(speed.get(PAGE_FAULTS.key))
                     aa = f", A/A {control_rates[-1] / ref_rates[-1]:.3f}" if control else ""
-                    say(f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
-                        f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}{aa}")
+                    say(
+                        f"{name} {precision} round {r + 1}/{rounds}: bench {bench_rates[-1]:.1f} img/s, "
+                        f"reference {ref_rates[-1]:.1f} img/s, ratio {bench_rates[-1] / ref_rates[-1]:.3f}{aa}"
+                    )
                 s = summarize(bench_rates, ref_rates, bench_means)
-                row = ParityRow(model=name, precision=precision, batch_size=batch_size, resolution=resolution,
-                                channels_last=channels_last, device=str(device), threads=torch.get_num_threads(),
-                                isolation=isolation, rounds=rounds, clock=clock, bench_samples=bench_rates, reference_samples=ref_rates,
-                                gflops_per_image=gflops, env_vars=perf_env_vars(), allocator=pinned,
-                                bench_faults_per_call=_median_or_none(bench_faults), reference_faults_per_call=_median_or_none(ref_faults),
-                                ratio_of_medians=summarize(bench_rates, ref_medians)["ratio"], **s)
+                row = ParityRow(
+                    model=name,
+                    precision=precision,
+                    batch_size=batch_size,
+                    resolution=resolution,
+                    channels_last=channels_last,
+                    device=str(device),
+                    threads=torch.get_num_threads(),
+                    isolation=isolation,
+                    rounds=rounds,
+                    clock=clock,
+                    bench_samples=bench_rates,
+                    reference_samples=ref_rates,
+                    gflops_per_image=gflops,
+                    env_vars=perf_env_vars(),
+                    allocator=pinned,
+                    bench_faults_per_call=_median_or_none(bench_faults),
+                    reference_faults_per_call=_median_or_none(ref_faults),
+                    ratio_of_medians=summarize(bench_rates, ref_medians)["ratio"],
+                    **s,
+                )
                 if control:
                     c = summarize(control_rates, ref_rates)
-                    row.control = {"ratio": c["ratio"], "ratio_min": c["ratio_min"], "ratio_max": c["ratio_max"],
-                                   "ratio_iqr": c["ratio_iqr"], "ratios": c["ratios"], "control_samples": control_rates}
+                    row.control = {
+                        "ratio": c["ratio"],
+                        "ratio_min": c["ratio_min"],
+                        "ratio_max": c["ratio_max"],
+                        "ratio_iqr": c["ratio_iqr"],
+                        "ratios": c["ratios"],
+                        "control_samples": control_rates,
+                    }
                 if with_mfu and gflops is not None:
-                    row.mfu = {"bench": mfu_for(device, precision, gflops * 1e9 * row.bench_img_s),
-                               "reference": mfu_for(device, precision, gflops * 1e9 * row.reference_img_s)}
+                    row.mfu = {
+                        "bench": mfu_for(device, precision, gflops * 1e9 * row.bench_img_s),
+                        "reference": mfu_for(device, precision, gflops * 1e9 * row.reference_img_s),
+                    }
                 rows.append(row)
             del model, x
     finally:

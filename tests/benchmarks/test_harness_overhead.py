@@ -20,8 +20,9 @@ import torch
 from bench.core.cell import Cell
 from bench.measure.base import CellContext
 from bench.measure.speed import Speed
-from bench.models.builders import build_model
 from bench.models import get_entry
+from bench.models.builders import build_model
+
 MODEL, RES, BATCH, REPEATS, ROUNDS = "resnet18", 64, 8, 30, 5
 
 
@@ -45,8 +46,18 @@ def _harness_seconds_per_batch(ctx, n):
 def test_harness_overhead_vs_plain_loop(benchmark):
     torch.manual_seed(0)
     model = build_model(MODEL, resolution=RES)
-    cell = Cell(model=MODEL, family="resnet", resolution=RES, batch_size=BATCH, precision="fp32",
-                channels_last=False, compile=False, seed=0, num_classes=1000, measure=("speed",))
+    cell = Cell(
+        model=MODEL,
+        family="resnet",
+        resolution=RES,
+        batch_size=BATCH,
+        precision="fp32",
+        channels_last=False,
+        compile=False,
+        seed=0,
+        num_classes=1000,
+        measure=("speed",),
+    )
     ctx = CellContext(cell=cell, model=model, device=torch.device("cpu"), entry=get_entry(MODEL))
     x = torch.randn(BATCH, 3, RES, RES)
 
@@ -64,8 +75,10 @@ def test_harness_overhead_vs_plain_loop(benchmark):
     benchmark.extra_info.update(
         {"ratio_harness_over_plain": ratio, "plain_ms_per_batch": plain * 1e3, "harness_ms_per_batch": harness * 1e3}
     )
-    print(f"\nharness/plain time per batch ({MODEL}@{RES}, bs {BATCH}): {ratio:.4f} "
-          f"(plain {plain * 1e3:.2f} ms, harness {harness * 1e3:.2f} ms, median of {ROUNDS} rounds)")
+    print(
+        f"\nharness/plain time per batch ({MODEL}@{RES}, bs {BATCH}): {ratio:.4f} "
+        f"(plain {plain * 1e3:.2f} ms, harness {harness * 1e3:.2f} ms, median of {ROUNDS} rounds)"
+    )
     assert plain > 0 and harness > 0
     if ratio > 1.05:
         warnings.warn(f"harness overhead {100 * (ratio - 1):.1f}% > 5% on this run (noisy machine?)")

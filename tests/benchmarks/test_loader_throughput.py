@@ -11,8 +11,8 @@ import time
 import torch
 
 from bench.data import CachedImages, decode_all, load_samples, make_loader
-from bench.models.builders import build_model
 from bench.measure.train.strategies import make_sampler
+from bench.models.builders import build_model
 
 RES, BATCH = 32, 32
 
@@ -54,6 +54,8 @@ def test_cached_loader_outpaces_training(benchmark, tmp_path, monkeypatch):
     train_img_s = _train_img_s(loader)
     ratio = loader_img_s / train_img_s
     benchmark.extra_info.update({"loader_img_s": loader_img_s, "train_img_s": train_img_s, "ratio": ratio})
-    print(f"\nloader {loader_img_s:,.0f} img/s vs mobilenet_v2 training {train_img_s:,.0f} img/s "
-          f"at {RES}px, batch {BATCH}: {ratio:.1f}x")
+    print(
+        f"\nloader {loader_img_s:,.0f} img/s vs mobilenet_v2 training {train_img_s:,.0f} img/s "
+        f"at {RES}px, batch {BATCH}: {ratio:.1f}x"
+    )
     assert ratio >= 3

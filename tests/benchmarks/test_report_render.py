@@ -13,9 +13,9 @@ import time
 import numpy as np
 
 from bench.core.cell import Cell
+from bench.core.result import CellResult
 from bench.models import get_entry, list_models
 from bench.report import render_report
-from bench.core.result import CellResult
 from bench.store.run_store import RunStore
 
 N_CELLS, N_CLASSES = 1000, 50
@@ -25,26 +25,80 @@ def _write_run(run_dir):
     rng = np.random.default_rng(0)
     store = RunStore.create(run_dir)
     models = list_models()
-    combos = itertools.product(models, ("none", "weighted_sampler", "weighted_loss", "both", "focal"), ("fp32", "bf16", "fp16"), range(10))
+    combos = itertools.product(
+        models, ("none", "weighted_sampler", "weighted_loss", "both", "focal"), ("fp32", "bf16", "fp16"), range(10)
+    )
     results = []
     counts = np.unique(np.geomspace(620, 25, N_CLASSES).astype(int), return_counts=False).tolist()
     counts = (counts + counts)[:N_CLASSES]
     for model, strategy, precision, seed in itertools.islice(combos, N_CELLS):
         entry = get_entry(model)
-        cell = Cell(model=model, family=entry.family, resolution=64, batch_size=32, precision=precision, channels_last=False,
-                    compile=False, seed=seed, num_classes=N_CLASSES, measure=("profile", "speed", "train"), strategy=strategy)
+        cell = Cell(
+            model=model,
+            family=entry.family,
+            resolution=64,
+            batch_size=32,
+            precision=precision,
+            channels_last=False,
+            compile=False,
+            seed=seed,
+            num_classes=N_CLASSES,
+            measure=("profile", "speed", "train"),
+            strategy=strategy,
+        )
         f1 = float(rng.uniform(0.2, 0.8))
         cm = rng.integers(0, 5, size=(N_CLASSES, N_CLASSES)).tolist()
-        per_class = {"class": [f"artist_{i:02d}" for i in range(N_CLASSES)], "precision": rng.random(N_CLASSES).tolist(),
-                     "recall": rng.random(N_CLASSES).tolist(), "f1": rng.random(N_CLASSES).tolist(), "support": counts}
-        curves = [{"epoch": e, "train_loss": 3 / e, "val_loss": 3.2 / e, "val_accuracy": f1 * e / 10, "val_macro_f1": f1 * e / 10} for e in range(1, 11)]
-        results.append(CellResult(cell=cell, status="ok", measurements={
-            "profile": {"status": "ok", "params": float(rng.uniform(2e6, 1e8)), "gmacs": float(rng.uniform(0.02, 20)), "macs": 1e9, "flops_batch_size": 1},
-            "speed": {"status": "ok", "throughput_img_s": float(rng.uniform(5, 500)), "latency_median_ms": float(rng.uniform(5, 500))},
-            "train": {"status": "ok", "macro_f1": f1, "accuracy": f1 + 0.1, "train_img_s": float(rng.uniform(10, 200)),
-                      "train_time_s": 60.0, "best_epoch": 10, "curves": curves, "per_class": per_class,
-                      "train_class_counts": counts, "confusion_matrix": cm, "dataset": "synthetic-artists", "synthetic_data": True},
-        }))
+        per_class = {
+            "class": [f"artist_{i:02d}" for i in range(N_CLASSES)],
+            "precision": rng.random(N_CLASSES).tolist(),
+            "recall": rng.random(N_CLASSES).tolist(),
+            "f1": rng.random(N_CLASSES).tolist(),
+            "support": counts,
+        }
+        curves = [
+            {
+                "epoch": e,
+                "train_loss": 3 / e,
+                "val_loss": 3.2 / e,
+                "val_accuracy": f1 * e / 10,
+                "val_macro_f1": f1 * e / 10,
+            }
+            for e in range(1, 11)
+        ]
+        results.append(
+            CellResult(
+                cell=cell,
+                status="ok",
+                measurements={
+                    "profile": {
+                        "status": "ok",
+                        "params": float(rng.uniform(2e6, 1e8)),
+                        "gmacs": float(rng.uniform(0.02, 20)),
+                        "macs": 1e9,
+                        "flops_batch_size": 1,
+                    },
+                    "speed": {
+                        "status": "ok",
+                        "throughput_img_s": float(rng.uniform(5, 500)),
+                        "latency_median_ms": float(rng.uniform(5, 500)),
+                    },
+                    "train": {
+                        "status": "ok",
+                        "macro_f1": f1,
+                        "accuracy": f1 + 0.1,
+                        "train_img_s": float(rng.uniform(10, 200)),
+                        "train_time_s": 60.0,
+                        "best_epoch": 10,
+                        "curves": curves,
+                        "per_class": per_class,
+                        "train_class_counts": counts,
+                        "confusion_matrix": cm,
+                        "dataset": "synthetic-artists",
+                        "synthetic_data": True,
+                    },
+                },
+            )
+        )
     for r in results:
         store.write_cell(r)
     store.write_plan([r.cell for r in results])

@@ -29,10 +29,26 @@ MODELS = ("efficientnet_b0", "resnet18")
 
 def _settings():
     if torch.cuda.is_available():
-        return {"device": "cuda", "batch_size": 32, "resolution": 224, "rounds": 5, "warmup_iters": 10, "bench_iters": 40,
-                "speed_settings": None, "threads": None}
-    return {"device": "cpu", "batch_size": 4, "resolution": 64, "rounds": 3, "warmup_iters": 10, "bench_iters": 30,
-            "speed_settings": {"min_time_s": 0.5, "min_repeats": 10}, "threads": 1}
+        return {
+            "device": "cuda",
+            "batch_size": 32,
+            "resolution": 224,
+            "rounds": 5,
+            "warmup_iters": 10,
+            "bench_iters": 40,
+            "speed_settings": None,
+            "threads": None,
+        }
+    return {
+        "device": "cpu",
+        "batch_size": 4,
+        "resolution": 64,
+        "rounds": 3,
+        "warmup_iters": 10,
+        "bench_iters": 30,
+        "speed_settings": {"min_time_s": 0.5, "min_repeats": 10},
+        "threads": 1,
+    }
 
 
 def test_speed_parity_with_reference_loop(benchmark):
@@ -42,24 +58,48 @@ def test_speed_parity_with_reference_loop(benchmark):
         torch.set_num_threads(s["threads"])
     try:
         rows = benchmark.pedantic(
-            compare, args=(list(MODELS),),
-            kwargs={k: s[k] for k in ("device", "batch_size", "resolution", "rounds", "warmup_iters", "bench_iters", "speed_settings")}
+            compare,
+            args=(list(MODELS),),
+            kwargs={
+                k: s[k]
+                for k in (
+                    "device",
+                    "batch_size",
+                    "resolution",
+                    "rounds",
+                    "warmup_iters",
+                    "bench_iters",
+                    "speed_settings",
+                )
+            }
             | {"precisions": ["fp32"]},
-            rounds=1, iterations=1)
+            rounds=1,
+            iterations=1,
+        )
     finally:
         torch.set_num_threads(threads)
     assert [r.model for r in rows] == list(MODELS)
     for r in rows:
         label = f"{r.model} {r.precision} on {r.device} ({r.threads} threads), batch {r.batch_size}, {r.resolution} px"
         benchmark.extra_info[f"{r.model}.{r.precision}"] = {
-            "ratio_median": r.ratio, "ratio_min": r.ratio_min, "ratio_max": r.ratio_max, "ratio_iqr": r.ratio_iqr,
-            "ratio_of_means": r.ratio_mean, "ratio_of_medians": r.ratio_of_medians, "bench_img_s": r.bench_img_s, "reference_img_s": r.reference_img_s,
-            "rounds": r.rounds, "settings": label,
-            "page_faults_per_call": {"bench": r.bench_faults_per_call, "reference": r.reference_faults_per_call}}
-        print(f"\nparity {label}: bench/reference {r.ratio:.3f} (min {r.ratio_min:.3f}, max {r.ratio_max:.3f}, "
-              f"IQR {r.ratio_iqr:.3f}; ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}; bench {r.bench_img_s:.1f} img/s, "
-              f"reference {r.reference_img_s:.1f} img/s, {r.rounds} rounds; page faults per call bench "
-              f"{r.bench_faults_per_call}, reference {r.reference_faults_per_call})")
+            "ratio_median": r.ratio,
+            "ratio_min": r.ratio_min,
+            "ratio_max": r.ratio_max,
+            "ratio_iqr": r.ratio_iqr,
+            "ratio_of_means": r.ratio_mean,
+            "ratio_of_medians": r.ratio_of_medians,
+            "bench_img_s": r.bench_img_s,
+            "reference_img_s": r.reference_img_s,
+            "rounds": r.rounds,
+            "settings": label,
+            "page_faults_per_call": {"bench": r.bench_faults_per_call, "reference": r.reference_faults_per_call},
+        }
+        print(
+            f"\nparity {label}: bench/reference {r.ratio:.3f} (min {r.ratio_min:.3f}, max {r.ratio_max:.3f}, "
+            f"IQR {r.ratio_iqr:.3f}; ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}; bench {r.bench_img_s:.1f} img/s, "
+            f"reference {r.reference_img_s:.1f} img/s, {r.rounds} rounds; page faults per call bench "
+            f"{r.bench_faults_per_call}, reference {r.reference_faults_per_call})"
+        )
         assert len(r.ratios) == r.rounds and r.bench_img_s > 0 and r.reference_img_s > 0
         assert 1 / 1.5 <= r.ratio <= 1.5, f"{label}: bench/reference {r.ratio:.3f}"
         same = f"ratio of means {r.ratio_mean:.3f}, of medians {r.ratio_of_medians:.3f}"

@@ -14,28 +14,42 @@ import csv
 import io
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 
-from bench.data.loader import CachedImages, make_loader
-
-from bench.data.images import decode_all
-
-from bench.data import load_samples, stratified_split
-from bench.platform.device import autocast, cpu_precision_is_native, cpu_precision_slowdown, precision_unsupported, synchronize
 from bench.core.errors import Diverged, InputError, SkipCell
-from bench.measure.base import CellContext, Measurement
-from bench.measure.registry import register_measurement
-from bench.measure.train.settings import DataSettings, EarlyStopping, Strategy, TrainSettings
-from bench.measure.train.metrics import classification_metrics
-from bench.models.builders import classifier_prefix
-from bench.measure.train.settings import Strategy
-from bench.measure.train.strategies import make_loss, make_sampler
 from bench.core.files import atomic_write, atomic_write_text
+from bench.core.metric import LOWER
+from bench.data import load_samples, stratified_split
+from bench.data.images import decode_all
+from bench.data.loader import CachedImages, make_loader
+from bench.measure.base import CellContext, Measurement
+from bench.measure.catalogue import (
+    BEST_EPOCH,
+    EPOCHS_RUN,
+    SELECTION,
+    TRAIN_THROUGHPUT,
+    VAL_ACCURACY,
+    VAL_LOSS,
+    VAL_MACRO_F1,
+)
+from bench.measure.registry import register_measurement
+from bench.measure.train.metrics import classification_metrics
+from bench.measure.train.settings import DataSettings, Strategy, TrainSettings
+from bench.measure.train.strategies import make_loss, make_sampler
+from bench.models.builders import classifier_prefix
+from bench.platform.device import (
+    autocast,
+    cpu_precision_is_native,
+    cpu_precision_slowdown,
+    precision_unsupported,
+    synchronize,
+)
+
+
 def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
     # fused Adam/AdamW: one kernel per step instead of foreach temporaries; on a CPU this is ~10x
     # faster for large layers (VGG16's 102M-weight FC: 0.05 s vs 0.6 s a step, measured here).
@@ -50,8 +64,10 @@ def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
 
 def _scheduler(s: TrainSettings, opt: torch.optim.Optimizer):
     if s.scheduler == "plateau":
-        mode = "min" if s.early_stopping and s.early_stopping.metric == "val_loss" else "max"
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=s.lr_gamma, patience=2)
+        lower = s.early_stopping is not None and SELECTION[s.early_stopping.metric].direction == LOWER
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min" if lower else "max", factor=s.lr_gamma, patience=2
+        )
     if s.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
     if s.scheduler == "step":
@@ -114,7 +130,9 @@ def _predictions_csv(keys: list[str], y_true: np.ndarray, probs: np.ndarray, cla
     writer.writerow(["key", "true_index", "true_label", "pred_index", "pred_label"] + [f"p_{c}" for c in classes])
     pred = probs.argmax(axis=1)
     for i, key in enumerate(keys):
-        writer.writerow([key, int(y_true[i]), classes[y_true[i]], int(pred[i]), classes[pred[i]]] + [f"{p:.6g}" for p in probs[i]])
+        writer.writerow(
+            [key, int(y_true[i]), classes[y_true[i]], int(pred[i]), classes[pred[i]]] + [f"{p:.6g}" for p in probs[i]]
+        )
     return buf.getvalue()
 
 
@@ -123,7 +141,11 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
     samples = load_samples(s.kind, s.options, base_dir)
     classes = samples.classes
     if len(classes) < 2:
-        raise InputError(f"the label column has a single class ('{classes[0]}') in {samples.description}", field="data", hint="classification needs at least two classes")
+        raise InputError(
+            f"the label column has a single class ('{classes[0]}') in {samples.description}",
+            field="data",
+            hint="classification needs at least two classes",
+        )
     labels = samples.label_indices(classes)
     given_split = next((n for n in samples.notes if n.startswith("split:")), None)
     if s.subset is not None and s.subset < 1:
@@ -166,7 +188,9 @@ def _data_notes(info: dict[str, Any]) -> str | None:
         modes = ", ".join(f"{mode} {n}" for mode, n in sorted(converted.items()))
         notes.append(f"{sum(converted.values())} images converted to RGB ({modes}; alpha composited on white)")
     if info["bad_images_skipped"]:
-        notes.append(f"{info['bad_images_skipped']} bad images skipped (on_bad_image: skip), e.g. {info['bad_images'][0]}")
+        notes.append(
+            f"{info['bad_images_skipped']} bad images skipped (on_bad_image: skip), e.g. {info['bad_images'][0]}"
+        )
     return "; ".join(notes) or None
 
 
@@ -178,7 +202,7 @@ class Train(Measurement):
 
     def measure(self, ctx: CellContext) -> dict[str, Any]:
         s: TrainSettings = self.settings
-        cell, device, model = ctx.cell, ctx.device, ctx.model
+        cell, device = ctx.cell, ctx.device
         reason = precision_unsupported(device, cell.precision)
         if reason:
             raise SkipCell(reason)
@@ -186,10 +210,12 @@ class Train(Measurement):
             # Without bf16/fp16 units autocast is emulated: resnet18 trained fp16 ~45x slower than fp32
             # (7.6 vs 341 img/s) on one machine here, bf16 >25x on an AVX2 one. Inference (`speed`) still
             # measures it; training there is opt-in, so a CPU sweep is not held up for hours.
-            raise SkipCell(f"{cell.precision} training on this CPU is emulated (no {cell.precision} arithmetic units used, "
-                           f"capability {torch.backends.cpu.get_cpu_capability()}; a small conv block's training step measured "
-                           f"{cpu_precision_slowdown(cell.precision):.0f}x fp32, resnet18 25-160x): measure it on a GPU "
-                           "or a CPU with AVX512-BF16/AMX, or set settings.train.cpu_emulated_precision: true to train anyway")
+            raise SkipCell(
+                f"{cell.precision} training on this CPU is emulated (no {cell.precision} arithmetic units used, "
+                f"capability {torch.backends.cpu.get_cpu_capability()}; a small conv block's training step measured "
+                f"{cpu_precision_slowdown(cell.precision):.0f}x fp32, resnet18 25-160x): measure it on a GPU "
+                "or a CPU with AVX512-BF16/AMX, or set settings.train.cpu_emulated_precision: true to train anyway"
+            )
         strategy = Strategy.model_validate(cell.strategy_config or {})
         if s.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -218,9 +244,18 @@ class Train(Measurement):
         counts = np.asarray(info["train_class_counts"])
         generator = torch.Generator().manual_seed(cell.seed)
         sampler = make_sampler(strategy.sampler, train_ds.labels.numpy(), generator)
-        train_loader = make_loader(train_ds, batch_size=cell.batch_size, sampler=sampler, seed=cell.seed, workers=s.data.workers,
-                                   pin_memory=device.type == "cuda", drop_last=True)
-        val_loader = make_loader(val_ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda")
+        train_loader = make_loader(
+            train_ds,
+            batch_size=cell.batch_size,
+            sampler=sampler,
+            seed=cell.seed,
+            workers=s.data.workers,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+        )
+        val_loader = make_loader(
+            val_ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda"
+        )
         loss_fn = make_loss(strategy, counts).to(device)
         eval_loss = nn.CrossEntropyLoss()  # val loss is plain CE, comparable across strategies
         if s.freeze_backbone:
@@ -232,11 +267,13 @@ class Train(Measurement):
         sched = _scheduler(s, opt)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
         es = s.early_stopping
-        mode = "min" if es and es.metric == "val_loss" else "max"
+        mode = "min" if es and SELECTION[es.metric].direction == LOWER else "max"
         stopper = EarlyStopper(es.patience if es else s.epochs + 1, mode)
         best_state = None
         best_eval: tuple[np.ndarray, np.ndarray, float] | None = None  # (probs, labels, val loss) of the best epoch
-        taps = dict(ctx.epoch_taps)  # epoch sweeps: epochs at which another cell's result is taken (bench.execution.epochs)
+        taps = dict(
+            ctx.epoch_taps
+        )  # epoch sweeps: epochs at which another cell's result is taken (bench.execution.epochs)
         curves: list[dict[str, Any]] = []
         step = 0
         stopped_early = False
@@ -271,15 +308,15 @@ class Train(Measurement):
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum / max(seen, 1),
-                "val_loss": val_loss,
-                "val_accuracy": float((pred == y_val).mean()),
-                "val_macro_f1": float(f1_score(y_val, pred, average="macro")),
+                VAL_LOSS.key: val_loss,
+                VAL_ACCURACY.key: float((pred == y_val).mean()),
+                VAL_MACRO_F1.key: float(f1_score(y_val, pred, average="macro")),
                 "lr": opt.param_groups[0]["lr"],
                 "epoch_time_s": epoch_time,
-                "train_img_s": seen / epoch_time,
+                TRAIN_THROUGHPUT.key: seen / epoch_time,
             }
             curves.append(row)
-            value = row[es.metric] if es else row["val_macro_f1"]
+            value = row[es.metric] if es else row[VAL_MACRO_F1.key]
             if stopper.improved(value):
                 best_state = copy.deepcopy(model.state_dict())
                 best_eval = (probs, y_val, val_loss)
@@ -292,12 +329,15 @@ class Train(Measurement):
                 # A shorter run with this seed would have ended here, keeping the best checkpoint so far and
                 # evaluating it: its predictions are the ones that checkpoint made at its own epoch.
                 tap_dir = taps.pop(epoch)
+                assert best_eval is not None  # the first epoch always improves on nothing
                 tap = self._save(tap_dir, best_state, info, best_eval[1], best_eval[0])
                 ctx.tap_results[epoch] = {
-                    **self._result(cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap),
+                    **self._result(
+                        cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap
+                    ),
                     "trained_in_cell": cell.id,
                     "shared_training": f"one training run of {s.epochs} epochs (cell {cell.id}) served this cell: "
-                                       f"evaluated after epoch {epoch}, at the best checkpoint up to then",
+                    f"evaluated after epoch {epoch}, at the best checkpoint up to then",
                 }
             if es and stop:
                 stopped_early = epoch < s.epochs
@@ -306,36 +346,52 @@ class Train(Measurement):
             model.load_state_dict(best_state)
         probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
         saved = self._save(ctx.artifact_dir, best_state, info, y_val, probs)
-        result = self._result(cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, (probs, y_val, val_loss), saved)
+        result = self._result(
+            cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, (probs, y_val, val_loss), saved
+        )
         if ctx.tap_results:
             result["serves_epochs"] = sorted(ctx.tap_results)
         return result
 
     @staticmethod
-    def _save(artifact_dir: Path | None, state, info: dict[str, Any], y_val: np.ndarray, probs: np.ndarray) -> dict[str, str | None]:
+    def _save(
+        artifact_dir: Path | None, state, info: dict[str, Any], y_val: np.ndarray, probs: np.ndarray
+    ) -> dict[str, str | None]:
         """Write the evaluated checkpoint and its predictions beside the cell; return their names."""
         if artifact_dir is None:
             return {"checkpoint": None, "predictions_file": None}
         artifact_dir.mkdir(parents=True, exist_ok=True)
         if state is not None:
             atomic_write(artifact_dir / "best.pt", lambda fh: torch.save(state, fh), binary=True)
-        atomic_write_text(artifact_dir / "predictions.csv", _predictions_csv(info["val_keys"], y_val, probs, info["classes"]))
+        atomic_write_text(
+            artifact_dir / "predictions.csv", _predictions_csv(info["val_keys"], y_val, probs, info["classes"])
+        )
         return {"checkpoint": "best.pt" if state is not None else None, "predictions_file": "predictions.csv"}
 
     @staticmethod
-    def _result(cell, s: TrainSettings, strategy: Strategy, scaler, info: dict[str, Any], curves: list[dict[str, Any]], best_epoch: int,
-                stopped_early: bool, evaluated: tuple[np.ndarray, np.ndarray, float], saved: dict[str, str | None]) -> dict[str, Any]:
+    def _result(
+        cell,
+        s: TrainSettings,
+        strategy: Strategy,
+        scaler,
+        info: dict[str, Any],
+        curves: list[dict[str, Any]],
+        best_epoch: int,
+        stopped_early: bool,
+        evaluated: tuple[np.ndarray, np.ndarray, float],
+        saved: dict[str, str | None],
+    ) -> dict[str, Any]:
         probs, y_val, val_loss = evaluated
         metrics = classification_metrics(y_val, probs, info["classes"])
-        train_img_s = [r["train_img_s"] for r in curves]
+        train_img_s = [r[TRAIN_THROUGHPUT.key] for r in curves]
         return {
             **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")},
-            "val_loss": val_loss,
-            "best_epoch": best_epoch,
-            "epochs_run": len(curves),
+            VAL_LOSS.key: val_loss,
+            BEST_EPOCH.key: best_epoch,
+            EPOCHS_RUN.key: len(curves),
             "stopped_early": stopped_early,
             "train_time_s": float(sum(r["epoch_time_s"] for r in curves)),
-            "train_img_s": float(np.median(train_img_s)),
+            TRAIN_THROUGHPUT.key: float(np.median(train_img_s)),
             "strategy": cell.strategy,
             "sampler": strategy.sampler,
             "loss": strategy.loss,

@@ -18,6 +18,8 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from bench.measure.catalogue import ACCURACY, BALANCED_ACCURACY, MACRO_F1, TOP5_ACCURACY, WEIGHTED_F1
+
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """Accuracy (top-1, top-5), macro/weighted F1, balanced accuracy, per-class P/R/F1/support, confusion."""
@@ -28,11 +30,11 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[
     # top-5 is 1.0 by definition when there are 5 classes or fewer
     top5 = float(top_k_accuracy_score(y_true, probs, k=5, labels=labels)) if len(classes) > 5 else 1.0
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "top5_accuracy": top5,
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro")),
-        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted")),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        ACCURACY.key: float(accuracy_score(y_true, y_pred)),
+        TOP5_ACCURACY.key: top5,
+        MACRO_F1.key: float(f1_score(y_true, y_pred, average="macro")),
+        WEIGHTED_F1.key: float(f1_score(y_true, y_pred, average="weighted")),
+        BALANCED_ACCURACY.key: float(balanced_accuracy_score(y_true, y_pred)),
         "per_class": {
             "class": list(classes),
             "precision": precision.tolist(),

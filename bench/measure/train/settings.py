@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bench.data.base import IMAGENET_MEAN, IMAGENET_STD
+from bench.measure.catalogue import SELECTION, VAL_MACRO_F1
 from bench.measure.settings import Settings
 
 
@@ -23,9 +24,13 @@ class Strategy(BaseModel):
 
     sampler: Literal["none", "weighted", "sqrt"] = "none"
     loss: Literal["ce", "weighted_ce", "focal", "label_smoothing"] = "ce"
-    class_weights: Literal["inverse", "founding"] = Field("inverse", description="weights of weighted_ce (and focal alpha='weights')")
+    class_weights: Literal["inverse", "founding"] = Field(
+        "inverse", description="weights of weighted_ce (and focal alpha='weights')"
+    )
     gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter")
-    alpha: float | Literal["weights"] | None = Field(None, description="focal loss: None, a scalar, or the class weights")
+    alpha: float | Literal["weights"] | None = Field(
+        None, description="focal loss: None, a scalar, or the class weights"
+    )
     smoothing: float = Field(0.1, ge=0, lt=1, description="label_smoothing epsilon")
 
 
@@ -43,8 +48,11 @@ BUILTIN_STRATEGIES: dict[str, Strategy] = {
 
 
 class DataSettings(Settings):
-    kind: str = Field("synthetic-artists", description="csv, imagefolder, digits, synthetic-artists, cifar10, stl10, cats-vs-dogs, "
-                      "synthetic-cifar10, synthetic-stl10, synthetic-cats-vs-dogs")
+    kind: str = Field(
+        "synthetic-artists",
+        description="csv, imagefolder, digits, synthetic-artists, cifar10, stl10, cats-vs-dogs, "
+        "synthetic-cifar10, synthetic-stl10, synthetic-cats-vs-dogs",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="the kind's options (csv, root, ...)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     split_seed: int = 0
@@ -58,8 +66,15 @@ class DataSettings(Settings):
 
 
 class EarlyStopping(Settings):
-    metric: Literal["val_macro_f1", "val_loss", "val_accuracy"] = "val_macro_f1"
+    metric: str = Field(VAL_MACRO_F1.key, description=f"the validation metric watched: {', '.join(SELECTION)}")
     patience: int = Field(7, ge=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _selection_metric(cls, value: str) -> str:
+        if value not in SELECTION:
+            raise ValueError(f"Input should be {', '.join(repr(k) for k in SELECTION)}")
+        return value
 
 
 class TrainSettings(Settings):
@@ -78,4 +93,6 @@ class TrainSettings(Settings):
     deterministic: bool = False
     eval_batch_size: int = Field(128, ge=1)
     cpu_emulated_precision: bool = Field(
-        False, description="train in bf16/fp16 on a CPU that has no arithmetic units for it (emulated: tens of times slower than fp32)")
+        False,
+        description="train in bf16/fp16 on a CPU that has no arithmetic units for it (emulated: tens of times slower than fp32)",
+    )

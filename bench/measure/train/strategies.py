@@ -44,7 +44,12 @@ def make_sampler(kind: str, labels: np.ndarray, generator: torch.Generator) -> S
     if kind not in ("weighted", "sqrt"):
         raise ValueError(f"unknown sampler {kind!r}")
     weights = torch.tensor(per_class[labels], dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True, generator=generator)
+    return WeightedRandomSampler(
+        weights,  # type: ignore[arg-type]  # torch's stub says Sequence[float]; a Tensor works at runtime
+        num_samples=len(labels),
+        replacement=True,
+        generator=generator,
+    )
 
 
 class FocalLoss(nn.Module):

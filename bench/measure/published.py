@@ -1,4 +1,4 @@
-"""Published figures that bench's own counts are checked against (and that reports show beside them).
+"""Published figures that bench's own counts (the `profile` measurement) are checked against (and that reports show beside them).
 
 EfficientNet: Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019, Table 2
 (ImageNet). The paper's "FLOPs" are multiply-adds (MACs), rounded to two significant figures, and its
@@ -6,7 +6,9 @@ params to two significant figures ("5.3M", "66M").
 """
 
 from __future__ import annotations
-from bench.models import get_entry
+
+from bench.measure.catalogue import FLOPS_BATCH_SIZE, MACS, PARAMS
+from bench.models.registry import get_entry
 
 # name: (params, MACs) as printed in the paper's Table 2.
 EFFICIENTNET_TABLE2: dict[str, tuple[float, float]] = {
@@ -29,24 +31,26 @@ def efficientnet_paper_rows(results) -> list[dict]:
     rows: list[dict] = []
     seen: set[str] = set()
     for r in results:
-        prof = r.measurements.get("profile", {})
         c = r.cell
-        if c.model not in EFFICIENTNET_TABLE2 or "macs" not in prof or c.model in seen:
+        params, macs = PARAMS.of(r), MACS.of(r)
+        if c.model not in EFFICIENTNET_TABLE2 or macs is None or c.model in seen:
             continue
-        if c.resolution != get_entry(c.model).native_resolution or prof.get("flops_batch_size", 1) != 1:
+        if c.resolution != get_entry(c.model).native_resolution or (FLOPS_BATCH_SIZE.of(r) or 1) != 1:
             continue
         seen.add(c.model)
         paper_params, paper_macs = EFFICIENTNET_TABLE2[c.model]
-        rows.append({
-            "model": c.model,
-            "resolution": c.resolution,
-            "params": prof["params"],
-            "paper_params": paper_params,
-            "params_ratio": prof["params"] / paper_params,
-            "macs": prof["macs"],
-            "paper_macs": paper_macs,
-            "macs_ratio": prof["macs"] / paper_macs,
-        })
+        rows.append(
+            {
+                "model": c.model,
+                "resolution": c.resolution,
+                PARAMS.key: params,
+                "paper_params": paper_params,
+                "params_ratio": params / paper_params,
+                MACS.key: macs,
+                "paper_macs": paper_macs,
+                "macs_ratio": macs / paper_macs,
+            }
+        )
     return sorted(rows, key=lambda row: row["model"])
 
 
