@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli import app
 from bench.data.images import clear_memory_cache
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli import app
 from bench.core.errors import InputError
 
 runner = CliRunner()

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from cell_factory import make_cell
 
 from bench.core.cell import Cell, cell_id
 from bench.suite.expand import expand
@@ -84,19 +85,7 @@ def test_id_is_hash_of_resolved_config_only(suite_file):
 
 
 def test_cell_roundtrip():
-    cell = Cell(
-        model="resnet18",
-        family="resnet",
-        resolution=64,
-        batch_size=2,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
-        measure=("profile",),
-        settings={"profile": {"batch_size": 1}},
-    )
+    cell = make_cell(batch_size=2, measure=("profile",), settings={"profile": {"batch_size": 1}})
     again = Cell.from_dict(json.loads(json.dumps(cell.to_dict())))
     assert again == cell and again.id == cell.id
 
@@ -172,19 +161,7 @@ def test_cudnn_benchmark_set_for_the_cell_and_restored(monkeypatch):
 
     seen = []
     monkeypatch.setattr(runner, "_measure_cell", lambda cell, *a: seen.append(torch.backends.cudnn.benchmark))
-    cell = Cell(
-        model="resnet18",
-        family="resnet",
-        resolution=32,
-        batch_size=2,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
-        measure=("profile",),
-        cudnn_benchmark=True,
-    )
+    cell = make_cell(resolution=32, batch_size=2, measure=("profile",), cudnn_benchmark=True)
     before = torch.backends.cudnn.benchmark
     runner.run_cell(cell, torch.device("cpu"))
     assert seen == [True] and torch.backends.cudnn.benchmark == before

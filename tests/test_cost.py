@@ -178,7 +178,7 @@ def test_plan_prints_estimates_from_a_cached_calibration(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from bench.cli.app import app
+    from bench.cli import app
     from bench.plan.calibration import machine_key, save_cached
 
     cal_path = tmp_path / "cal.json"

@@ -1,8 +1,8 @@
 """bench.platform.peaks: peak FLOP/s matched from device names, MFU with exact numbers on hand-made inputs."""
 
 import pytest
+from cell_factory import make_cell
 
-from bench.core.cell import Cell
 from bench.core.result import CellResult
 from bench.execution.cell import attach_mfu
 from bench.measure.mfu import cell_mfu
@@ -112,18 +112,7 @@ def test_attach_mfu_records_into_measurements(monkeypatch):
 
     import bench.execution.cell as devices  # where attach_mfu looks the device's name up
 
-    cell = Cell(
-        model="resnet18",
-        family="resnet",
-        resolution=64,
-        batch_size=8,
-        precision="bf16",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
-        measure=("profile", "speed", "train"),
-    )
+    cell = make_cell(resolution=64, batch_size=8, precision="bf16", measure=("profile", "speed", "train"))
     meas = {
         "profile": {"status": "ok", "flops": 2e9, "flops_batch_size": 1, "train_flops_per_image": 6e9},
         "speed": {"status": "ok", "throughput_img_s": 5000.0},
@@ -142,18 +131,7 @@ def test_attach_mfu_records_into_measurements(monkeypatch):
 def test_attach_mfu_on_this_cpu_is_none_with_reason():
     import torch
 
-    cell = Cell(
-        model="resnet18",
-        family="resnet",
-        resolution=64,
-        batch_size=8,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
-        measure=("profile", "speed"),
-    )
+    cell = make_cell(resolution=64, batch_size=8, precision="fp32", measure=("profile", "speed"))
     meas = {"profile": {"status": "ok", "flops": 2e9}, "speed": {"status": "ok", "throughput_img_s": 50.0}}
     result = CellResult(cell=cell, status="ok", started_at="x", measurements=meas)
     attach_mfu(result, torch.device("cpu"))

@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 import bench.execution.cell as runner_mod
-from bench.cli.app import app
+from bench.cli import app
 from bench.core.errors import StorageError
 from bench.core.files import atomic_write_text
 from bench.execution.cell import release_memory

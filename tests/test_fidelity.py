@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
 
 import bench.execution.cell as runner_mod
-from bench.cli.app import app
+from bench.cli import app
 from bench.core.result import CellResult
 from bench.execution.sweep import run_cells
 from bench.measure.base import CellContext
@@ -297,36 +297,22 @@ class FakeClock:
     def call(self):
         self.now += self.durations.pop(0) if self.durations else 2.0
 
+    def timed(self, fn=None, **settings):
+        """time_loop on the CPU read by this clock, no minimum time: of `fn`, by default of the clock's own call."""
+        return time_loop(fn or self.call, device=torch.device("cpu"), min_time_s=0.0, clock=self, **settings)
+
 
 def test_warmup_runs_until_timings_settle_and_counts_what_it_discarded():
     clock = FakeClock([5.0, 3.0, 2.0, 2.05, 1.98])
-    r = time_loop(
-        clock.call,
-        device=torch.device("cpu"),
-        warmup_iters=1,
-        warmup_max_iters=30,
-        warmup_window=3,
-        warmup_tolerance=0.05,
-        min_repeats=4,
-        min_time_s=0.0,
-        clock=clock,
-    )
+    r = clock.timed(warmup_iters=1, warmup_max_iters=30, warmup_window=3, warmup_tolerance=0.05, min_repeats=4)
     assert r.warmup_iters == 5 and r.warmup_settled is True
     assert r.warmup_samples == pytest.approx((5.0, 3.0, 2.0, 2.05, 1.98))
     assert r.samples == (2.0, 2.0, 2.0, 2.0) and r.method == "perf_counter"
     noisy = FakeClock([1.0, 2.0] * 50)  # never settles: stops at the maximum, and says so
-    r = time_loop(
-        noisy.call,
-        device=torch.device("cpu"),
-        warmup_iters=2,
-        warmup_max_iters=12,
-        min_repeats=1,
-        min_time_s=0.0,
-        clock=noisy,
-    )
+    r = noisy.timed(warmup_iters=2, warmup_max_iters=12, min_repeats=1)
     assert r.warmup_iters == 12 and r.warmup_settled is False
     fixed = FakeClock([9.0] * 10)  # no warmup_max_iters: the old fixed count
-    r = time_loop(fixed.call, device=torch.device("cpu"), warmup_iters=4, min_repeats=1, min_time_s=0.0, clock=fixed)
+    r = fixed.timed(warmup_iters=4, min_repeats=1)
     assert r.warmup_iters == 4 and r.warmup_settled is None
 
 
@@ -337,15 +323,7 @@ def test_counter_is_read_around_the_timed_calls_only():
         calls["n"] += 1
 
     clock = FakeClock([1.0] * 20)
-    r = time_loop(
-        fn,
-        device=torch.device("cpu"),
-        warmup_iters=3,
-        min_repeats=4,
-        min_time_s=0.0,
-        clock=clock,
-        counter=lambda: calls["n"] * 100,
-    )
+    r = clock.timed(fn, warmup_iters=3, min_repeats=4, counter=lambda: calls["n"] * 100)
     assert r.warmup_iters == 3 and len(r.samples) == 4
     assert r.counted == 400  # the 4 timed calls' increase, not the warm-up's
     assert time_loop(fn, device=torch.device("cpu"), warmup_iters=0, min_repeats=1, min_time_s=0.0).counted is None

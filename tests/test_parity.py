@@ -29,6 +29,15 @@ class Counting(torch.nn.Module):
         return y
 
 
+# bench's speed settings for a short real run: a bounded warm-up, 3 timed calls, no reference loop inside
+QUICK_SPEED = {"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 3, "min_time_s": 0.0, "reference": False}
+
+
+def _compare_small(**options):
+    """compare() on small_cnn at batch 2, 32 px (the size every comparison here runs at) with these options."""
+    return compare(["small_cnn"], batch_size=2, resolution=32, **options)
+
+
 class FakeClock:
     def __init__(self, step=0.5):
         self.t, self.step = 0.0, step
@@ -99,9 +108,7 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
     monkeypatch.setattr(parity, "pin_glibc_heap", pin)
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
-    (row,) = compare(
-        ["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned"
-    )
+    (row,) = _compare_small(rounds=3, warmup_iters=1, bench_iters=2, allocator="pinned")
     assert events[0] == "pin" and events.count("pin") == 1
     assert row.allocator == pinned
     assert row.bench_faults_per_call == 2.0  # the median over rounds
@@ -118,19 +125,10 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
     import bench.execution.isolation
 
     monkeypatch.setattr(bench.execution.isolation, "ForkServer", Server)
-    compare(
-        ["small_cnn"],
-        batch_size=2,
-        resolution=32,
-        rounds=1,
-        warmup_iters=1,
-        bench_iters=2,
-        allocator="pinned",
-        isolation="process",
-    )
+    _compare_small(rounds=1, warmup_iters=1, bench_iters=2, allocator="pinned", isolation="process")
     assert servers == [PINNED_HEAP_ENV]  # the fork server is a fresh interpreter: it gets the settings by environment
     events.clear()
-    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=1, warmup_iters=1, bench_iters=2)
+    (row,) = _compare_small(rounds=1, warmup_iters=1, bench_iters=2)
     assert "pin" not in events and row.allocator is None  # a library call leaves the process's allocator alone
 
 
@@ -206,7 +204,7 @@ def test_compare_interleaves_and_flips_order(monkeypatch):
 
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
-    rows = compare(["small_cnn"], batch_size=2, resolution=32, rounds=3, warmup_iters=1, bench_iters=2)
+    rows = _compare_small(rounds=3, warmup_iters=1, bench_iters=2)
     assert order == ["ref"] + [
         "ref",
         "bench",
@@ -241,7 +239,7 @@ def test_control_runs_the_reference_twice_around_bench_and_summarises_second_ove
 
     monkeypatch.setattr(parity, "reference_loop", ref)
     monkeypatch.setattr(parity, "_bench_round", bench_round)
-    (row,) = compare(["small_cnn"], batch_size=2, resolution=32, rounds=2, control=True)
+    (row,) = _compare_small(rounds=2, control=True)
     assert order == ["ref"] + ["ref", "bench", "ref", "ref", "bench", "ref"]
     assert row.reference_samples == [10.0, 10.0] and row.control["control_samples"] == [12.0, 8.0]
     assert row.control["ratios"] == [1.2, 0.8]
@@ -254,22 +252,8 @@ def test_control_runs_the_reference_twice_around_bench_and_summarises_second_ove
 
 
 def test_compare_runs_bench_speed_for_real():
-    rows = compare(
-        ["small_cnn"],
-        batch_size=2,
-        resolution=32,
-        precisions=["fp32"],
-        rounds=2,
-        warmup_iters=2,
-        bench_iters=3,
-        speed_settings={
-            "warmup_iters": 1,
-            "warmup_max_iters": 2,
-            "min_repeats": 3,
-            "min_time_s": 0.0,
-            "reference": False,
-        },
-        with_mfu=True,
+    rows = _compare_small(
+        precisions=["fp32"], rounds=2, warmup_iters=2, bench_iters=3, speed_settings=QUICK_SPEED, with_mfu=True
     )
     (row,) = rows
     assert row.model == "small_cnn" and row.precision == "fp32" and row.device == "cpu"
@@ -296,22 +280,12 @@ def test_thread_cpu_clock_reaches_bench_and_reference(monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = compare(
-            ["small_cnn"],
-            batch_size=2,
-            resolution=32,
+        rows = _compare_small(
             rounds=1,
             warmup_iters=1,
             bench_iters=3,
             clock="thread_cpu",
-            speed_settings={
-                "warmup_iters": 1,
-                "warmup_max_iters": 2,
-                "min_repeats": 3,
-                "max_repeats": 3,
-                "min_time_s": 0.0,
-                "reference": False,
-            },
+            speed_settings={**QUICK_SPEED, "max_repeats": 3},
         )
     finally:
         torch.set_num_threads(threads)

@@ -18,7 +18,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli import app
 from bench.core.errors import InputError
 from bench.execution.executors import RayExecutor, make_executor, ray_available
 from bench.execution.sweep import run_cells

@@ -5,10 +5,10 @@ import json
 import math
 
 import pytest
+from cell_factory import make_cell
 from typer.testing import CliRunner
 
-from bench.cli.app import app
-from bench.core.cell import Cell
+from bench.cli import app
 from bench.core.errors import InputError
 from bench.core.metric import Threshold
 from bench.core.result import CellResult
@@ -18,18 +18,7 @@ from bench.store.run_store import RunStore
 
 
 def _cell(model="resnet18", seed=0):
-    return Cell(
-        model=model,
-        family="resnet",
-        resolution=32,
-        batch_size=4,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=seed,
-        num_classes=10,
-        measure=("profile", "speed", "train"),
-    )
+    return make_cell(model=model, family="resnet", resolution=32, batch_size=4, seed=seed)
 
 
 def _result(cell, *, samples=(0.010, 0.011, 0.010, 0.012, 0.010), f1=0.80, params=100, status="ok", refs=None):

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import bench
-from bench.cli.app import app
+from bench.cli import app
 from bench.core.errors import InputError
 from bench.data import load_samples
 from bench.execution.cell import run_cell

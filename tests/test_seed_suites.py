@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli.app import SUITE_DIRS
+from bench.cli.console import SUITE_DIRS
 from bench.execution.epochs import shared_training_groups
 from bench.suite.expand import expand
 from bench.suite.load import find_suite, load_suite

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli import app
 from bench.execution.sweep import run_cells
 from bench.measure.train.loop import EarlyStopper
 from bench.models.builders import build_model
@@ -36,9 +36,7 @@ DIGITS = textwrap.dedent(
 )
 
 
-def _run(
-    suite_file,
-    tmp_path,
+def _digits(
     *,
     precision="[fp32]",
     strategy="[none]",
@@ -49,22 +47,27 @@ def _run(
     cpu_emulated="false",
     resolution=16,
 ):
-    suite = load_suite(
-        suite_file(
-            DIGITS.format(
-                resolution=resolution,
-                precision=precision,
-                strategy=strategy,
-                epochs=epochs,
-                lr=lr,
-                early=early,
-                subset=subset,
-                cpu_emulated=cpu_emulated,
-            )
-        )
+    """The DIGITS suite's text with these values filled in (by default 6 epochs at lr 0.002, fp32, 16 px)."""
+    return DIGITS.format(
+        resolution=resolution,
+        precision=precision,
+        strategy=strategy,
+        epochs=epochs,
+        lr=lr,
+        early=early,
+        subset=subset,
+        cpu_emulated=cpu_emulated,
     )
+
+
+def _run_text(suite_file, tmp_path, text):
     store = RunStore.create(tmp_path / "run")
-    return run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path), store
+    return run_cells(expand(load_suite(suite_file(text))), store, torch.device("cpu"), base_dir=tmp_path), store
+
+
+def _run(suite_file, tmp_path, **values):
+    """Run the DIGITS suite with `values` (see _digits) on the CPU: (the sweep's summary, its store)."""
+    return _run_text(suite_file, tmp_path, _digits(**values))
 
 
 def test_digits_learns_and_macro_f1_recomputes_exactly(suite_file, tmp_path):
@@ -199,24 +202,10 @@ def test_bad_data_fails_one_cell_not_the_sweep(suite_file, tmp_path):
 
 
 def test_num_classes_mismatch_is_a_clear_cell_failure(suite_file, tmp_path):
-    text = DIGITS.format(
-        resolution=16,
-        precision="[fp32]",
-        strategy="[none]",
-        epochs=1,
-        lr=0.001,
-        early="null",
-        subset="null",
-        cpu_emulated="false",
-    ).replace("num_classes: 10", "num_classes: 3")
+    text = _digits(epochs=1, lr=0.001).replace("num_classes: 10", "num_classes: 3")
     summary, _ = _run_text(suite_file, tmp_path, text)
     assert summary.results[0].status == "failed"
     assert "the data has 10 classes but the suite's num_classes is 3" in summary.results[0].reason
-
-
-def _run_text(suite_file, tmp_path, text):
-    store = RunStore.create(tmp_path / "run")
-    return run_cells(expand(load_suite(suite_file(text))), store, torch.device("cpu"), base_dir=tmp_path), store
 
 
 def test_digits_suite_learns_and_f1_recomputes_from_predictions(tmp_path):
@@ -241,22 +230,12 @@ def test_a_trailing_batch_of_one_image_is_dropped_not_a_batchnorm_crash(suite_fi
     """Found by the nightly suite: 1 training image left over made BatchNorm raise in train mode."""
     from bench.measure.train.loop import TrainSettings, prepare_data
 
-    text = DIGITS.format(
-        resolution=16,
-        precision="[fp32]",
-        strategy="[none]",
-        epochs=1,
-        lr=0.001,
-        early="null",
-        subset="null",
-        cpu_emulated="false",
-    )
+    text = _digits(epochs=1, lr=0.001)
     (cell,) = expand(load_suite(suite_file(text)))
     train_ds, _, _ = prepare_data(TrainSettings.model_validate(cell.settings["train"]).data, 16, 0, tmp_path)
     n = len(train_ds)
-    suite = load_suite(suite_file(text.replace("batch_size: [32]", f"batch_size: [{(n - 1) // 2}]")))
-    store = RunStore.create(tmp_path / "run")
-    (result,) = run_cells(expand(suite), store, torch.device("cpu"), base_dir=tmp_path).results
+    summary, _ = _run_text(suite_file, tmp_path, text.replace("batch_size: [32]", f"batch_size: [{(n - 1) // 2}]"))
+    (result,) = summary.results
     assert (n - 1) % ((n - 1) // 2) == 0  # two full batches and one image over
     assert result.status == "ok", result.reason
     assert result.measurements["train"]["curves"][0]["epoch"] == 1

@@ -42,8 +42,11 @@ def wheel(tmp_path_factory) -> Path:
             isolation = ["--no-build-isolation"]
     except ImportError:
         pass
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w", str(out), str(ROOT)],
-                   check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", *isolation, "-w", str(out), str(ROOT)],
+        check=True,
+        timeout=600,
+    )
     (built,) = out.glob("bench-*.whl")
     return built
 
@@ -57,19 +60,38 @@ def test_wheel_carries_the_suites_and_templates(wheel):
 
 def test_installed_wheel_runs_smoke_with_its_report_from_another_directory(wheel, tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    where = subprocess.run([sys.executable, "-c", "import bench.cli, bench.core.resources as r; "
-                            "print(bench.cli.__file__); print(r.shipped_dir('report_templates'))"],
-                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import bench.cli, bench.core.resources as r; "
+            "print(bench.cli.__file__); print(r.shipped_dir('report_templates'))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     code, templates = where.stdout.split()
     assert code.startswith(str(target)) and templates.startswith(str(target)), where.stdout
     assert (Path(templates) / "report.html.j2").is_file()
-    run = subprocess.run([sys.executable, "-m", "bench", "run", "smoke", "--out", str(elsewhere / "run")],
-                         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "smoke", "--out", str(elsewhere / "run")],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (elsewhere / "run" / "report.html").stat().st_size > 10_000
     assert "smoke" in (elsewhere / "run" / "report.md").read_text()

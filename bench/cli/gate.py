@@ -110,12 +110,9 @@ def compare(
             escape(f.note),
         )
     console.print(table)
-    for failed in comp.failed_cells:
-        console.print(f"[red]newly failed:[/] {failed['id']} {escape(failed['label'])}: {escape(failed['reason'])}")
-    for c in comp.missing_cells:
-        console.print(f"[red]missing in current:[/] {c}")
-    for c in comp.new_cells:
-        console.print(f"new in current: {c}")
+    for what, cid, detail in comp.cell_notes():
+        colour = "" if what == "new in current" else "[red]"
+        console.print(f"{colour}{what}:{'[/]' if colour else ''} {cid}" + (f" {escape(detail)}" if detail else ""))
     md = markdown_summary(comp, base_run.label, cur_run.label)
     if markdown:
         with open(markdown, "a", encoding="utf-8") as fh:  # append: $GITHUB_STEP_SUMMARY may hold more

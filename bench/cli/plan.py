@@ -10,14 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.console import (
-    console,
-    duration,
-    err_console,
-    fail_input,
-    load_cells,
-    set_threads,
-)
+from bench.cli.console import console, duration, err_console, fail_input, load_cells, set_threads
 from bench.core.errors import InputError
 from bench.execution.epochs import shared_training_groups
 from bench.plan.cost import total

@@ -11,16 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bench.cli.console import (
-    FLOPS_NOTE,
-    STATE,
-    console,
-    duration,
-    err_console,
-    fail_input,
-    load_cells,
-    set_threads,
-)
+from bench.cli.console import FLOPS_NOTE, STATE, console, duration, err_console, fail_input, load_cells, set_threads
 from bench.cli.tables import print_fidelity_notes, print_seed_summary, print_summary_tables, results_table
 from bench.core.cell import Cell
 from bench.core.errors import InputError, StorageError

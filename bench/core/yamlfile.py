@@ -56,21 +56,16 @@ def loads_yaml(text: str, *, file: str = "<string>") -> tuple[Any, LineMap]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
+    except yaml.MarkedYAMLError as exc:  # a tag bench refuses (ConstructorError), or a syntax error
+        tag = isinstance(exc, yaml.constructor.ConstructorError)
+        mark = exc.problem_mark if tag else (exc.problem_mark or exc.context_mark)
         raise InputError(
-            f"YAML tag not allowed ({exc.problem})",
+            f"YAML tag not allowed ({exc.problem})" if tag else f"YAML syntax error: {exc.problem or exc.context}",
             file=file,
             line=mark.line + 1 if mark else None,
-            hint="suites are plain data: remove the '!' tag",
-        ) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise InputError(
-            f"YAML syntax error: {exc.problem or exc.context}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            hint="check indentation, colons and quotes on that line",
+            hint="suites are plain data: remove the '!' tag"
+            if tag
+            else "check indentation, colons and quotes on that line",
         ) from None
     except yaml.YAMLError as exc:
         raise InputError(f"YAML error: {exc}", file=file) from None

@@ -84,6 +84,15 @@ class Comparison:
     skipped_metrics: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def cell_notes(self) -> list[tuple[str, str, str]]:
+        """(what, cell id, detail) for each cell that was not compared metric by metric: newly failed,
+        missing in the current run, new in it."""
+        return (
+            [("newly failed", c["id"], f"{c['label']}: {c['reason']}") for c in self.failed_cells]
+            + [("missing in current", cid, "") for cid in self.missing_cells]
+            + [("new in current", cid, "") for cid in self.new_cells]
+        )
+
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.regression]
@@ -325,10 +334,5 @@ def markdown_summary(comp: Comparison, baseline: str, current: str) -> str:
                 f"| `{f.cell_id}` {f.label} | {f.metric} | {f.baseline:.4g} | {f.current:.4g} | {rel} | {f.allowed:.3g} | {verdict} |"
             )
         lines.append("")
-    for c in comp.failed_cells:
-        lines.append(f"- newly failed: `{c['id']}` {c['label']}: {c['reason']}")
-    for cid in comp.missing_cells:
-        lines.append(f"- missing in current: `{cid}`")
-    for cid in comp.new_cells:
-        lines.append(f"- new in current: `{cid}`")
+    lines += [f"- {what}: `{cid}`" + (f" {detail}" if detail else "") for what, cid, detail in comp.cell_notes()]
     return "\n".join(lines) + "\n"

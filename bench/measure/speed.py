@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from bench.core.errors import SkipCell
 from bench.core.stats import Stats
 from bench.measure.base import CellContext, Measurement
 from bench.measure.catalogue import (
@@ -48,7 +47,7 @@ from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
 from bench.measure.timing import reference_workload, time_loop
 from bench.platform.allocator import minor_faults
-from bench.platform.device import autocast, evaluating, precision_unsupported
+from bench.platform.device import autocast, evaluating, require_precision
 from bench.platform.memory import PeakMemory, is_out_of_memory
 
 
@@ -60,9 +59,7 @@ class Speed(Measurement):
 
     def measure(self, ctx: CellContext) -> dict[str, Any]:
         cell, device = ctx.cell, ctx.device
-        reason = precision_unsupported(device, cell.precision)
-        if reason:
-            raise SkipCell(reason)
+        require_precision(device, cell.precision)
         batch_size = cell.batch_size
         fallbacks: list[str] = []
         while True:

@@ -96,6 +96,16 @@ def model_kwarg_names(name: str) -> list[str] | None:
     return sorted(set(names) - {"num_classes"})
 
 
+def _meta_model(name: str, num_classes: int, resolution: int | None, kwargs: dict[str, Any]) -> nn.Module:
+    """The model built on the meta device (shapes only: no memory, no init cost), for the checks before a sweep."""
+    entry = get_entry(name)
+    merged = {**entry.kwargs, **kwargs}
+    if entry.resolution_arg and resolution is not None:
+        merged.setdefault(entry.resolution_arg, resolution)
+    with torch.device("meta"):
+        return _BUILDERS[entry.source](entry.upstream, num_classes, **merged)
+
+
 def check_model_kwargs(name: str, kwargs: dict[str, Any], *, num_classes: int, resolution: int | None = None) -> None:
     """Before a sweep: every keyword is one the model takes (a suggestion otherwise), and the model builds
     with them (on the meta device). An InputError says what is wrong; `field` is "name" for an unknown
@@ -109,13 +119,8 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any], *, num_classes: int, r
                     field="name",
                     hint=did_you_mean(key, names) or f"its keyword arguments: {', '.join(names)}",
                 )
-    entry = get_entry(name)
-    merged = {**entry.kwargs, **kwargs}
-    if entry.resolution_arg and resolution is not None:
-        merged.setdefault(entry.resolution_arg, resolution)
     try:
-        with torch.device("meta"):
-            _BUILDERS[entry.source](entry.upstream, num_classes, **merged)
+        _meta_model(name, num_classes, resolution, kwargs)
     except InputError as exc:
         if exc.field == "resolution":  # depends on the cell's resolution: checked when the cell is built
             return
@@ -240,13 +245,8 @@ def check_weights(
     """Before a sweep: is `path` a safe state dict that fits `name`? The model is built on the meta device
     (shapes only, no memory, no init cost). A model that cannot be built there is checked when its cell runs."""
     state = read_state_dict(path)
-    entry = get_entry(name)
-    kwargs = {**entry.kwargs, **kwargs}
-    if entry.resolution_arg and resolution is not None:
-        kwargs.setdefault(entry.resolution_arg, resolution)
     try:
-        with torch.device("meta"):
-            model = _BUILDERS[entry.source](entry.upstream, num_classes, **kwargs)
+        model = _meta_model(name, num_classes, resolution, kwargs)
     except Exception:  # noqa: BLE001 - bad kwargs etc. fail the cell itself, with their own message
         return
     check_state_dict(model, state, path)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
-from bench.core.errors import InputError
-from bench.core.precision import PRECISIONS  # noqa: F401  (re-exported beside the dtypes)
+from bench.core.errors import InputError, SkipCell
+from bench.core.precision import PRECISIONS
 
 # the one precision -> dtype table (autocast computes in these; fp32 means no autocast)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -60,6 +60,13 @@ def _probe(device_type: str, precision: str) -> str | None:
     return None
 
 
+def require_precision(device: torch.device, precision: str) -> None:
+    """Skip the cell (SkipCell, with the reason) when `precision` cannot run on `device`."""
+    reason = precision_unsupported(device, precision)
+    if reason:
+        raise SkipCell(reason)
+
+
 def precision_unsupported(device: torch.device, precision: str) -> str | None:
     """None when `precision` runs on `device`, else the reason it does not."""
     if precision not in PRECISIONS:
@@ -68,10 +75,8 @@ def precision_unsupported(device: torch.device, precision: str) -> str | None:
 
 
 # A precision trains "natively" on a CPU when oneDNN says it has the units *and* a training step measured
-# under it is at most this many times an fp32 one. Emulated autocast measured 25-45x slower than fp32 for
-# resnet18 on AVX2/AVX512 machines here; a Sapphire Rapids Xeon (AVX512-FP16 and AMX-BF16, no AMX-FP16),
-# where oneDNN reports fp16 as supported, trained resnet18 fp16 at 32 px 160x slower than fp32 (bf16: 1.5x),
-# so the flag alone let the artists quick run spend over 12 minutes on one fp16 cell.
+# under it is at most this many times an fp32 one: oneDNN's flag alone once let an emulated fp16 cell run
+# for twelve minutes (docs/measurements-log.md, "Reduced-precision training on a CPU", has the figures).
 NATIVE_MAX_SLOWDOWN = 3.0
 
 
@@ -95,8 +100,8 @@ def cpu_precision_is_native(precision: str) -> bool:
 @functools.cache
 def cpu_precision_slowdown(precision: str) -> float:
     """A small conv block's training step (forward, backward) under `precision` autocast, over the same
-    step in fp32, on the CPU: median of 3 timed steps each after one untimed. Once per process; about
-    0.03 s where the precision is native, about 0.1 s where it is emulated (measured here)."""
+    step in fp32, on the CPU: median of 3 timed steps each after one untimed. Once per process, a fraction
+    of a second (docs/measurements-log.md)."""
     import time
 
     from torch import nn

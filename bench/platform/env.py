@@ -58,9 +58,8 @@ def _version(module: str) -> str | None:
 
 # Environment variables that change how fast the same code runs: thread pools, the C allocator (glibc's
 # MALLOC_* tunables, or jemalloc/tcmalloc through LD_PRELOAD), oneDNN/MKL switches, CUDA's allocator.
-# On the 2-core machine here, MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ alone took resnet18's CPU
-# inference from 196-208 to 145-156 ms per batch of 8 at 224 px (README, "CPU allocator"), so two runs
-# differing in them are not comparable and env.json says so.
+# The allocator's tunables alone move a CPU model's latency by a quarter (docs/measurements-log.md, "Figures
+# behind constants in the code"), so two runs differing in them are not comparable and env.json says so.
 PERF_ENV_PREFIXES = (
     "OMP_",
     "MKL_",

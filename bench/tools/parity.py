@@ -329,9 +329,8 @@ def compare(
                 bench_rates, bench_means, ref_rates, ref_medians, control_rates = [], [], [], [], []
                 bench_faults, ref_faults = [], []
                 # Priming, discarded: the process's first calls of a model pay for its cold start (oneDNN
-                # primitives, the allocator's first pages) beyond a 10-call warm-up; here effb0's first reference
-                # run came out 15-18% slower than its second. Without this, round 1 charges that to
-                # whichever side runs first.
+                # primitives, the allocator's first pages) beyond a 10-call warm-up (docs/measurements-log.md has
+                # the figure). Without this, round 1 charges that to whichever side runs first.
                 reference_loop(
                     model,
                     x,

@@ -52,7 +52,7 @@ def test_channels_last_variant_really_runs_channels_last():
 def test_suite_threads_set_the_run_and_are_recorded(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli.app import app
+    from bench.cli import app
     from bench.suite.expand import expand
     from bench.suite.load import load_suite
 

@@ -16,8 +16,8 @@ import time
 import warnings
 
 import torch
+from cell_factory import make_cell
 
-from bench.core.cell import Cell
 from bench.measure.base import CellContext
 from bench.measure.speed import Speed
 from bench.models import get_entry
@@ -46,18 +46,7 @@ def _harness_seconds_per_batch(ctx, n):
 def test_harness_overhead_vs_plain_loop(benchmark):
     torch.manual_seed(0)
     model = build_model(MODEL, resolution=RES)
-    cell = Cell(
-        model=MODEL,
-        family="resnet",
-        resolution=RES,
-        batch_size=BATCH,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=1000,
-        measure=("speed",),
-    )
+    cell = make_cell(model=MODEL, resolution=RES, batch_size=BATCH, num_classes=1000, measure=("speed",))
     ctx = CellContext(cell=cell, model=model, device=torch.device("cpu"), entry=get_entry(MODEL))
     x = torch.randn(BATCH, 3, RES, RES)
 

@@ -11,8 +11,8 @@ import itertools
 import time
 
 import numpy as np
+from cell_factory import make_cell
 
-from bench.core.cell import Cell
 from bench.core.result import CellResult
 from bench.models import get_entry, list_models
 from bench.report import render_report
@@ -33,17 +33,14 @@ def _write_run(run_dir):
     counts = (counts + counts)[:N_CLASSES]
     for model, strategy, precision, seed in itertools.islice(combos, N_CELLS):
         entry = get_entry(model)
-        cell = Cell(
+        cell = make_cell(
             model=model,
             family=entry.family,
             resolution=64,
             batch_size=32,
             precision=precision,
-            channels_last=False,
-            compile=False,
             seed=seed,
             num_classes=N_CLASSES,
-            measure=("profile", "speed", "train"),
             strategy=strategy,
         )
         f1 = float(rng.uniform(0.2, 0.8))

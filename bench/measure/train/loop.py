@@ -45,14 +45,14 @@ from bench.platform.device import (
     autocast,
     cpu_precision_is_native,
     cpu_precision_slowdown,
-    precision_unsupported,
+    require_precision,
     synchronize,
 )
 
 
 def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
-    # fused Adam/AdamW: one kernel per step instead of foreach temporaries; on a CPU this is ~10x
-    # faster for large layers (VGG16's 102M-weight FC: 0.05 s vs 0.6 s a step, measured here).
+    # fused Adam/AdamW: one kernel per step instead of foreach temporaries, about ten times faster on a CPU
+    # for large layers (docs/measurements-log.md, "Figures behind constants in the code").
     if s.optimizer == "adam":
         return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
     if s.optimizer == "adamw":
@@ -203,13 +203,10 @@ class Train(Measurement):
     def measure(self, ctx: CellContext) -> dict[str, Any]:
         s: TrainSettings = self.settings
         cell, device = ctx.cell, ctx.device
-        reason = precision_unsupported(device, cell.precision)
-        if reason:
-            raise SkipCell(reason)
+        require_precision(device, cell.precision)
         if device.type == "cpu" and not cpu_precision_is_native(cell.precision) and not s.cpu_emulated_precision:
-            # Without bf16/fp16 units autocast is emulated: resnet18 trained fp16 ~45x slower than fp32
-            # (7.6 vs 341 img/s) on one machine here, bf16 >25x on an AVX2 one. Inference (`speed`) still
-            # measures it; training there is opt-in, so a CPU sweep is not held up for hours.
+            # Without bf16/fp16 units autocast is emulated, tens of times slower than fp32 (docs/measurements-log.md).
+            # Inference (`speed`) still measures it; training there is opt-in, so a CPU sweep is not held up for hours.
             raise SkipCell(
                 f"{cell.precision} training on this CPU is emulated (no {cell.precision} arithmetic units used, "
                 f"capability {torch.backends.cpu.get_cpu_capability()}; a small conv block's training step measured "
