@@ -122,9 +122,7 @@ def test_pinned_allocator_is_applied_before_anything_runs_and_recorded(monkeypat
         def close(self):
             pass
 
-    import bench.execution.isolation
-
-    monkeypatch.setattr(bench.execution.isolation, "ForkServer", Server)
+    monkeypatch.setattr(parity, "ForkServer", Server)  # parity imports ForkServer at module level: patch its name
     _compare_small(rounds=1, warmup_iters=1, bench_iters=2, allocator="pinned", isolation="process")
     assert servers == [PINNED_HEAP_ENV]  # the fork server is a fresh interpreter: it gets the settings by environment
     events.clear()
