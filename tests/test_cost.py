@@ -166,7 +166,8 @@ def test_workload_of_a_training_suite(tmp_path):
     n = len(load_samples("digits", {"imbalance": 10}, tmp_path))
     by = {(c.precision, c.value("train.epochs")): w for c, w in zip(cells, works)}
     fp32_long = by[("fp32", 4)].train
-    assert fp32_long.n_train + fp32_long.n_val == n and fp32_long.n_val == round(0.3 * n)
+    assert fp32_long.n_train + fp32_long.n_val + fp32_long.n_test == n
+    assert fp32_long.n_val == round(0.3 * n) and fp32_long.n_test == round(0.2 * n)  # test_fraction's default
     assert by[("fp32", 2)].train.served and not fp32_long.served  # an epoch sweep trains its longest cell only
     assert by[("bf16", 4)].train.skipped == (
         not __import__("bench.platform.device", fromlist=["x"]).cpu_precision_is_native("bf16")

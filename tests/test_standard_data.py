@@ -61,11 +61,13 @@ def test_cifar10_in_torchvision_layout_loads_without_network(tmp_path, no_networ
     assert s.labels[3] == "cat" and s.arrays[3].shape == (32, 32, 3)
     assert np.array_equal(s.arrays[3], first.reshape(3, 32, 32).transpose(1, 2, 0))
     assert s.keys[100] == "cifar10-test-00000" and s.labels[100] == "airplane"
-    # through the training data path: the given split is kept (test batch = validation)
-    train, val, info = prepare_data(
+    # through the training data path: the test batch is the test set, validation comes out of the training batches
+    train, val, test, info = prepare_data(
         DataSettings(kind="cifar10", options={"root": "data"}, hflip=False), 32, 0, tmp_path
     )
-    assert (info["n_train"], info["n_val"]) == (100, 20) and info["synthetic"] is False
+    assert (info["n_train"], info["n_val"], info["n_test"]) == (90, 10, 20) and info["synthetic"] is False
+    assert all(k.startswith("cifar10-test-") for k in info["test_keys"]) and len(test) == 20
+    assert not any(k.startswith("cifar10-test-") for k in info["val_keys"])
     assert info["dataset"].startswith("CIFAR-10 ")
     x, y = train.__getitems__([0])
     assert x.shape == (1, 3, 32, 32) and y.dtype == torch.int64

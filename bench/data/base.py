@@ -147,3 +147,42 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
     train = np.sort(np.concatenate([train, idx[singles]]))
     return train, np.sort(val)
+
+
+MIN_PER_CLASS = 3  # one image each for training, validation and test
+
+
+def three_way_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int, classes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (train, validation, test), stratified by class and deterministic in `seed`.
+
+    Each class is shuffled on its own and split by the fractions (rounded, at least one image to each
+    of validation and test, the rest to training), so every class is in every split. A class with fewer
+    than three images cannot be: that is an input error naming the class, never a silent empty class.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=len(classes) if classes else 0)
+    small = [(k, int(c)) for k, c in enumerate(counts) if 0 < c < MIN_PER_CLASS]
+    if small:
+        k, c = small[0]
+        name = classes[k] if classes else str(k)
+        more = f" (and {len(small) - 1} more classes)" if len(small) > 1 else ""
+        raise InputError(
+            f"class '{name}' has {c} image{'s' if c != 1 else ''}{more}: a class needs at least {MIN_PER_CLASS} "
+            "to be in training, validation and test",
+            field="train.data",
+            hint="add images of that class, or remove the class from the data",
+        )
+    rng = np.random.default_rng(seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for label in np.flatnonzero(counts):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n = len(idx)
+        n_test = min(max(1, round(test_fraction * n)), n - 2)
+        n_val = min(max(1, round(val_fraction * n)), n - 1 - n_test)
+        parts[2].append(idx[:n_test])
+        parts[1].append(idx[n_test : n_test + n_val])
+        parts[0].append(idx[n_test + n_val :])
+    train, val, test = (np.sort(np.concatenate(p)) if p else np.array([], dtype=np.int64) for p in parts)
+    return train, val, test

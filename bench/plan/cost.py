@@ -108,6 +108,7 @@ class TrainWork:
     epochs: int
     n_train: int
     n_val: int
+    n_test: int = 0  # evaluated once, with the selected checkpoint
     eval_batch_size: int = 128
     trainable_fraction: float = 1.0  # 1: all weights train; a frozen backbone: the head's share of params
     skipped: bool = False  # the cell will skip training (e.g. emulated bf16 on a CPU)
@@ -211,14 +212,14 @@ def estimate(work: Work, cal: Calibration) -> dict[str, float]:
     if t is not None and not t.skipped and not t.served:
         steps = t.n_train // work.batch_size  # drop_last
         step = train_step_s(fw, work.batch_size, work.params, cal, p, t.trainable_fraction)
-        evaluation = (
-            math.ceil(t.n_val / t.eval_batch_size) * forward_s(fw, min(t.eval_batch_size, t.n_val), cal, p)
-            if t.n_val
-            else 0.0
-        )
+
+        def evaluation(n: int) -> float:
+            return math.ceil(n / t.eval_batch_size) * forward_s(fw, min(t.eval_batch_size, n), cal, p) if n else 0.0
+
         weights = work.params * FP32_BYTES
-        per_epoch = steps * step + evaluation + weights * cal.copy_s_per_byte
-        parts["train"] = t.epochs * per_epoch + evaluation + weights * cal.save_s_per_byte
+        per_epoch = steps * step + evaluation(t.n_val) + weights * cal.copy_s_per_byte
+        final = evaluation(t.n_val) + evaluation(t.n_test)  # the selected checkpoint, on validation and test
+        parts["train"] = t.epochs * per_epoch + final + weights * cal.save_s_per_byte
     if not (t is not None and (t.skipped or t.served)):
         parts["data"] = (
             work.data.render_images * cal.render_s_per_image + work.data.decode_images * cal.decode_s_per_image

@@ -133,7 +133,8 @@ def dataset_plan(data: dict[str, Any], resolution: int, base_dir: Path) -> dict[
     """Images in a cell's dataset after `subset`, the train/val split sizes, and what is left to do:
     images to render (a synthetic dataset not generated yet) and to decode (not in the decoded cache)."""
     kind, options = data.get("kind", "synthetic-artists"), dict(data.get("options") or {})
-    subset, val_fraction = data.get("subset"), float(data.get("val_fraction", 0.2))
+    subset = data.get("subset")
+    val_fraction, test_fraction = float(data.get("val_fraction", 0.1)), float(data.get("test_fraction", 0.2))
     synthetic = None
     if kind == "synthetic-artists":
         synthetic = options
@@ -155,11 +156,26 @@ def dataset_plan(data: dict[str, Any], resolution: int, base_dir: Path) -> dict[
         decoded = _disk_path(_cache_key(samples, resolution, data.get("on_bad_image", "error"))).is_file()
         split = next((int(x.split(":")[1]) for x in samples.notes if x.startswith("split:")), None)
         if split is not None and subset is None:
-            return {"n": n, "n_train": split, "n_val": n - split, "render": render, "decode": 0 if decoded else n}
+            n_val = round(split * val_fraction)  # validation comes out of the training files
+            return {
+                "n": n,
+                "n_train": split - n_val,
+                "n_val": n_val,
+                "n_test": n - split,
+                "render": render,
+                "decode": 0 if decoded else n,
+            }
     elif subset is not None and subset < 1:
         n = round(n * subset)
-    n_val = round(n * val_fraction)
-    return {"n": n, "n_train": n - n_val, "n_val": n_val, "render": render, "decode": 0 if decoded else n}
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    return {
+        "n": n,
+        "n_train": n - n_val - n_test,
+        "n_val": n_val,
+        "n_test": n_test,
+        "render": render,
+        "decode": 0 if decoded else n,
+    }
 
 
 def cell_works(cells: list[Cell], base_dir: Path, cache: WorkloadCache, *, cpu: bool = True) -> list[Work]:
@@ -189,6 +205,7 @@ def cell_works(cells: list[Cell], base_dir: Path, cache: WorkloadCache, *, cpu: 
                 epochs=int(s.get("epochs", 10)),
                 n_train=d["n_train"],
                 n_val=d["n_val"],
+                n_test=d["n_test"],
                 eval_batch_size=int(s.get("eval_batch_size", 128)),
                 trainable_fraction=(counts["head_params"] / counts[PARAMS.key])
                 if frozen and counts[PARAMS.key]

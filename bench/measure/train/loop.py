@@ -24,6 +24,7 @@ from bench.core.errors import Diverged, InputError, SkipCell
 from bench.core.files import atomic_write, atomic_write_text
 from bench.core.metric import LOWER
 from bench.data import load_samples, stratified_split
+from bench.data.base import three_way_split
 from bench.data.images import decode_all
 from bench.data.loader import CachedImages, make_loader
 from bench.measure.base import CellContext, Measurement
@@ -37,7 +38,7 @@ from bench.measure.catalogue import (
     VAL_MACRO_F1,
 )
 from bench.measure.registry import register_measurement
-from bench.measure.train.metrics import classification_metrics
+from bench.measure.train.metrics import classification_metrics, macro_f1
 from bench.measure.train.settings import DataSettings, Strategy, TrainSettings
 from bench.measure.train.strategies import make_loss, make_sampler
 from bench.models.builders import classifier_prefix
@@ -124,6 +125,25 @@ def predict(model: nn.Module, loader, device: torch.device, precision: str, loss
     return torch.cat(probs).numpy(), torch.cat(ys).numpy(), (loss_sum / n if n else float("nan"))
 
 
+# (class probabilities, true labels, mean loss) of one evaluation
+Evaluation = tuple[np.ndarray, np.ndarray, float]
+EVALUATED_ON = "test"  # where the headline metrics come from (runs before the three-way split: validation)
+PREDICTIONS_FILE = "predictions.csv"  # test predictions
+VAL_PREDICTIONS_FILE = "val_predictions.csv"
+
+
+def _predict_with(model: nn.Module, state, loader, device: torch.device, precision: str, loss_fn) -> Evaluation:
+    """Predictions of the checkpoint `state` (None: the model as it is), leaving the model as it was."""
+    if state is None:
+        return predict(model, loader, device, precision, loss_fn)
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(state)
+    try:
+        return predict(model, loader, device, precision, loss_fn)
+    finally:
+        model.load_state_dict(current)
+
+
 def _predictions_csv(keys: list[str], y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -137,7 +157,10 @@ def _predictions_csv(keys: list[str], y_true: np.ndarray, probs: np.ndarray, cla
 
 
 def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
-    """Samples -> split -> decoded tensors. Returns (train_ds, val_ds, info)."""
+    """Samples -> three-way split -> decoded tensors. Returns (train_ds, val_ds, test_ds, info).
+
+    Validation selects (early stopping, the best checkpoint, the plateau scheduler); test is what every
+    reported metric is computed on; the two never share an image (their keys are in `info`)."""
     samples = load_samples(s.kind, s.options, base_dir)
     classes = samples.classes
     if len(classes) < 2:
@@ -155,29 +178,41 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
     kept = decoded.kept
     labels_kept = labels[kept]
     if given_split is not None and s.subset is None:
+        # the source's own test files are the test set; validation is carved from its training files
         n_train = int(given_split.split(":")[1])
-        train_idx = np.flatnonzero(kept < n_train)
-        val_idx = np.flatnonzero(kept >= n_train)
+        from_train = np.flatnonzero(kept < n_train)
+        test_idx = np.flatnonzero(kept >= n_train)
+        fit, held = stratified_split(labels_kept[from_train], s.val_fraction, s.split_seed)
+        train_idx, val_idx = from_train[fit], from_train[held]
+        test_source = "the source's test files"
     else:
-        train_idx, val_idx = stratified_split(labels_kept, s.val_fraction, s.split_seed)
+        train_idx, val_idx, test_idx = three_way_split(
+            labels_kept, s.val_fraction, s.test_fraction, s.split_seed, classes
+        )
+        test_source = f"a stratified {s.test_fraction:g} of the images (split_seed {s.split_seed})"
     images = decoded.images
     y = torch.from_numpy(labels_kept)
     train_ds = CachedImages(images[train_idx], y[train_idx], mean=s.mean, std=s.std, hflip=s.hflip, crop_pad=s.crop_pad)
     val_ds = CachedImages(images[val_idx], y[val_idx], mean=s.mean, std=s.std)
+    test_ds = CachedImages(images[test_idx], y[test_idx], mean=s.mean, std=s.std)
     counts = np.bincount(labels_kept[train_idx], minlength=len(classes))
     info = {
         "dataset": samples.description,
         "synthetic": samples.synthetic,
         "classes": classes,
         "train_class_counts": counts.tolist(),
+        "test_class_counts": np.bincount(labels_kept[test_idx], minlength=len(classes)).tolist(),
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
+        "n_test": int(len(test_idx)),
+        "test_source": test_source,
         "bad_images_skipped": len(decoded.bad),
         "bad_images": [f"{f}: {r}" for f, r in decoded.bad[:20]],
         "converted_to_rgb": decoded.converted,
         "val_keys": [samples.keys[int(kept[i])] for i in val_idx],
+        "test_keys": [samples.keys[int(kept[i])] for i in test_idx],
     }
-    return train_ds, val_ds, info
+    return train_ds, val_ds, test_ds, info
 
 
 def _data_notes(info: dict[str, Any]) -> str | None:
@@ -224,7 +259,7 @@ class Train(Measurement):
 
     def _train(self, ctx: CellContext, s: TrainSettings, strategy: Strategy) -> dict[str, Any]:
         cell, device, model = ctx.cell, ctx.device, ctx.model
-        train_ds, val_ds, info = prepare_data(s.data, cell.resolution, cell.seed, ctx.base_dir)
+        train_ds, val_ds, test_ds, info = prepare_data(s.data, cell.resolution, cell.seed, ctx.base_dir)
         n_classes = len(info["classes"])
         if n_classes != cell.num_classes:
             raise InputError(
@@ -250,8 +285,9 @@ class Train(Measurement):
             pin_memory=device.type == "cuda",
             drop_last=True,
         )
-        val_loader = make_loader(
-            val_ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda"
+        val_loader, test_loader = (
+            make_loader(ds, batch_size=s.eval_batch_size, workers=s.data.workers, pin_memory=device.type == "cuda")
+            for ds in (val_ds, test_ds)
         )
         loss_fn = make_loss(strategy, counts).to(device)
         eval_loss = nn.CrossEntropyLoss()  # val loss is plain CE, comparable across strategies
@@ -267,7 +303,7 @@ class Train(Measurement):
         mode = "min" if es and SELECTION[es.metric].direction == LOWER else "max"
         stopper = EarlyStopper(es.patience if es else s.epochs + 1, mode)
         best_state = None
-        best_eval: tuple[np.ndarray, np.ndarray, float] | None = None  # (probs, labels, val loss) of the best epoch
+        best_eval: Evaluation | None = None  # validation (probs, labels, loss) of the best epoch
         taps = dict(
             ctx.epoch_taps
         )  # epoch sweeps: epochs at which another cell's result is taken (bench.execution.epochs)
@@ -300,14 +336,12 @@ class Train(Measurement):
             epoch_time = time.perf_counter() - t0
             probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
             pred = probs.argmax(1)
-            from sklearn.metrics import f1_score
-
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum / max(seen, 1),
                 VAL_LOSS.key: val_loss,
                 VAL_ACCURACY.key: float((pred == y_val).mean()),
-                VAL_MACRO_F1.key: float(f1_score(y_val, pred, average="macro")),
+                VAL_MACRO_F1.key: macro_f1(y_val, pred, n_classes),
                 "lr": opt.param_groups[0]["lr"],
                 "epoch_time_s": epoch_time,
                 TRAIN_THROUGHPUT.key: seen / epoch_time,
@@ -327,10 +361,11 @@ class Train(Measurement):
                 # evaluating it: its predictions are the ones that checkpoint made at its own epoch.
                 tap_dir = taps.pop(epoch)
                 assert best_eval is not None  # the first epoch always improves on nothing
-                tap = self._save(tap_dir, best_state, info, best_eval[1], best_eval[0])
+                tap_test = _predict_with(model, best_state, test_loader, device, cell.precision, eval_loss)
+                tap = self._save(tap_dir, best_state, info, best_eval, tap_test)
                 ctx.tap_results[epoch] = {
                     **self._result(
-                        cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap
+                        cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap_test, tap
                     ),
                     "trained_in_cell": cell.id,
                     "shared_training": f"one training run of {s.epochs} epochs (cell {cell.id}) served this cell: "
@@ -341,10 +376,11 @@ class Train(Measurement):
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
-        probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
-        saved = self._save(ctx.artifact_dir, best_state, info, y_val, probs)
+        val_eval = predict(model, val_loader, device, cell.precision, eval_loss)
+        test_eval = predict(model, test_loader, device, cell.precision, eval_loss)
+        saved = self._save(ctx.artifact_dir, best_state, info, val_eval, test_eval)
         result = self._result(
-            cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, (probs, y_val, val_loss), saved
+            cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, val_eval, test_eval, saved
         )
         if ctx.tap_results:
             result["serves_epochs"] = sorted(ctx.tap_results)
@@ -352,18 +388,25 @@ class Train(Measurement):
 
     @staticmethod
     def _save(
-        artifact_dir: Path | None, state, info: dict[str, Any], y_val: np.ndarray, probs: np.ndarray
+        artifact_dir: Path | None, state, info: dict[str, Any], val_eval: Evaluation, test_eval: Evaluation
     ) -> dict[str, str | None]:
-        """Write the evaluated checkpoint and its predictions beside the cell; return their names."""
+        """Write the evaluated checkpoint and its predictions beside the cell: on test (what is reported)
+        and on validation (what selected it), apart; return their names."""
         if artifact_dir is None:
-            return {"checkpoint": None, "predictions_file": None}
+            return {"checkpoint": None, "predictions_file": None, "val_predictions_file": None}
         artifact_dir.mkdir(parents=True, exist_ok=True)
         if state is not None:
             atomic_write(artifact_dir / "best.pt", lambda fh: torch.save(state, fh), binary=True)
-        atomic_write_text(
-            artifact_dir / "predictions.csv", _predictions_csv(info["val_keys"], y_val, probs, info["classes"])
-        )
-        return {"checkpoint": "best.pt" if state is not None else None, "predictions_file": "predictions.csv"}
+        for name, keys, (probs, y, _) in (
+            (PREDICTIONS_FILE, info["test_keys"], test_eval),
+            (VAL_PREDICTIONS_FILE, info["val_keys"], val_eval),
+        ):
+            atomic_write_text(artifact_dir / name, _predictions_csv(keys, y, probs, info["classes"]))
+        return {
+            "checkpoint": "best.pt" if state is not None else None,
+            "predictions_file": PREDICTIONS_FILE,
+            "val_predictions_file": VAL_PREDICTIONS_FILE,
+        }
 
     @staticmethod
     def _result(
@@ -375,15 +418,24 @@ class Train(Measurement):
         curves: list[dict[str, Any]],
         best_epoch: int,
         stopped_early: bool,
-        evaluated: tuple[np.ndarray, np.ndarray, float],
+        val_eval: Evaluation,
+        test_eval: Evaluation,
         saved: dict[str, str | None],
     ) -> dict[str, Any]:
-        probs, y_val, val_loss = evaluated
-        metrics = classification_metrics(y_val, probs, info["classes"])
+        """Every reported classification metric from test; validation's (which selected the checkpoint)
+        as `val_*`."""
+        probs, y_test, test_loss = test_eval
+        val_probs, y_val, val_loss = val_eval
+        metrics = classification_metrics(y_test, probs, info["classes"])
+        val_pred = val_probs.argmax(axis=1)
         train_img_s = [r[TRAIN_THROUGHPUT.key] for r in curves]
         return {
             **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion_matrix")},
+            "evaluated_on": EVALUATED_ON,
+            "test_loss": test_loss,
             VAL_LOSS.key: val_loss,
+            VAL_ACCURACY.key: float((val_pred == y_val).mean()) if len(y_val) else None,
+            VAL_MACRO_F1.key: macro_f1(y_val, val_pred, len(info["classes"])),
             BEST_EPOCH.key: best_epoch,
             EPOCHS_RUN.key: len(curves),
             "stopped_early": stopped_early,
@@ -404,6 +456,9 @@ class Train(Measurement):
             "synthetic_data": info["synthetic"],
             "n_train": info["n_train"],
             "n_val": info["n_val"],
+            "n_test": info["n_test"],
+            "test_source": info["test_source"],
+            "test_class_counts": info["test_class_counts"],
             "bad_images_skipped": info["bad_images_skipped"],
             "bad_images": info["bad_images"],
             "converted_to_rgb": info["converted_to_rgb"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bench.data.base import IMAGENET_MEAN, IMAGENET_STD
 from bench.measure.catalogue import SELECTION, VAL_MACRO_F1
@@ -54,8 +54,17 @@ class DataSettings(Settings):
         "synthetic-cifar10, synthetic-stl10, synthetic-cats-vs-dogs",
     )
     options: dict[str, Any] = Field(default_factory=dict, description="the kind's options (csv, root, ...)")
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    split_seed: int = 0
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="share of the images held out for selection (early stopping, the best checkpoint)"
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="share held out for every reported metric; a source with its own test files "
+        "(cifar10, stl10) uses those, and validation comes out of its training files",
+    )
+    split_seed: int = Field(0, description="seeds the split; an axis like seed (its variance shows beside the seeds')")
     subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of the data to use")
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -63,6 +72,15 @@ class DataSettings(Settings):
     crop_pad: int = Field(0, ge=0, description="random-crop padding in pixels (0: no crop)")
     on_bad_image: Literal["error", "skip"] = "error"
     workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_images(self) -> DataSettings:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction is {self.val_fraction + self.test_fraction:g}: "
+                "leave images to train on (e.g. 0.1 and 0.2)"
+            )
+        return self
 
 
 class EarlyStopping(Settings):
