@@ -333,3 +333,23 @@ def test_regression_section_of_a_suite_is_validated(suite_file):
     path = suite_file("name: x\nmodels: [resnet18]\nregression:\n  train.macro_f1: lots\n")
     with pytest.raises(InputError, match="bad threshold"):
         load_suite(path)
+
+
+def test_a_run_from_before_the_held_out_test_set_is_not_compared_with_one_after(tmp_path):
+    """Runs made before the three-way split reported the validation images that also chose the checkpoint
+    (their train results carry no `evaluated_on`); comparing or reporting them beside runs that report the
+    held-out test set is refused, exit 2, saying why, in both directions."""
+    a = _cell()
+    old = _write_run(tmp_path / "old", [_result(a)])
+    new_result = _result(a)
+    new_result.measurements["train"]["evaluated_on"] = "test"
+    new = _write_run(tmp_path / "new", [new_result])
+    runner = CliRunner()
+    for base, current in ((old, new), (new, old)):
+        refused = runner.invoke(app, ["compare", str(base), str(current)])
+        assert refused.exit_code == 2, refused.output
+        assert "different image sets" in refused.output and "validation" in refused.output and "test" in refused.output
+    report = runner.invoke(app, ["report", str(old), str(new)])
+    assert report.exit_code == 2 and "different image sets" in report.output
+    # runs of one kind compare as before
+    assert runner.invoke(app, ["compare", str(new), str(new)]).exit_code == 0

@@ -380,7 +380,10 @@ def test_sweep_report_plots_numeric_axes_and_compares_optimizers(reports, sweep_
     assert all([x for x, _ in r["points"]] == [1, 2] for r in epochs["rows"])
     opt = optimizers(ctx)
     assert len(opt["blocks"]) == 4 and all([r["value"] for r in b["rows"]] == ["adam", "sgd"] for b in opt["blocks"])
-    assert all(b["rows"][1]["delta"]["verdict"] in ("real", "within noise") for b in opt["blocks"])
+    # one seed per side and no multi-seed comparison in the run to pool seed noise from: no verdict but
+    # "negligible" can be reached (training's own noise is unknown)
+    assert all(b["rows"][1]["delta"]["verdict"] in ("inconclusive", "negligible") for b in opt["blocks"])
+    assert all(b["rows"][1]["delta"]["seed_var_source"] == "none" for b in opt["blocks"])
     sections, html, md, folder = reports["sweep"]
     assert "sweeps" in sections and "optimizers" in sections
     assert (

@@ -87,10 +87,10 @@ def test_rerun_into_same_dir_resumes(suite_file, tmp_path):
 
 
 def test_unsupported_precision_is_skipped_not_failed(suite_file, tmp_path, monkeypatch):
-    import bench.measure.speed as speed
+    import bench.platform.device as device  # require_precision, which speed calls, asks this
 
     monkeypatch.setattr(
-        speed, "precision_unsupported", lambda device, p: "fp16 not on this device" if p == "fp16" else None
+        device, "precision_unsupported", lambda device, p: "fp16 not on this device" if p == "fp16" else None
     )
     text = "name: p\nmodels: [resnet18]\nmatrix: {resolution: [32], precision: [fp32, fp16]}\n" + FAST
     # in-process: the monkeypatch lives in this process (a speed cell would otherwise run in a fresh one)

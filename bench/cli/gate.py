@@ -16,6 +16,7 @@ from bench.cli.console import (
 )
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_text
+from bench.core.result import refuse_mixed_evaluation
 from bench.measure.catalogue import thresholds_from
 from bench.store.baselines import load_repeats, resolve_run_or_baseline, save_baseline
 
@@ -63,6 +64,7 @@ def compare(
         base_run = load_run(base_dir)
         repeats = load_repeats(base_dir)
         cur_run = load_run(current)
+        refuse_mixed_evaluation([(base_run.label, base_run.results), (cur_run.label, cur_run.results)])
         section = cur_run.suite.get("regression") or base_run.suite.get("regression") or {}
         thresholds = thresholds_from(section, where=f"{cur_run.run_dir}/suite.resolved.json: regression")
     except InputError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.cell import Cell
+from bench.core.errors import InputError
 
 STATUSES = ("ok", "failed", "skipped")
 
@@ -119,3 +120,31 @@ def synthetic_datasets(results) -> list[str]:
         if train.get("synthetic_data"):
             found.add(str(train.get("dataset")))
     return sorted(found)
+
+
+def evaluated_on(results) -> str | None:
+    """Where the training cells' reported accuracy figures come from: 'test' (the held-out test set),
+    'validation' (a run made before bench had one: the images that selected the checkpoint were also
+    reported on), 'mixed', or None when nothing trained. Runs of different kinds are not compared."""
+    kinds = {
+        (r.measurements.get("train") or {}).get("evaluated_on", "validation")
+        for r in results
+        if (r.measurements.get("train") or {}).get("status") == "ok"
+    }
+    if not kinds:
+        return None
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def refuse_mixed_evaluation(runs: list[tuple[str, list]]) -> None:
+    """An input error when runs' accuracy figures come from different sets (validation before the held-out
+    test set, test after): comparing them would mix an optimistic figure with an honest one."""
+    kinds = {label: evaluated_on(results) for label, results in runs}
+    trained = {k for k in kinds.values() if k is not None}
+    if len(trained) > 1:
+        detail = ", ".join(f"{label}: {kind}" for label, kind in kinds.items() if kind is not None)
+        raise InputError(
+            f"these runs report accuracy on different image sets ({detail}); a run made before the held-out "
+            "test set reported the validation images that also chose its checkpoint",
+            hint="run the baseline again with this version of bench (bench baseline save), then compare",
+        )

@@ -19,6 +19,7 @@ from bench.core.errors import InputError
 from bench.core.files import atomic_write_text
 from bench.core.numbers import format_number
 from bench.core.resources import shipped_dir
+from bench.core.result import refuse_mixed_evaluation
 from bench.report.data import RunData, load_runs
 from bench.report.sections import ReportContext, list_sections
 
@@ -130,6 +131,7 @@ def render_report(
             hint=f"choose from {', '.join(FORMATS)} (comma-separated)",
         )
     runs = load_runs(list(run_dirs))
+    refuse_mixed_evaluation([(r.label, r.results) for r in runs])
     out = Path(out_dir) if out_dir else runs[-1].run_dir
     sections, ctx = build_sections(runs)
     written: dict[str, Path] = {}

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from bench.core import axes as axis_paths
-from bench.core.cell import cell_id
 from bench.core.metric import EXACT, HIGHER, LOWER, Metric
-from bench.core.result import SYNTHETIC_NOTICE, CellResult, synthetic_datasets
+from bench.core.result import SYNTHETIC_NOTICE, CellResult, evaluated_on, synthetic_datasets
 from bench.measure.catalogue import (
     ACCURACY,
     BEST_EPOCH,
@@ -42,8 +41,16 @@ from bench.measure.published import efficientnet_paper_rows, paper_figure
 from bench.platform.machine import warnings as machine_warnings
 from bench.report import plots
 from bench.report.data import RunData
-from bench.report.noise import bootstrap_macro_f1, judge_delta, paired_bootstrap_delta, percentile_interval
-from bench.store.aggregate import group_over, mean_std_ci, metric_values
+from bench.report.noise import (
+    Difference,
+    Pair,
+    bootstrap_macro_f1,
+    judge,
+    paired_difference,
+    percentile_interval,
+    pool_seed_variance,
+)
+from bench.store.aggregate import REPLICATES, group_over, mean_std_ci, metric_values
 
 MAX_CURVE_PANELS = 16
 
@@ -198,6 +205,22 @@ def _machine_rows(m: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _evaluation_text(results: list[CellResult]) -> str | None:
+    """Which images the report's accuracy figures come from (None: nothing trained)."""
+    kind = evaluated_on(results)
+    if kind is None:
+        return None
+    if kind == "validation":
+        return "the validation set (a run made before bench held out a test set: the checkpoint was chosen on these images too)"
+    trained = [t for r in results if (t := r.measurements.get("train") or {}).get("status") == "ok"]
+    sizes = sorted({int(t["n_test"]) for t in trained if t.get("n_test") is not None})
+    few = sorted({c for t in trained for c in t.get("classes_few_images") or []})
+    text = (
+        f"the held-out test set ({', '.join(map(str, sizes))} images; checkpoints chosen on a separate validation set)"
+    )
+    return text + (f"; classes with under 10 test images: {', '.join(few)}" if few else "")
+
+
 @register_section("header", "Run", 0)
 def header(ctx: ReportContext) -> dict:
     run = ctx.current
@@ -227,6 +250,7 @@ def header(ctx: ReportContext) -> dict:
                 else None,
             ),
             ("GPU", f"{gpu} (driver {env.get('gpu_driver')})" if gpu else None),
+            ("accuracy metrics from", _evaluation_text(run.results)),
             (
                 "speed-relevant environment variables",
                 ", ".join(f"{k}={v}" for k, v in env["env_vars"].items()) or "none set"
@@ -338,7 +362,7 @@ LEADERBOARD_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
 
 
 def _groups(run: RunData) -> list[list[CellResult]]:
-    return list(group_over(run.results, "seed").values())
+    return list(group_over(run.results, *REPLICATES).values())
 
 
 @register_section("leaderboard", "Leaderboard", 10)
@@ -478,22 +502,46 @@ def efficientnet(ctx: ReportContext) -> dict | None:
 # -- strategy and precision comparisons ------------------------------------------------------------------
 
 
-def _paired_deltas(run: RunData, ref: list[CellResult], other: list[CellResult]) -> np.ndarray | None:
-    """Paired bootstrap of macro-F1(other) - macro-F1(ref), averaged over the seeds both sides have,
-    when their predictions cover the same validation images in the same order."""
-    ref_by_seed = {r.cell.seed: r for r in ref}
-    per_seed = []
+def _pairs(run: RunData, ref: list[CellResult], other: list[CellResult]) -> tuple[list[Pair], int]:
+    """The (seed, split) pairs both sides have, with predictions on the same test images in the same order."""
+    ref_by_replicate = {(r.cell.seed, axis_paths.value_of(r.cell, REPLICATES[1])): r for r in ref}
+    pairs, n_classes = [], 0
     for o in other:
-        r = ref_by_seed.get(o.cell.seed)
+        r = ref_by_replicate.get((o.cell.seed, axis_paths.value_of(o.cell, REPLICATES[1])))
         if r is None:
             continue
         pa, pb = run.predictions(r), run.predictions(o)
         if pa is None or pb is None or pa.keys != pb.keys or not np.array_equal(pa.y_true, pb.y_true):
             continue
-        per_seed.append(
-            paired_bootstrap_delta(pa.y_true, pa.y_pred, pb.y_pred, max(pa.n_classes, pb.n_classes), seed=o.cell.seed)
-        )
-    return np.mean(per_seed, axis=0) if per_seed else None
+        split = str(hash(pa.keys))  # the same test images: one set of bootstrap indices
+        pairs.append(Pair(split, pa.y_true, pa.y_pred, pb.y_pred))
+        n_classes = max(n_classes, pa.n_classes, pb.n_classes)
+    return pairs, n_classes
+
+
+def _judge_tables(run: RunData, tables: list[list[tuple[dict, list[CellResult], list[CellResult]]]]) -> None:
+    """Set `row["delta"]` (macro-F1 of the row's cells against the reference, bench.report.noise) for every
+    row of every comparison table: seed-to-seed variance measured where a comparison has several seeds,
+    pooled over them for the single-seed ones; Holm-adjusted within each table."""
+    computed: list[list[tuple[dict, list[Pair], int, int, Difference | None]]] = []
+    for table in tables:
+        rows = []
+        for row, ref, cells in table:
+            pairs, n_classes = _pairs(run, ref, cells)
+            seed = cells[0].cell.seed
+            diff = paired_difference(pairs, n_classes, seed=seed) if pairs else None
+            rows.append((row, pairs, n_classes, seed, diff))
+        computed.append(rows)
+    pooled = pool_seed_variance([d for rows in computed for *_, d in rows if d is not None])
+    for rows in computed:
+        diffs: list[Difference | None] = []
+        for row, pairs, n_classes, seed, diff in rows:
+            if diff is not None and diff.n_pairs == 1 and pooled is not None:
+                diff = paired_difference(pairs, n_classes, seed=seed, pooled_seed_var=pooled)
+            diffs.append(diff)
+        judge(diffs)
+        for (row, *_), diff in zip(rows, diffs):
+            row["delta"] = diff.to_dict() if diff is not None else {"verdict": "inconclusive", "delta": None}
 
 
 def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, str]:
@@ -508,21 +556,13 @@ def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, st
     return (high - low) / 2, "bootstrap"
 
 
-def _delta_row(run: RunData, ref: list[CellResult], other: list[CellResult], metric: Metric = MACRO_F1) -> dict:
-    verdict = judge_delta(
-        metric_values(ref, metric.path),
-        metric_values(other, metric.path),
-        _paired_deltas(run, ref, other) if metric == MACRO_F1 else None,
-    )
-    return verdict.to_dict()
-
-
 @register_section("strategies", "Strategy comparison: macro-F1 by sampling/loss strategy", 40)
 def strategies(ctx: ReportContext) -> dict | None:
     run = ctx.current
     train = [r for r in run.results if _is_train(r)]
     blocks = []
-    for members in group_over(train, "seed", "strategy", "strategy_config").values():
+    tables: list[list[tuple[dict, list[CellResult], list[CellResult]]]] = []
+    for members in group_over(train, *REPLICATES, "strategy", "strategy_config").values():
         by_strategy: dict[str, list[CellResult]] = {}
         for r in members:
             by_strategy.setdefault(r.cell.strategy, []).append(r)
@@ -531,26 +571,23 @@ def strategies(ctx: ReportContext) -> dict | None:
         ref_name = "none" if "none" in by_strategy else next(iter(by_strategy))
         ref = by_strategy[ref_name]
         rows = []
+        table = []
         for name, cells in by_strategy.items():
             f1 = Stat.of(metric_values(cells, MACRO_F1.path))
             acc = Stat.of(metric_values(cells, ACCURACY.path))
             err, err_kind = _f1_error(run, cells)
-            rows.append(
-                {
-                    "strategy": name,
-                    "f1": f1,
-                    "acc": acc,
-                    "err": err,
-                    "err_kind": err_kind,
-                    "delta": None if name == ref_name else _delta_row(run, ref, cells),
-                }
-            )
+            row = {"strategy": name, "f1": f1, "acc": acc, "err": err, "err_kind": err_kind, "delta": None}
+            rows.append(row)
+            if name != ref_name:
+                table.append((row, ref, cells))
+        tables.append(table)
         c = members[0].cell
         blocks.append(
             {"title": _short(c, ["resolution", "precision"]), "model": c.model, "reference": ref_name, "rows": rows}
         )
     if not blocks:
         return None
+    _judge_tables(run, tables)
     names = list(dict.fromkeys(row["strategy"] for b in blocks for row in b["rows"]))
     values = {(b["title"], row["strategy"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
     png = plots.grouped_bars(
@@ -592,14 +629,8 @@ def _numeric_axes(results: list[CellResult]) -> list[str]:
 
 
 def _group_without(results: list[CellResult], *axes: str) -> dict[str, list[CellResult]]:
-    """Cells grouped by their identity without the given axes (built-in or dotted)."""
-    groups: dict[str, list[CellResult]] = {}
-    for r in results:
-        identity = r.cell.identity()
-        for axis in axes:
-            identity = axis_paths.without(identity, axis)
-        groups.setdefault(cell_id(identity), []).append(r)
-    return groups
+    """Cells of any status grouped by their identity without the given axes (built-in or dotted)."""
+    return group_over(results, *axes, statuses=("ok", "failed", "skipped"))
 
 
 def _others_label(cell, firsts: list, skip: str) -> str:
@@ -625,7 +656,9 @@ def sweeps(ctx: ReportContext) -> dict | None:
         for metric, metric_label in SWEEP_METRICS:
             measured = [r for r in ok if metric.number(r) is not None]
             groups = [
-                g for g in _group_without(measured, axis, "seed").values() if len({r.cell.value(axis) for r in g}) > 1
+                g
+                for g in _group_without(measured, axis, *REPLICATES).values()
+                if len({r.cell.value(axis) for r in g}) > 1
             ]
             if not groups:
                 continue
@@ -681,7 +714,10 @@ def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | N
     run = ctx.current
     train = [r for r in run.results if _is_train(r)]
     blocks: list[dict[str, Any]] = []
-    groups = [g for g in _group_without(train, axis, "seed").values() if len({repr(r.cell.value(axis)) for r in g}) > 1]
+    tables: list[list[tuple[dict, list[CellResult], list[CellResult]]]] = []
+    groups = [
+        g for g in _group_without(train, axis, *REPLICATES).values() if len({repr(r.cell.value(axis)) for r in g}) > 1
+    ]
     firsts = [g[0].cell for g in groups]
     for members in groups:
         by_value: dict[str, list[CellResult]] = {}
@@ -690,23 +726,27 @@ def _axis_comparison(ctx: ReportContext, axis: str, preferred_reference: str | N
         ref_name = preferred_reference if preferred_reference in by_value else next(iter(by_value))
         ref = by_value[ref_name]
         rows = []
+        table = []
         for name, cells in by_value.items():
             err, err_kind = _f1_error(run, cells)
-            rows.append(
-                {
-                    "value": name,
-                    "f1": Stat.of(metric_values(cells, MACRO_F1.path)),
-                    "acc": Stat.of(metric_values(cells, ACCURACY.path)),
-                    "err": err,
-                    "err_kind": err_kind,
-                    "delta": None if name == ref_name else _delta_row(run, ref, cells),
-                }
-            )
+            row = {
+                "value": name,
+                "f1": Stat.of(metric_values(cells, MACRO_F1.path)),
+                "acc": Stat.of(metric_values(cells, ACCURACY.path)),
+                "err": err,
+                "err_kind": err_kind,
+                "delta": None,
+            }
+            rows.append(row)
+            if name != ref_name:
+                table.append((row, ref, cells))
+        tables.append(table)
         c = members[0].cell
         others = _others_label(c, firsts, axis)
         blocks.append({"title": c.model + (f" ({others})" if others else ""), "reference": ref_name, "rows": rows})
     if not blocks:
         return None
+    _judge_tables(run, tables)
     names = list(dict.fromkeys(row["value"] for b in blocks for row in b["rows"]))
     values = {(b["title"], row["value"]): (row["f1"].mean, row["err"]) for b in blocks for row in b["rows"]}
     png = plots.grouped_bars(
@@ -732,8 +772,9 @@ def optimizers(ctx: ReportContext) -> dict | None:
 def precisions(ctx: ReportContext) -> dict | None:
     run = ctx.current
     blocks = []
+    table: list[tuple[dict, list[CellResult], list[CellResult]]] = []  # one family: every Δ macro-F1 vs fp32
     # skipped cells count too: a cell whose training was skipped (fp16 on a CPU) still measured its speed
-    for members in group_over(run.results, "seed", "precision", statuses=("ok", "skipped")).values():
+    for members in group_over(run.results, *REPLICATES, "precision", statuses=("ok", "skipped")).values():
         by_precision: dict[str, list[CellResult]] = {}
         for r in members:
             by_precision.setdefault(r.cell.precision, []).append(r)
@@ -749,7 +790,7 @@ def precisions(ctx: ReportContext) -> dict | None:
         for name, cells in by_precision.items():
             if name == "fp32":
                 continue
-            row: dict[str, Any] = {"precision": name}
+            row: dict[str, Any] = {"precision": name, "f1_verdict": None}
             for label, metric in (("infer", THROUGHPUT), ("train", TRAIN_THROUGHPUT)):
                 a, b = mean(ref, metric), mean(cells, metric)
                 row[f"{label}_speedup"] = b / a if a and b else None
@@ -758,7 +799,8 @@ def precisions(ctx: ReportContext) -> dict | None:
             for label, metric in (("acc", ACCURACY), ("f1", MACRO_F1)):
                 a, b = mean(ref, metric), mean(cells, metric)
                 row[f"{label}_delta"] = None if a is None or b is None else b - a
-            row["f1_verdict"] = _delta_row(run, ref, cells)["verdict"] if row["f1_delta"] is not None else None
+            if row["f1_delta"] is not None:
+                table.append((row, ref, cells))
             row["note"] = "; ".join(sorted({c.reason for c in cells if c.status != "ok" and c.reason}))
             rows.append(row)
         c = members[0].cell
@@ -776,6 +818,9 @@ def precisions(ctx: ReportContext) -> dict | None:
         )
     if not blocks:
         return None
+    _judge_tables(run, [table])
+    for row, _, _ in table:
+        row["f1_verdict"] = row.pop("delta")["verdict"]
     return {"blocks": blocks, "formats": _format_rows(blocks)}
 
 
@@ -887,7 +932,7 @@ def flop_coverage(ctx: ReportContext) -> dict | None:
     groups = list(
         group_over(
             [r for r in ctx.current.results if MACS.of(r) is not None],
-            "seed",
+            *REPLICATES,
             "strategy",
             "strategy_config",
             statuses=("ok", "skipped"),
@@ -954,7 +999,7 @@ def mfu(ctx: ReportContext) -> dict | None:
     ]
     if not results:
         return None
-    groups = list(group_over(results, "seed", statuses=("ok", "skipped")).values())
+    groups = list(group_over(results, *REPLICATES, statuses=("ok", "skipped")).values())
     varying = _varying(
         [g[0].cell for g in groups], ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile")
     )

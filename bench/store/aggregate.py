@@ -12,6 +12,7 @@ from typing import Any
 
 from scipy import stats as _stats
 
+from bench.core import axes as axis_paths
 from bench.core.cell import cell_id
 from bench.measure.catalogue import AGGREGATED
 
@@ -38,7 +39,7 @@ def group_over(results: Iterable, *fields: str, statuses: tuple[str, ...] = ("ok
             continue
         identity = r.cell.identity()
         for name in fields:
-            identity.pop(name, None)
+            identity = axis_paths.without(identity, name)  # a built-in field (seed) or a dotted setting
         groups.setdefault(cell_id(identity), []).append(r)
     return groups
 
@@ -50,11 +51,31 @@ def metric_values(members: Iterable, metric: str) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
+# what varies between replicate runs of one config: the training seed and the data split's seed
+REPLICATES = ("seed", "train.data.split_seed")
+
+
+def _missing_note(members: list, ok: list) -> str:
+    """'3 of 5 runs: 2 failed (train: diverged ...)': why a mean has fewer runs than were asked for."""
+    if len(ok) == len(members):
+        return ""
+    reasons: dict[str, int] = {}
+    for m in members:
+        if m.status != "ok":
+            key = f"{m.status} ({(m.reason or '').split(';')[0][:60]})" if m.reason else m.status
+            reasons[key] = reasons.get(key, 0) + 1
+    return f"{len(ok)} of {len(members)} runs: " + ", ".join(f"{n} {why}" for why, n in reasons.items())
+
+
 def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS) -> list[dict[str, Any]]:
-    """One row per group of finished cells that differ only in `seed`: config + metric statistics."""
+    """One row per group of cells that differ only in their replicates (seed, split seed): config + metric
+    statistics over the finished ones, and why any are missing."""
     rows = []
-    for key, members in group_over(results, "seed").items():
-        first = members[0].cell
+    for key, members in group_over(results, *REPLICATES, statuses=("ok", "failed", "skipped")).items():
+        ok = [m for m in members if m.status == "ok"]
+        if not ok:
+            continue
+        first = ok[0].cell
         row: dict[str, Any] = {
             "group": key,
             "model": first.model,
@@ -62,11 +83,14 @@ def aggregate_seeds(results: Iterable, metrics: Iterable[str] = DEFAULT_METRICS)
             "batch_size": first.batch_size,
             "precision": first.precision,
             "strategy": first.strategy,
-            "seeds": ";".join(str(m.cell.seed) for m in members),
-            **{f"axis.{k}": v for k, v in first.axes.items()},  # dotted-path axes the suite swept
+            "seeds": ";".join(str(m.cell.seed) for m in ok),
+            "split_seeds": ";".join(str(axis_paths.value_of(m.cell, REPLICATES[1])) for m in ok),
+            "runs": len(ok),
+            "runs_note": _missing_note(members, ok),
+            **{f"axis.{k}": v for k, v in first.axes.items() if k not in REPLICATES},  # dotted-path axes swept
         }
         for metric in metrics:
-            values = metric_values(members, metric)
+            values = metric_values(ok, metric)
             if not values:
                 continue
             for stat, value in mean_std_ci(values).items():
