@@ -52,6 +52,18 @@ def _cifar10(tmp_path):
     return "{kind: cifar10, options: {root: data}}", 10
 
 
+def _stl10(tmp_path):
+    """STL-10 in its binary layout (stl10_binary/{train,test}_{X,y}.bin): 3 images a class in train, 2 in test."""
+    folder = tmp_path / "data" / "stl10_binary"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 3), ("test", 2)):
+        labels = np.repeat(np.arange(1, 11, dtype=np.uint8), per_class)  # 1..10, as the real files
+        rng.integers(0, 256, size=len(labels) * 3 * 96 * 96, dtype=np.uint8).tofile(folder / f"{split}_X.bin")
+        labels.tofile(folder / f"{split}_y.bin")
+    return "{kind: stl10, options: {root: data}, val_fraction: 0.34}", 10
+
+
 SOURCES = {
     "csv": _csv,
     "imagefolder": _imagefolder,
@@ -64,6 +76,7 @@ SOURCES = {
         2,
     ),
     "cifar10 files": _cifar10,
+    "stl10 files": _stl10,
 }
 
 
@@ -108,9 +121,10 @@ def test_selection_and_reporting_images_are_disjoint(source, suite_file, tmp_pat
     data, classes = SOURCES[source](tmp_path)
     (result,), store = _train(suite_file, tmp_path, data, classes)
     test_keys, val_keys = _check_disjoint(result, store)
-    if source == "cifar10 files":  # the source's own test batch is the test set; validation from training files
-        assert all(k.startswith("cifar10-test-") for k in test_keys)
-        assert not any(k.startswith("cifar10-test-") for k in val_keys)
+    if source.endswith(" files"):  # the source's own test files are the test set; validation from training files
+        prefix = source.split()[0] + "-test-"
+        assert all(k.startswith(prefix) for k in test_keys)
+        assert not any(k.startswith(prefix) for k in val_keys)
 
 
 def test_epoch_sweep_taps_keep_selection_and_reporting_apart(suite_file, tmp_path):
