@@ -886,9 +886,15 @@ def long_tail(ctx: ReportContext) -> dict | None:
     rho = float(spearmanr(counts, f1).statistic) if len(set(counts)) > 1 and len(set(f1)) > 1 else None
     table = sorted(
         (
-            {"class": c, "count": n, "f1": f, "support": s, "precision": p, "recall": rc}
-            for c, n, f, s, p, rc in zip(
-                classes, counts, f1, per_class["support"], per_class["precision"], per_class["recall"]
+            {"class": c, "count": n, "f1": f, "support": s, "precision": p, "recall": rc, "few": few}
+            for c, n, f, s, p, rc, few in zip(
+                classes,
+                counts,
+                f1,
+                per_class["support"],
+                per_class["precision"],
+                per_class["recall"],
+                per_class.get("few_images") or [False] * len(classes),  # flagged by the metrics (under 10 images)
             )
         ),
         key=lambda row: -row["count"],
