@@ -140,7 +140,7 @@ CASES = [
         "batch larger than the dataset",
         {"csv": "good.csv"},
         {"batch_size": 64},
-        ["batch size 64 is larger than the training set (8 images)", "use a smaller batch size"],
+        ["batch size 64 is larger than the training set (6 images)", "use a smaller batch size"],
     ),
 ]
 
@@ -179,7 +179,7 @@ def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
         assert "Traceback" not in reason and "InputError" not in reason
     good = df.iloc[-1]
     assert good["status"] == "ok", good["reason"]
-    assert good["train.n_train"] + good["train.n_val"] == 12
+    assert good["train.n_train"] + good["train.n_val"] + good["train.n_test"] == 12
     cell = json.loads((out / "cells" / f"{good['id']}.json").read_text())
     assert cell["measurements"]["train"]["converted_to_rgb"] == {"CMYK": 2, "L": 2, "P": 2, "RGBA": 2}
     expected = "8 images converted to RGB (CMYK 2, L 2, P 2, RGBA 2; alpha composited on white)"

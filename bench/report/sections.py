@@ -541,7 +541,11 @@ def _judge_tables(run: RunData, tables: list[list[tuple[dict, list[CellResult], 
             diffs.append(diff)
         judge(diffs)
         for (row, *_), diff in zip(rows, diffs):
-            row["delta"] = diff.to_dict() if diff is not None else {"verdict": "inconclusive", "delta": None}
+            row["delta"] = (
+                diff.to_dict()
+                if diff is not None
+                else dict.fromkeys(Difference.__dataclass_fields__) | {"verdict": "inconclusive"}
+            )
 
 
 def _f1_error(run: RunData, members: list[CellResult]) -> tuple[float | None, str]:
