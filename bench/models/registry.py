@@ -33,13 +33,8 @@ class ModelEntry:
     resolution_arg: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "source": self.source,
-            "upstream": self.upstream,
-            "native_resolution": self.native_resolution,
-        }
+        """What a listing shows: the entry's data, less how it is built (kwargs, the resolution argument)."""
+        return {name: getattr(self, name) for name in ("name", "family", "source", "upstream", "native_resolution")}
 
 
 _MODELS: dict[str, ModelEntry] = {}
