@@ -153,11 +153,6 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
-def metric(path: str) -> Metric:
-    """The spec of `measurement.key`; KeyError when unknown."""
-    return CATALOGUE[path]
-
-
 def gated() -> dict[str, Metric]:
     """path -> metric for every metric the gate judges (the built-in ones, then plugins' with a threshold)."""
     extra = [m for m in CATALOGUE.values() if m.threshold is not None and m not in GATED]

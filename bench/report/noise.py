@@ -38,7 +38,6 @@ from scipy import stats as _stats
 DEFAULT_RESAMPLES = 1000
 DEFAULT_MIN_EFFECT = 0.005  # macro-F1: a smaller difference is negligible for choosing a model or a recipe
 CONFIDENCE = 0.95
-VERDICTS = ("real", "within noise", "negligible", "inconclusive")
 
 
 def macro_f1_batch(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
