@@ -6,6 +6,7 @@ Layout of `results/<suite>/<run-id>/`:
 - `plan.json`: the ordered cell ids of the run;
 - `cells/<cell-id>.json`: one per finished cell (config, measurements, status, reason);
 - `results.csv`: one flat row per cell, rewritten after each cell.
+- `curves.csv`, `per_class.csv` (and Parquet copies): tidy tables beside it (bench.store.tidy).
 
 A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target,
 so a reader (or a resumed run) sees either the old complete file or the new complete one.
@@ -28,6 +29,7 @@ from bench.core.cell import Cell
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_json, atomic_write_text
 from bench.core.result import CellResult
+from bench.store.tidy import write_tidy
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -114,16 +116,19 @@ class RunStore:
         atomic_write_json(self.cells_dir / f"{result.id}.json", result.to_dict())
 
     def write_csv(self, results: Iterable[CellResult]) -> Path:
-        """results.csv: one flat row per cell."""
-        return self.write_rows_csv("results.csv", [r.flat_row() for r in results])
+        """results.csv: one flat row per cell; beside it the tidy curves.csv and per_class.csv (bench.store.tidy)."""
+        results = list(results)
+        path = self.write_rows_csv("results.csv", [r.flat_row() for r in results])
+        write_tidy(self, results)
+        return path
 
-    def write_rows_csv(self, name: str, rows: list[dict[str, Any]]) -> Path:
-        """A CSV of dict rows; the columns are the union of the rows' keys, in first-seen order."""
-        columns: list[str] = []
+    def write_rows_csv(self, name: str, rows: list[dict[str, Any]], columns: Iterable[str] = ()) -> Path:
+        """A CSV of dict rows; the columns are `columns`, then the rest of the rows' keys in first-seen order."""
+        names = list(columns)
         for row in rows:
-            columns.extend(k for k in row if k not in columns)
+            names.extend(k for k in row if k not in names)
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         path = self.run_dir / name
