@@ -1,6 +1,9 @@
 """`train`: train the cell's model on a dataset with its strategy and precision, then evaluate.
 
-One seed (the cell's) drives python, numpy, torch and the DataLoader generator. Per epoch: train loss,
+One seed (the cell's) drives python, numpy, torch and the DataLoader generator, and training re-seeds
+all of them from it when it starts: what the cell measured before (`profile`, `speed` draw random inputs)
+does not change the data order, augmentation or dropout, so the same training settings learn the same
+weights whatever else the cell measures, as a plain training script with that seed would. Per epoch: train loss,
 val loss, val accuracy, val macro-F1, lr, epoch time and train img/s. Early stopping watches a chosen
 metric with a patience; the best checkpoint is kept in the run directory and reloaded for the final
 evaluation, whose predictions (true label, predicted label, class probabilities) are saved beside the
@@ -12,6 +15,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,14 @@ def _scheduler(s: TrainSettings, opt: torch.optim.Optimizer):
     if s.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.lr_gamma)
     return None
+
+
+def seed_training(seed: int) -> None:
+    """Python's, numpy's and torch's global random state from the cell's seed, as training starts (dropout,
+    augmentation and anything else drawing from them); the loaders' own generators are seeded apart."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def freeze_all_but_head(model: nn.Module) -> None:
@@ -249,6 +261,7 @@ class Train(Measurement):
                 "or a CPU with AVX512-BF16/AMX, or set settings.train.cpu_emulated_precision: true to train anyway"
             )
         strategy = Strategy.model_validate(cell.strategy_config or {})
+        seed_training(cell.seed)
         if s.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         try:
