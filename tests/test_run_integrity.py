@@ -39,4 +39,4 @@ def test_training_learns_the_same_whatever_the_cell_measured_before(tmp_path):
         assert result.status == "ok", result.reason
         predictions[measure] = (out / "predictions.csv").read_text()
     assert predictions[("profile", "speed", "train")] == predictions[("train",)]
-    assert len(predictions[("train",)].splitlines()) > 100  # a real test set, not an empty file
+    assert len(predictions[("train",)].splitlines()) > 50  # a real test set, not an empty file
