@@ -3,8 +3,9 @@
 Data flows one way: suite YAML -> validated suite (bench.suite) -> cells -> execution (bench.execution)
 -> measurements (bench.measure) -> results store (bench.store) -> report (bench.report) and gate
 (bench.gate); docs/architecture.md draws the layers. The extension points are importable from here:
-`from bench import register_model, register_measurement, register_section, register_dataset`. They are
-looked up on first use, so `import bench` stays light (no torch).
+`from bench import register_model, register_measurement, register_section, register_dataset`. The Python
+API too: `bench.run`, `bench.load`, `bench.compare`, `bench.Run`, `bench.Comparison` (bench.api,
+docs/library.md). They are looked up on first use, so `import bench` stays light (no torch).
 """
 
 import os as _os
@@ -29,6 +30,12 @@ _PUBLIC = {
     "Metric": "bench.core.metric",
     "register_section": "bench.report.sections",
     "register_dataset": "bench.data.base",
+    # the Python API (docs/library.md)
+    "run": "bench.api",
+    "load": "bench.api",
+    "compare": "bench.api",
+    "Run": "bench.api",
+    "Comparison": "bench.api",
 }
 
 __all__ = ["__version__", *_PUBLIC]

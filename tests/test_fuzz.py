@@ -144,6 +144,14 @@ FIELDS = {
     "isolation": _maybe_junk(st.sampled_from(["auto", "process", "none", "threads"])),
     "memory_limit_mb": _maybe_junk(st.integers(-1, 4096)),
     "executor": _maybe_junk(st.sampled_from(["local", "ray", "slurm"])),
+    "mlflow": _maybe_junk(
+        st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {}, optional={"tracking_uri": st.sampled_from(["sqlite:///x.db", 3]), "experiment": junk}
+            ),
+        )
+    ),
     "ray": _maybe_junk(
         st.fixed_dictionaries(
             {}, optional={"address": st.sampled_from(["auto", "local"]), "max_retries": st.integers(-1, 3)}

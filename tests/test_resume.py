@@ -126,3 +126,68 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
         [sys.executable, "-m", "bench", "run", "--resume", str(tmp_path)], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "no plan.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _snapshot(run_dir):
+    """Every file of a run directory: its bytes and modification time."""
+    return {
+        str(p.relative_to(run_dir)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_second_run_into_a_held_directory_changes_none_of_the_first_runs_files(tmp_path):
+    """The lock is the first thing a run takes: a second `bench run` (another suite) into the directory a
+    running one holds is refused before it writes anything. The first run is paused (SIGSTOP) while its lock
+    is held, so that nothing but the second run could change a file meanwhile."""
+    tiny = textwrap.dedent(
+        """
+        name: held
+        models: [small_cnn]
+        matrix: {resolution: [16], batch_size: [4]}
+        measure: [profile, speed]
+        isolation: none
+        settings:
+          speed: {warmup_iters: 1, min_repeats: 2, min_time_s: 0.0}
+        """
+    )
+    suite = tmp_path / "held.yaml"
+    suite.write_text(tiny)
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny.replace("name: held", "name: other").replace("resolution: [16]", "resolution: [24]"))
+    run_dir = tmp_path / "run"
+    first = _start([str(suite), "--out", str(run_dir)], tmp_path)
+    try:
+        t0 = time.monotonic()
+        while not (run_dir / "plan.json").is_file():
+            assert first.poll() is None, first.stderr.read().decode()[-2000:]
+            assert time.monotonic() - t0 < 240, "the first run did not start"
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGSTOP)
+        before = _snapshot(run_dir)
+        assert {"suite.yaml", "suite.resolved.json", "env.json", "fingerprint.json", "plan.json"} <= set(before)
+        second = subprocess.run(
+            [sys.executable, "-m", "bench", "run", str(other), "--out", str(run_dir), "--no-report"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"another bench run (pid {first.pid}) is writing this run directory" in " ".join(second.stderr.split())
+        assert _snapshot(run_dir) == before
+        assert "name: held" in (run_dir / "suite.yaml").read_text()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=600) == 0, first.stderr.read().decode()[-2000:]
+    assert len(_cell_files(run_dir)) == 1 and len(list((run_dir / "env-history").glob("*.json"))) == 1
+
+
+def test_new_run_directories_are_created_atomically(tmp_path):
+    """Two runs started in the same second get two directories: mkdir without exist_ok, the next name tried."""
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    stores = [RunStore.new_in(tmp_path, "s", now=now) for _ in range(3)]
+    assert [s.run_dir.name for s in stores] == ["20260102-030405", "20260102-030405-2", "20260102-030405-3"]

@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from bench.cli import fastpaths, gate, listing, parity, plan, results, run
+from bench.cli import export, fastpaths, gate, listing, parity, plan, results, run
 from bench.cli.console import STATE, err_console
 from bench.core.errors import BenchError
 
@@ -22,6 +22,8 @@ baseline_app = typer.Typer(
     no_args_is_help=True, help="Save runs as baselines (results/baselines/NAME, meant to be committed)."
 )
 app.add_typer(baseline_app, name="baseline")
+export_app = typer.Typer(no_args_is_help=True, help="Export a run to MLflow or to github-action-benchmark's JSON.")
+app.add_typer(export_app, name="export")
 
 
 @app.callback()
@@ -41,6 +43,8 @@ app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options"
 list_app.command("models")(listing.list_models_cmd)
 list_app.command("suites")(listing.list_suites_cmd)
 baseline_app.command("save")(gate.baseline_save)
+export_app.command("mlflow")(export.mlflow_cmd)
+export_app.command("github-benchmark")(export.github_benchmark_cmd)
 
 
 def main() -> None:

@@ -69,6 +69,12 @@ def run(
         help="auto (a fresh process per cell that measures speed; the default), process (every cell), "
         "none (all in this process). Default: the suite's `isolation`.",
     ),
+    force_resume: bool = typer.Option(
+        False,
+        "--force-resume",
+        help="Resume into a run directory that ran another plan, other data, thread count or versions (refused "
+        "otherwise); its reports then read only this plan's cells.",
+    ),
     executor_name: str | None = typer.Option(
         None,
         "--executor",
@@ -76,14 +82,18 @@ def run(
         "the suite's `ray:` options, e.g. --set ray.address=auto). Default: the suite's `executor`.",
     ),
 ) -> None:
-    """Run a suite: every cell's measurements, recorded under results/, then its report."""
+    """Run a suite: every cell's measurements, recorded under results/, then its report.
+
+    The data is checked before anything runs; the run directory's lock is the first thing taken and the last
+    released, and a resume that would run something else is refused (bench.execution.integrity)."""
     try:
         if isolation is not None and isolation not in ("auto", "process", "none"):
             raise InputError(
                 f"unknown isolation mode '{isolation}'", field="--isolation", hint="use auto, process or none"
             )
         from bench.execution.executors import make_executor  # deferred: imports torch
-        from bench.execution.sweep import run_cells  # deferred: imports torch
+        from bench.execution.integrity import begin_run, fingerprint, run_directory  # deferred: imports torch
+        from bench.measure.train.datacheck import check_data  # deferred: reads the data (numpy, scikit-learn)
         from bench.platform.device import resolve_device  # deferred: imports torch
         from bench.platform.env import capture_env  # deferred: imports torch
 
@@ -115,6 +125,7 @@ def run(
                 "executor": loaded.executor,
                 "ray": loaded.ray.model_dump(),
                 "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None,
+                "source": loaded.path,
             }
         cells = planned["cells"]
         set_threads(planned.get("threads"))
@@ -125,21 +136,26 @@ def run(
             memory_limit_mb=planned.get("memory_limit_mb"),
             ray_options=planned.get("ray"),
         )
-        if resume is not None:
-            store = RunStore(resume)
-        else:
-            store = RunStore.create(out) if out else RunStore.new_in(results_root, planned["name"])
+        # the data, once per source, before anything is written or run
+        sources = check_data(cells, planned["base_dir"], suite_file=planned.get("source"))
+        store = RunStore(resume) if resume is not None else run_directory(out, results_root, planned["name"])
     except InputError as exc:
         fail_input(exc)
         return
     try:
-        if resume is None:
-            store.write_json("suite.resolved.json", planned["resolved"])
-            if planned["yaml"] is not None:
-                store.write_text("suite.yaml", planned["yaml"])
         env = capture_env(device, seeds=sorted({c.seed for c in cells}))
         env["executor"] = executor.describe()  # how this (or this resumed) run executed its cells
-        store.write_json("env.json", env)
+        forced = begin_run(  # takes the lock: released below, after the report
+            store,
+            fingerprint_now=fingerprint(cells, sources, threads=_torch_threads(), resolved=planned.get("resolved")),
+            env=env,
+            resolved=planned["resolved"] if resume is None else None,
+            suite_yaml=planned["yaml"] if resume is None else None,
+            force_resume=force_resume,
+        )
+    except InputError as exc:  # another run holds the directory, or it ran something else
+        fail_input(exc)
+        return
     except StorageError as exc:
         if STATE["debug"]:
             raise
@@ -147,6 +163,27 @@ def run(
             f"[bold red]error:[/] {escape(str(exc))} — free space or fix permissions", highlight=False, soft_wrap=True
         )
         raise typer.Exit(code=exc.exit_code) from None
+    try:
+        if forced:
+            console.print(
+                f"[yellow]--force-resume:[/] {escape('; '.join(forced))}; reports read only this plan's cells",
+                highlight=False,
+            )
+        _run_held(store, planned, cells, device, executor, results_root, no_report)
+    finally:
+        store.release()
+
+
+def _torch_threads() -> int:
+    import torch  # deferred: torch's thread count, set by the suite's `threads`
+
+    return torch.get_num_threads()
+
+
+def _run_held(store: RunStore, planned: dict[str, Any], cells: list, device, executor, results_root: Path, no_report):
+    """The sweep, its tables, estimates and report, all written while the run holds its directory's lock."""
+    from bench.execution.sweep import run_cells  # deferred: imports torch
+
     estimates = _run_estimates(cells, device, planned["base_dir"], results_root)
     loaded_name, loaded_profile = planned["name"], planned["profile"]
     console.print(
@@ -197,7 +234,7 @@ def run(
             soft_wrap=True,
         )
         raise typer.Exit(code=exc.exit_code) from None
-    except InputError as exc:  # e.g. another bench run holds the directory's lock
+    except InputError as exc:
         fail_input(exc)
         return
     console.print(results_table(summary.results, f"{loaded_name} — {store.run_dir}"))
@@ -301,6 +338,8 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
         "executor": resolved.get("executor", "local"),
         "ray": resolved.get("ray"),
         "threads": resolved.get("threads"),
+        "resolved": resolved or None,
+        "source": Path(source) if source else None,
     }
 
 

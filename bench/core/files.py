@@ -1,8 +1,8 @@
 """Files written atomically, and a file's content hash.
 
 A file is written to a temporary name in the same folder, flushed, fsynced and renamed over the target,
-so a reader (or a resumed run) sees either the old complete file or the new complete one. Every stage
-that writes (the training loop's checkpoint, the store, the report) writes through here.
+and the folder is fsynced after the rename, so a reader (or a resumed run) sees either the old complete
+file or the new complete one, after a crash too. Every stage that writes (the training loop's checkpoint, the store, the report) writes through here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _FILE_MODE = _file_mode()
 
 def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = False) -> None:
     """Write `path` atomically: `write(fh)` fills a temporary file in the same folder, which is flushed,
-    fsynced and renamed over `path`. On any failure (a full disk included) the temporary file is removed
+    fsynced and renamed over `path`, then the folder is fsynced. On any failure (a full disk included) the temporary file is removed
     and `path` keeps its old content; an OSError is raised as a `StorageError` naming the file."""
     path = Path(path)
     tmp = None
@@ -46,6 +46,8 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        tmp = None
+        fsync_dir(path.parent)
     except BaseException as exc:
         if tmp is not None:
             try:
@@ -55,6 +57,21 @@ def atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = Fal
         if isinstance(exc, OSError):
             raise StorageError(path, exc) from exc
         raise
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable: a file renamed into place survives a power cut only once its
+    directory's entry is on disk too. A file system that cannot sync a directory is let be."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

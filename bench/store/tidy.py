@@ -13,13 +13,11 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from bench.core.files import atomic_write
 from bench.core.result import CellResult
-
-if TYPE_CHECKING:
-    from bench.store.run_store import RunStore
 
 CURVES_FILE = "curves.csv"
 PER_CLASS_FILE = "per_class.csv"
@@ -94,23 +92,20 @@ def frame(rows: list[dict[str, Any]], columns: Iterable[str] = ()):
     return pd.DataFrame(data, columns=names).infer_objects()
 
 
-def write_tidy(store: RunStore, results: list[CellResult]) -> None:
-    """curves.csv and per_class.csv beside results.csv; with pyarrow, Parquet copies of all three."""
-    curves, per_class = curve_rows(results), per_class_rows(results)
-    store.write_rows_csv(CURVES_FILE, curves, columns=CURVE_COLUMNS)
-    store.write_rows_csv(PER_CLASS_FILE, per_class, columns=PER_CLASS_COLUMNS)
+def write_parquet(run_dir: Path, results: list[CellResult]) -> None:
+    """With pyarrow (the `parquet` extra), Parquet copies of results.csv, curves.csv and per_class.csv."""
     if importlib.util.find_spec("pyarrow") is None:
         return
     for name, rows, columns in (
         ("results.parquet", result_rows(results), ()),
-        ("curves.parquet", curves, CURVE_COLUMNS),
-        ("per_class.parquet", per_class, PER_CLASS_COLUMNS),
+        ("curves.parquet", curve_rows(results), CURVE_COLUMNS),
+        ("per_class.parquet", per_class_rows(results), PER_CLASS_COLUMNS),
     ):
-        _write_parquet(store, name, _parquet_ready(frame(rows, columns)))
+        _write_parquet(run_dir / name, _parquet_ready(frame(rows, columns)))
 
 
-def _write_parquet(store: RunStore, name: str, df: Any) -> None:
-    atomic_write(store.run_dir / name, lambda fh: df.to_parquet(fh, index=False), binary=True)
+def _write_parquet(path: Path, df: Any) -> None:
+    atomic_write(path, lambda fh: df.to_parquet(fh, index=False), binary=True)
 
 
 def _parquet_ready(df):

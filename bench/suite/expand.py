@@ -21,6 +21,8 @@ from typing import Any
 from bench.core import axes as axis_paths
 from bench.core.cell import Cell
 from bench.core.files import file_sha256
+from bench.measure.train.datacheck import class_names, source_key
+from bench.measure.train.settings import TrainSettings
 from bench.models.registry import get_entry
 from bench.suite.schema import ModelSpec, Suite
 
@@ -47,6 +49,7 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         path = path if path.is_absolute() else suite.base_dir() / path
         weights, sha = str(path), file_sha256(path)
     dotted = {k: v for k, v in point.items() if axis_paths.is_dotted(k)}
+    settings = {name: suite.measurement_settings(name, spec, extra_settings, dotted) for name in suite.measure}
     model_axes = {axis_paths.parts(k)[1]: v for k, v in dotted.items() if axis_paths.head(k) == axis_paths.MODEL_PREFIX}
     cell = Cell(
         model=spec.name,
@@ -57,11 +60,11 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         channels_last=bool(point["channels_last"]),
         compile=bool(point["compile"]),
         seed=int(point["seed"]),
-        num_classes=suite.num_classes,
+        num_classes=suite.num_classes or _default_num_classes(suite, settings),
         measure=tuple(suite.measure),
         strategy=point["strategy"],
         strategy_config=suite.strategy(point["strategy"]).model_dump(),
-        settings={name: suite.measurement_settings(name, spec, extra_settings, dotted) for name in suite.measure},
+        settings=settings,
         model_kwargs={
             **model_axes,
             **spec.kwargs,
@@ -73,6 +76,21 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
     if dotted:  # record the values in effect (a model's own override may have replaced the matrix's)
         object.__setattr__(cell, "axes", {k: axis_paths.value_of(cell, k) for k in dotted})
     return cell
+
+
+DEFAULT_NUM_CLASSES = 1000  # a suite that does not train and sets no num_classes: ImageNet's head
+
+
+def _default_num_classes(suite: Suite, settings: dict[str, dict[str, Any]]) -> int:
+    """A suite without `num_classes`: the class count of the cell's training data when it trains (read once
+    per source: the CSV's label column, the image folder's folders, a standard source's classes), else 1000."""
+    if "train" not in settings:
+        return DEFAULT_NUM_CLASSES
+    data = TrainSettings.model_validate(settings["train"]).data
+    key = source_key(data.kind, data.options, suite.base_dir())
+    if key not in suite._class_counts:  # a source that cannot be read raises its own error, naming the file
+        suite._class_counts[key] = len(class_names(data.kind, data.options, suite.base_dir()))
+    return suite._class_counts[key]
 
 
 def _points(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:

@@ -161,7 +161,9 @@ def _check_weights(suite: Suite, i: int, spec: ModelSpec, weights: Path) -> None
     first = suite.matrix.resolution[0]
     resolution = spec.resolution or (None if first == "native" else first)
     try:
-        check_weights(spec.name, weights, num_classes=suite.num_classes, resolution=resolution, **spec.kwargs)
+        check_weights(  # a head of another class count is resized, so the default count will do here
+            spec.name, weights, num_classes=suite.num_classes or 1000, resolution=resolution, **spec.kwargs
+        )
     except InputError as exc:
         raise suite.error(f"{weights}: {exc.message}", field_path=("models", i, "weights"), hint=exc.hint) from None
 

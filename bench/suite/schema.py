@@ -224,7 +224,11 @@ class Suite(StrictModel):
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     measure: list[str] = Field(default_factory=lambda: ["profile", "speed"], min_length=1)
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-measurement settings")
-    num_classes: PositiveInt = 1000
+    num_classes: PositiveInt | None = Field(
+        None,
+        description="classes of the model's head; unset: the training data's class count when the suite trains "
+        "(read before anything runs), else 1000",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     isolation: IsolationMode = Field(
         "auto", description="run cells in a fresh child process: auto (cells that measure speed), process (all), none"
@@ -260,6 +264,7 @@ class Suite(StrictModel):
     _path: Path | None = PrivateAttr(None)
     _lines: LineMap = PrivateAttr(default_factory=dict)
     _profile: str | None = PrivateAttr(None)
+    _class_counts: dict[str, int] = PrivateAttr(default_factory=dict)  # data source -> class count (num_classes unset)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -439,7 +444,7 @@ class Suite(StrictModel):
         for spec in specs:
             for i, value in enumerate(values):
                 try:
-                    check_model_kwargs(spec.name, {**spec.kwargs, rest[0]: value}, num_classes=self.num_classes)
+                    check_model_kwargs(spec.name, {**spec.kwargs, rest[0]: value}, num_classes=self.num_classes or 1000)
                 except InputError as exc:
                     raise self.error(
                         f"model '{spec.name}': {exc.message}",
