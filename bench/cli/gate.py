@@ -1,4 +1,8 @@
-"""`bench baseline save` and `bench compare`: the regression gate from the command line."""
+"""`bench gate` (same-machine A/B), `bench compare` and `bench baseline save`: the regression gate.
+
+Exit codes, the same for both gates: 0 no regression, 1 regression, 2 bad input, 3 inconclusive (the gate
+could not judge something, and says what; `--inconclusive-ok` turns 3 into 0 for those who want that).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from bench.cli.console import (
+    SUITE_DIRS,
     console,
     err_console,
     fail_input,
     fmt,
 )
+from bench.core.cell import canonical_json
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_text
 from bench.core.result import refuse_mixed_evaluation
-from bench.measure.catalogue import thresholds_from
+from bench.measure.catalogue import CATALOGUE, thresholds_from
 from bench.store.baselines import load_repeats, resolve_run_or_baseline, save_baseline
+from bench.suite import find_suite
 
 
 def baseline_save(
@@ -52,8 +59,17 @@ def compare(
     baselines_root: Path = typer.Option(
         Path("results/baselines"), "--baselines-root", help="Where named baselines live."
     ),
+    threshold: list[str] | None = typer.Option(
+        None,
+        "--threshold",
+        help="METRIC:THRESHOLD over the baseline suite's, e.g. speed.throughput_img_s:10%; repeatable.",
+    ),
+    inconclusive_ok: bool = typer.Option(
+        False, "--inconclusive-ok", help="Exit 0 instead of 3 when something could not be judged."
+    ),
 ) -> None:
-    """Compare two runs cell by cell (matched by id). Exit 0: no regression; 1: regression; 2: bad input."""
+    """Compare a run with a baseline cell by cell (matched by id). Exit 0: no regression; 1: regression;
+    2: bad input; 3: inconclusive (other hardware, a busy machine, a metric or cell gone)."""
     import json as _json
 
     from bench.gate.regression import compare_results, hardware_mismatch, markdown_summary  # deferred: imports scipy
@@ -65,12 +81,19 @@ def compare(
         repeats = load_repeats(base_dir)
         cur_run = load_run(current)
         refuse_mixed_evaluation([(base_run.label, base_run.results), (cur_run.label, cur_run.results)])
-        section = cur_run.suite.get("regression") or base_run.suite.get("regression") or {}
-        thresholds = thresholds_from(section, where=f"{cur_run.run_dir}/suite.resolved.json: regression")
+        # the baseline's thresholds, never the run under test's: a change cannot loosen its own gate
+        section = dict(base_run.suite.get("regression") or {})
+        section.update(_threshold_options(threshold or []))
+        thresholds = thresholds_from(section, where=f"{base_run.run_dir}/suite.resolved.json: regression")
     except InputError as exc:
         fail_input(exc)
         return
     mismatch = hardware_mismatch(base_run.env, cur_run.env)
+    if current_suite_differs(base_run.suite, cur_run.suite):
+        err_console.print(
+            "[yellow]note:[/] the current run's suite sets other thresholds; the baseline's are used "
+            "(a change cannot loosen its own gate: pass --threshold to change them)"
+        )
     comp = compare_results(
         base_run.results,
         cur_run.results,
@@ -90,6 +113,10 @@ def compare(
                 "reproduces exactly only on the same machine: record a baseline on this hardware for a tight gate)"
             )
         )
+        if not allow_hardware_mismatch:
+            comp.inconclusive.append(
+                "timings not judged on other hardware (" + "; ".join(mismatch) + "): gate timings with `bench gate`"
+            )
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
     table = Table(title=f"{cur_run.label} against {base_run.label}")
@@ -98,7 +125,11 @@ def compare(
             col, justify="right" if col in ("baseline", "current", "change", "allowed") else "left", overflow="fold"
         )
     for f in comp.findings:
-        verdict = "[red]REGRESSION[/]" if f.regression else ("[green]better[/]" if f.improvement else "ok")
+        verdict = (
+            "[red]REGRESSION[/]"
+            if f.regression
+            else ("[green]better[/]" if f.improvement else ("ok" if f.judged else "[yellow]not judged[/]"))
+        )
         change = f"{f.relative * 100:+.1f}%" if f.relative is not None else f"{f.change:+g}"
         allowed = "off" if f.threshold == "off" else fmt(f.allowed)
         table.add_row(
@@ -129,6 +160,115 @@ def compare(
         )
         err_console.print(f"[bold red]regression:[/] {len(names)} finding(s): " + ", ".join(names))
         raise typer.Exit(code=1)
+    if comp.inconclusive:
+        for why in comp.inconclusive:
+            err_console.print(f"[bold yellow]cannot judge:[/] {escape(why)}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold yellow]inconclusive:[/] {len(comp.inconclusive)} thing(s) could not be judged"
+            + (" (--inconclusive-ok: exit 0)" if inconclusive_ok else "")
+        )
+        raise typer.Exit(code=0 if inconclusive_ok else INCONCLUSIVE_EXIT)
     console.print(
         f"no regression: {len(comp.findings)} metrics compared over {len({f.cell_id for f in comp.findings})} cells"
     )
+
+
+INCONCLUSIVE_EXIT = 3
+
+
+def _threshold_options(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        path, sep, text = item.rpartition(":")
+        if not sep or path not in CATALOGUE:
+            raise InputError(
+                f"bad threshold '{item}'",
+                field="--threshold",
+                hint="write METRIC:THRESHOLD, e.g. speed.throughput_img_s:10% (metrics: bench/measure/catalogue.py)",
+            )
+        out[path] = text
+    return out
+
+
+def current_suite_differs(base_suite: dict, cur_suite: dict) -> bool:
+    return canonical_json(base_suite.get("regression") or {}) != canonical_json(cur_suite.get("regression") or {})
+
+
+def gate(
+    base_ref: str = typer.Argument(..., help="The base revision: a commit, branch or tag (e.g. origin/main, v1.2)."),
+    suite: str = typer.Argument(
+        ..., help="Suite file (the head's; both sides run it), or a suite name (e.g. nightly)."
+    ),
+    head_ref: str | None = typer.Option(None, "--head", help="The head revision (default: the working tree as it is)."),
+    rounds: int = typer.Option(6, "--rounds", "-r", help="Rounds (ABBA) at least; 6 is the fewest for a 95% interval."),
+    max_rounds: int | None = typer.Option(
+        None, "--max-rounds", help="Add rounds up to this many while a timing is inconclusive (default: --rounds)."
+    ),
+    base_python: str | None = typer.Option(
+        None, "--base-python", help="Run the base side with this Python (another environment: gate a torch upgrade)."
+    ),
+    threshold: list[str] | None = typer.Option(
+        None, "--threshold", help="METRIC:THRESHOLD over the catalogue's same-machine defaults; repeatable."
+    ),
+    overrides: list[str] | None = typer.Option(None, "--set", help="Override a suite field on both sides; repeatable."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where the sides' runs and the verdict go."),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", help="Append a Markdown summary here ($GITHUB_STEP_SUMMARY)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the verdict as JSON here."),
+    inconclusive_ok: bool = typer.Option(
+        False, "--inconclusive-ok", help="Exit 0 instead of 3 when something could not be judged."
+    ),
+) -> None:
+    """Same-machine A/B: measure BASE_REF and the head on this machine, interleaved over rounds, and judge
+    the head. Exit 0: no regression; 1: regression; 2: bad input; 3: inconclusive."""
+    import json as _json
+    from datetime import datetime, timezone
+
+    from bench.tools.ab_gate import run_gate  # deferred: imports scipy
+    from bench.tools.ab_markdown import gate_markdown, gate_rows  # deferred: imports scipy
+
+    try:
+        suite_path = find_suite(suite, SUITE_DIRS)
+        target = out or Path("results") / "gate" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        result = run_gate(
+            base_ref,
+            suite_path,
+            head_ref=head_ref,
+            out=target,
+            rounds=rounds,
+            max_rounds=max_rounds,
+            base_python=base_python,
+            threshold_overrides=threshold or [],
+            overrides=overrides or [],
+            progress=lambda message: err_console.print(f"[dim]{escape(message)}[/]", highlight=False),
+        )
+    except InputError as exc:
+        fail_input(exc)
+        return
+    table = Table(title=f"bench gate: {result.head['ref']} against {result.base['ref']} ({result.rounds_run} rounds)")
+    for col in ("cell", "metric", "base", "head", "ratio (95% interval)", "threshold", "verdict", "note"):
+        table.add_column(col, justify="right" if col in ("base", "head") else "left", overflow="fold")
+    for row in gate_rows(result):
+        table.add_row(*[escape(str(v)) for v in row])
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {escape(note)}", highlight=False)
+    md = gate_markdown(result)
+    atomic_write_text(target / "gate.md", md)
+    payload = _json.dumps(result.to_dict(), indent=2) + "\n"
+    atomic_write_text(target / "gate.json", payload)
+    if markdown:
+        with open(markdown, "a", encoding="utf-8") as fh:
+            fh.write(md)
+    if json_out:
+        atomic_write_text(json_out, payload)
+    verdict = result.verdict
+    if verdict == "regression":
+        err_console.print("[bold red]regression:[/] " + ", ".join(result.regressions))
+        raise typer.Exit(code=1)
+    if verdict == "inconclusive":
+        for why in result.to_dict()["inconclusive"]:
+            err_console.print(f"[bold yellow]cannot judge:[/] {escape(why)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=0 if inconclusive_ok else INCONCLUSIVE_EXIT)
+    console.print(f"no regression: {result.rounds_run} rounds; verdict and runs in {target}")

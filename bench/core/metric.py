@@ -31,6 +31,9 @@ class Metric:
     label: str
     threshold: str | None = None  # the gate's default; None: not judged
     other_hardware_threshold: str | None = None  # judged this coarsely across machines (training drift)
+    # the same-machine A/B gate's default (bench gate): a timing judged on per-round paired ratios, or a
+    # hardware-dependent figure compared on both sides' medians; None: reported there, not judged
+    same_machine_threshold: str | None = None
     hardware_dependent: bool = False
     timing: bool = False  # judged with its repeat distributions
 

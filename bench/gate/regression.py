@@ -1,19 +1,20 @@
-"""Regression checks between a baseline run and a current run, cells matched by id.
+"""Regression checks between a committed baseline and a current run, cells matched by id.
 
 Each metric has a direction (higher is better, lower is better, or exact) and a threshold, relative
 ("10%") and/or absolute ("0.01"), parsed from short strings as pytest-benchmark's `--benchmark-compare-fail`
-does ("speed.throughput_img_s:10%"). A timing metric is judged with its repeat distributions: a change
-is a regression only when it is beyond the threshold *and* beyond the measured noise (the larger of
-the threshold and the two runs' relative interquartile half-widths added) *and* the two sets of
-repeats differ significantly (one-sided Mann-Whitney U, p < 0.01). Plain data in, plain data out;
-every finding is collected and reported together.
+does ("speed.throughput_img_s:10%"). Thresholds come from the baseline's side (its suite's `regression:`
+section) or the command line, never from the run under test, so a change cannot loosen its own gate.
 
-Repeats inside one run underestimate the noise between runs on a shared machine (another process,
-frequency scaling, memory placement: the nightly suite's efficientnet_b0 latency moved 17% between two
-identical runs here while each run's own IQR said 5%). A baseline saved from several runs therefore
-carries their spread: a metric's baseline value is the median over those runs, its allowed change is
-at least BETWEEN_RUN_FACTOR times the largest deviation from that median seen among them, and the
-Mann-Whitney test pools every baseline run's repeats.
+The unit of a timing is the run (a process), not the batch: batches of one process are not independent,
+and a test on pooled batches calls any level shift between two processes significant. A baseline saved from
+several runs carries their spread: a metric's baseline value is the median over those runs and its allowed
+change is at least BETWEEN_RUN_FACTOR times the largest deviation from that median seen among them.
+
+This mode is for what does not depend on the machine (params, MACs) and for reruns on the same hardware
+key; timings on a shared or different machine are judged by the same-machine A/B gate (bench.gate.paired,
+`bench gate`). Whatever this comparison cannot judge — other hardware, a busy machine, a metric the
+baseline has and the current run lacks, a cell that was ok and is now skipped — is collected as a reason
+for an "inconclusive" verdict, never passed over: the gate does not fail open.
 """
 
 from __future__ import annotations
@@ -23,30 +24,26 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from scipy import stats as _stats
-
 from bench.core.metric import EXACT, HIGHER, Metric, Threshold
 from bench.core.stats import Stats
 from bench.measure.catalogue import (
-    LATENCY_SAMPLES,
-    LATENCY_VS_REFERENCE,
+    MEMORY_ADDED,
+    PEAK_MEMORY,
     REFERENCE_SAMPLES,
     SPEED_BATCH_SIZE,
-    THROUGHPUT,
     gated,
 )
 
 # Across machines training drifts (docs/measurements-log.md has the figures): the accuracy metrics are then
 # judged at their catalogue's `other_hardware_threshold`, unless the suite allows more.
 OTHER_HARDWARE_NOTE = "other hardware: training reproduces exactly only on the same machine, so judged coarsely"
-MANN_WHITNEY_ALPHA = 0.01
 # The machine-busy guard. Every speed cell times a fixed reference matmul beside its batches. When, in
 # the current run, that reference ran this much slower than in the baseline (median over median) or
 # its own repeats spread this widely (interquartile range over median), the machine was shared while
 # the cell was timed: another process stalls one of the model's threads, which hurts a multi-threaded
 # model far more than the matmul, so even latency_vs_reference moved 8x-16x in such reruns (nightly
-# reruns on the 2-core machine; a quiet machine stays within 1.3x and 0.4). Those timings are reported,
-# not judged, and the comparison says so; every other metric is judged as usual.
+# reruns on the 2-core machine; a quiet machine stays within 1.3x and 0.4). Those timings cannot be judged:
+# the comparison is then inconclusive (never a pass), and says so; every other metric is judged as usual.
 BUSY_REFERENCE_SLOWDOWN = 1.5
 BUSY_REFERENCE_IQR = 0.5
 # the largest of n observed deviations underestimates what the next run may show; twice it is the margin
@@ -69,7 +66,7 @@ class Finding:
     regression: bool
     improvement: bool
     note: str = ""
-    p_value: float | None = None
+    judged: bool = True  # False: reported, not judged (the reason is in `note` and the comparison's `inconclusive`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +80,14 @@ class Comparison:
     failed_cells: list[dict[str, str]] = field(default_factory=list)  # failed in current (ok in baseline)
     skipped_metrics: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)  # why some part could not be judged
+
+    @property
+    def verdict(self) -> str:
+        """regression (exit 1) before inconclusive (exit 3) before pass (exit 0)."""
+        if self.regressed:
+            return "regression"
+        return "inconclusive" if self.inconclusive else "pass"
 
     def cell_notes(self) -> list[tuple[str, str, str]]:
         """(what, cell id, detail) for each cell that was not compared metric by metric: newly failed,
@@ -103,7 +108,9 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "verdict": self.verdict,
             "regressed": self.regressed,
+            "inconclusive": self.inconclusive,
             "regressions": [f.to_dict() for f in self.regressions],
             "findings": [f.to_dict() for f in self.findings],
             "new_cells": self.new_cells,
@@ -112,20 +119,6 @@ class Comparison:
             "skipped_metrics": self.skipped_metrics,
             "warnings": self.warnings,
         }
-
-
-def _timing_samples(result, spec: Metric) -> list[float] | None:
-    """The repeat distribution behind a timing metric, in the metric's unit."""
-    samples = LATENCY_SAMPLES.of(result)
-    if not samples:
-        return None
-    if spec == LATENCY_VS_REFERENCE:
-        refs = REFERENCE_SAMPLES.of(result) or []
-        return [a / b for a, b in zip(samples, refs) if b > 0] or None
-    if spec == THROUGHPUT:
-        bs = result.cell.batch_size
-        return [bs / s for s in samples if s > 0]
-    return [s * 1e3 for s in samples]
 
 
 def busy_reason(baseline_refs: list[float], current_refs: list[float]) -> str | None:
@@ -149,12 +142,6 @@ def _reference_samples(result) -> list[float]:
     return list(REFERENCE_SAMPLES.of(result) or [])
 
 
-def _rel_iqr_half(values: list[float]) -> float:
-    st = Stats.of(values)
-    med = st.median
-    return (st.pct(75) - st.pct(25)) / 2 / abs(med) if med else 0.0
-
-
 def between_run_spread(values: list[float]) -> float:
     """The largest relative deviation from the median among one metric's values in several runs."""
     if len(values) < 2:
@@ -168,22 +155,20 @@ def judge(
     threshold: Threshold,
     base: float,
     cur: float,
-    base_samples: list[float] | None = None,
-    cur_samples: list[float] | None = None,
     *,
     between_runs: tuple[float, int] | None = None,
-) -> tuple[bool, bool, float, str, float | None]:
-    """(regression, improvement, allowed change, note, p-value) for one metric value pair.
+) -> tuple[bool, bool, float, str]:
+    """(regression, improvement, allowed change, note) for one metric's per-run values.
 
     `between_runs` = (relative spread, number of runs) of the baseline's value over several runs."""
     change = cur - base
     if spec.direction == EXACT or threshold.exact:
-        return change != 0, False, 0.0, "must be identical" if change else "", None
+        return change != 0, False, 0.0, "must be identical" if change else ""
     worse = -change if spec.direction == HIGHER else change
     if threshold.off:
-        return False, False, math.inf, "not judged (threshold off)", None
+        return False, False, math.inf, "not judged (threshold off)"
     allowed = threshold.allowed(base)
-    note, p = "", None
+    note = ""
     if between_runs and between_runs[0] > 0:
         spread, n = between_runs
         widened = BETWEEN_RUN_FACTOR * spread * abs(base)
@@ -192,21 +177,20 @@ def judge(
                 f"threshold widened to {BETWEEN_RUN_FACTOR:g}x the spread of {n} baseline runs (±{spread * 100:.1f}%)"
             )
             allowed = widened
-    if spec.timing and base_samples and cur_samples and len(base_samples) >= 3 and len(cur_samples) >= 3:
-        noise = (_rel_iqr_half(base_samples) + _rel_iqr_half(cur_samples)) * abs(base)
-        if noise > allowed:
-            note = f"threshold widened to the measured repeat noise ({noise / abs(base) * 100:.1f}%)"
-            allowed = noise
-        alternative = "less" if spec.direction == HIGHER else "greater"
-        p = float(_stats.mannwhitneyu(cur_samples, base_samples, alternative=alternative).pvalue)
-        significant = p < MANN_WHITNEY_ALPHA
-        regression = worse > allowed and significant
-        if worse > allowed and not significant:
-            note = (note + "; " if note else "") + f"beyond the threshold but not significant (Mann-Whitney p={p:.3g})"
-    else:
-        regression = worse > allowed
+    regression = worse > allowed
     improvement = -worse > allowed and not regression
-    return regression, improvement, allowed, note, p
+    return regression, improvement, allowed, note
+
+
+def memory_judged(spec: Metric, result) -> bool:
+    """On a CPU the peak is the process's RSS (mostly torch itself): the memory the cell added is judged
+    and the RSS kept as context; on a GPU the peak allocated is judged."""
+    kind = (result.measurements.get("speed") or {}).get("memory_kind") or ""
+    if spec == PEAK_MEMORY:
+        return not kind.startswith("cpu")
+    if spec == MEMORY_ADDED:
+        return kind.startswith("cpu")
+    return True
 
 
 def compare_results(
@@ -232,6 +216,9 @@ def compare_results(
         if b.status == "failed" and a.status != "failed":
             out.failed_cells.append({"id": cid, "label": b.cell.label(), "reason": b.reason or ""})
             continue
+        if a.status == "ok" and b.status != "ok":
+            out.inconclusive.append(f"cell {cid} ({b.cell.label()}) was ok in the baseline and is {b.status} now")
+            continue
         bs_a, bs_b = SPEED_BATCH_SIZE.of(a), SPEED_BATCH_SIZE.of(b)
         if bs_a is not None and bs_b is not None and bs_a != bs_b:  # e.g. an opted-in fallback after out of memory
             why = b.measurements["speed"].get("fallback") or a.measurements["speed"].get("fallback")
@@ -240,20 +227,25 @@ def compare_results(
                 + (f" ({why})" if why else "")
                 + ": its timings are not like for like"
             )
-        busy = busy_reason(
-            [x for r in [a, *(rep[cid] for rep in repeats if cid in rep)] for x in _reference_samples(r)],
-            _reference_samples(b),
-        )
-        if busy and not (hardware_independent_only):
-            out.warnings.append(
-                f"cell {cid} ({b.cell.label()}): {busy}; its timings are reported, not judged "
-                "(run again on a quiet machine)"
+        busy = None
+        if not hardware_independent_only:
+            busy = busy_reason(
+                [x for r in [a, *(rep[cid] for rep in repeats if cid in rep)] for x in _reference_samples(r)],
+                _reference_samples(b),
+            )
+        if busy:
+            out.inconclusive.append(
+                f"cell {cid} ({b.cell.label()}): {busy}; its timings cannot be judged (run again on a quiet "
+                "machine, or gate with `bench gate`, which measures both sides on one machine)"
             )
         for key, spec in gated().items():
-            if key in out.skipped_metrics or key not in thresholds:
+            if key in out.skipped_metrics or key not in thresholds or not memory_judged(spec, a):
                 continue
             va, vb = spec.number(a), spec.number(b)
-            if va is None or vb is None:
+            if va is None:
+                continue
+            if vb is None:
+                out.inconclusive.append(f"cell {cid} ({b.cell.label()}): {key} is in the baseline and missing now")
                 continue
             runs = [a] + [rep[cid] for rep in repeats if cid in rep and spec.number(rep[cid]) is not None]
             between = None
@@ -261,10 +253,6 @@ def compare_results(
                 values = [v for r in runs if (v := spec.number(r)) is not None]  # all set: `runs` was filtered
                 va = Stats.of(values).median
                 between = (between_run_spread(values), len(runs))
-            samples: tuple[list[float] | None, list[float] | None] = (None, None)
-            if spec.timing:
-                pooled = [x for r in runs for x in (_timing_samples(r, spec) or [])]
-                samples = (pooled or None, _timing_samples(b, spec))
             threshold = thresholds[key]
             # reproducible on one machine only
             other_text = spec.other_hardware_threshold if hardware_independent_only else None
@@ -272,11 +260,12 @@ def compare_results(
             if other_text is not None:
                 other = Threshold.parse(other_text)
                 threshold = other if other.allowed(va) > threshold.allowed(va) else threshold
-            regression, improvement, allowed, note, p = judge(spec, threshold, va, vb, *samples, between_runs=between)
+            regression, improvement, allowed, note = judge(spec, threshold, va, vb, between_runs=between)
             if coarse:
                 note = OTHER_HARDWARE_NOTE + (f"; {note}" if note else "")
+            judged = True
             if busy and spec.timing:
-                regression = improvement = False
+                regression = improvement = judged = False
                 note = f"not judged: {busy}"
             out.findings.append(
                 Finding(
@@ -292,15 +281,22 @@ def compare_results(
                     regression=regression,
                     improvement=improvement,
                     note=note,
-                    p_value=p,
+                    judged=judged,
                 )
             )
     return out
 
 
+# what must match for timings to be comparable: the machine, the thread count, the allocator (bench.platform.
+# allocator) and the libraries that compute
+HARDWARE_KEY = ("cpu_model", "cpu_cores_usable", "device", "gpu_name", "torch", "timm", "torch_threads")
+
+
 def hardware_key(env: dict[str, Any]) -> dict[str, Any]:
     """What must match for timings to be comparable."""
-    return {k: env.get(k) for k in ("cpu_model", "cpu_cores_usable", "device", "gpu_name", "torch")}
+    key = {k: env.get(k) for k in HARDWARE_KEY}
+    key["allocator"] = env.get("allocator") or "default"  # runs before the setting existed measured glibc as is
+    return key
 
 
 def hardware_mismatch(base_env: dict[str, Any], cur_env: dict[str, Any]) -> list[str]:
@@ -311,12 +307,15 @@ def hardware_mismatch(base_env: dict[str, Any], cur_env: dict[str, Any]) -> list
 def markdown_summary(comp: Comparison, baseline: str, current: str) -> str:
     """A GitHub-flavoured summary for a CI job summary."""
     lines = [f"### bench compare: {current} against {baseline}", ""]
-    status = "**REGRESSION**" if comp.regressed else "no regression"
+    status = {"regression": "**REGRESSION**", "inconclusive": "**INCONCLUSIVE**", "pass": "no regression"}[comp.verdict]
     lines.append(
         f"{status}: {len(comp.regressions)} metric regressions, {len(comp.failed_cells)} newly failed cells, "
         f"{len(comp.missing_cells)} missing, {len(comp.new_cells)} new; {len(comp.findings)} metrics compared."
     )
     lines.append("")
+    lines += [f"> cannot judge: {why}" for why in comp.inconclusive]
+    if comp.inconclusive:
+        lines.append("")
     for w in comp.warnings:
         lines.append(f"> warning: {w}")
     if comp.warnings:

@@ -3,10 +3,17 @@
 On Linux the process's peak RSS (VmHWM) can be reset by writing "5" to /proc/self/clear_refs, so the
 peak is the block's own, not the process's lifetime peak. Where that is not possible the lifetime peak
 (getrusage) is reported and the record says so.
+
+On a CPU the block's own figure is `peak - start`. A heap that glibc never trims (the pinned heap of
+bench.platform.allocator) keeps the pages an earlier block freed, and a block reusing them adds nothing
+to the RSS: so before the start is read, glibc's free memory is handed back (`malloc_trim(0)`, which
+releases free pages whatever the trim threshold), and the block's allocations count in full again.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import resource
 from pathlib import Path
@@ -15,6 +22,15 @@ import torch
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def release_free_heap() -> bool:
+    """glibc's malloc_trim(0): free heap pages back to the kernel (False where there is no glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0)) or True
+    except (OSError, AttributeError):
+        return False
 
 
 def _status_bytes(field: str) -> int | None:
@@ -45,6 +61,7 @@ class PeakMemory:
             self.start_bytes = int(torch.cuda.memory_allocated(self.device))
             self.kind = "cuda_max_allocated"
         else:
+            release_free_heap()
             try:
                 _CLEAR_REFS.write_text("5")
                 self.kind = "cpu_peak_rss"

@@ -1,0 +1,165 @@
+"""Same-machine A/B verdicts: a timing judged on per-round paired ratios, with three outcomes.
+
+In an A/B gate (bench.tools.ab_gate) both revisions run on one machine, interleaved over R rounds, each
+cell in a fresh process. The unit of the test is the round, not the batch: batches of one process share
+its allocator state, thread placement and page cache, so they are not independent (pyperf's point), and a
+test on pooled batches finds any level shift between two processes "significant". A round's paired value
+is the log of head over base of the metric's per-process value (a median over that process's batches);
+whatever slowed the machine during that round slows both sides of it alike and cancels in the ratio.
+
+The interval is the Hodges–Lehmann estimate of the rounds' log-ratios with its exact Wilcoxon signed-rank
+confidence interval: distribution-free (only symmetry about the true shift is assumed), robust to a round
+spoilt by a burst of load, and with an exact coverage of at least the confidence asked for at any number
+of rounds (a bootstrap percentile interval of a median undercovers at ten rounds). Fewer than six rounds
+cannot give a 95% interval at all.
+
+The verdict compares the whole interval with the threshold (a relative change in the metric's bad
+direction): past it entirely, "regression"; entirely short of it, "pass"; straddling it, "inconclusive"
+(more rounds would decide). A change that is not a regression is never called one because the machine was
+busy, and a gate that cannot decide never says "pass". Plain data in, plain data out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+from bench.core.metric import HIGHER, Metric, Threshold
+
+PASS, REGRESSION, INCONCLUSIVE = "pass", "regression", "inconclusive"
+CONFIDENCE = 0.95
+
+
+@lru_cache(maxsize=64)
+def signed_rank_critical(n: int, confidence: float = CONFIDENCE) -> int | None:
+    """The largest c with P(T <= c) <= (1 - confidence) / 2 under the null (T: Wilcoxon's signed-rank
+    statistic of n untied values; exact, by counting subsets of ranks), or None when even c = 0 is too likely."""
+    top = n * (n + 1) // 2
+    ways = [1] + [0] * top  # ways[w]: subsets of ranks 1..n summing to w
+    for rank in range(1, n + 1):
+        for w in range(top, rank - 1, -1):
+            ways[w] += ways[w - rank]
+    total, tail, cumulative, critical = 2.0**n, (1 - confidence) / 2, 0, None
+    for c in range(top + 1):
+        cumulative += ways[c]
+        if cumulative / total > tail:
+            break
+        critical = c
+    return critical
+
+
+def hodges_lehmann(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(estimate, low, high): the median of the Walsh averages of `values` and their exact signed-rank
+    confidence interval; (estimate, -inf, inf) when too few values for the confidence."""
+    x = [float(v) for v in values]
+    if not x:
+        raise ValueError("no values")
+    walsh = sorted((x[i] + x[j]) / 2 for i in range(len(x)) for j in range(i, len(x)))
+    m = len(walsh)
+    estimate = (walsh[(m - 1) // 2] + walsh[m // 2]) / 2
+    c = signed_rank_critical(len(x), confidence)
+    if c is None:
+        return estimate, -math.inf, math.inf
+    return estimate, walsh[c], walsh[m - 1 - c]
+
+
+def bad_log_bound(spec: Metric, threshold: Threshold, base: float) -> float:
+    """The threshold as a log-ratio in the metric's bad direction (always > 0): a 5% slowdown of a
+    throughput is log(1 / 0.95), of a latency log(1.05)."""
+    rel = threshold.allowed(base) / abs(base) if base else 0.0
+    if spec.direction == HIGHER:
+        return math.inf if rel >= 1 else -math.log(1 - rel)
+    return math.log1p(rel)
+
+
+@dataclass
+class RoundsVerdict:
+    """One metric of one cell judged over the rounds."""
+
+    cell_id: str
+    label: str
+    metric: str
+    rounds: int
+    base_median: float
+    head_median: float
+    ratio: float  # head over base, the Hodges-Lehmann estimate of the per-round ratios
+    ratio_low: float
+    ratio_high: float
+    threshold: str
+    verdict: str  # PASS, REGRESSION or INCONCLUSIVE
+    improvement: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def judge_rounds(
+    spec: Metric,
+    threshold: Threshold,
+    base: Sequence[float],
+    head: Sequence[float],
+    *,
+    cell_id: str = "",
+    label: str = "",
+    confidence: float = CONFIDENCE,
+) -> RoundsVerdict:
+    """Judge paired per-round values (base[i] and head[i] measured in round i) of one metric."""
+    if len(base) != len(head) or not base:
+        raise ValueError("judge_rounds needs one base and one head value per round")
+    pairs = [(b, h) for b, h in zip(base, head) if b > 0 and h > 0]
+    logs = [math.log(h / b) for b, h in pairs]
+    base_median = _median([b for b, _ in pairs]) if pairs else math.nan
+    head_median = _median([h for _, h in pairs]) if pairs else math.nan
+    out = RoundsVerdict(
+        cell_id=cell_id,
+        label=label,
+        metric=spec.path,
+        rounds=len(pairs),
+        base_median=base_median,
+        head_median=head_median,
+        ratio=math.nan,
+        ratio_low=math.nan,
+        ratio_high=math.nan,
+        threshold=str(threshold),
+        verdict=INCONCLUSIVE,
+    )
+    if len(pairs) < len(base):
+        out.note = f"{len(base) - len(pairs)} round(s) without a positive value on both sides"
+    if not pairs:
+        return out
+    est, low, high = hodges_lehmann(logs, confidence)
+    out.ratio, out.ratio_low, out.ratio_high = math.exp(est), _exp(low), _exp(high)
+    if threshold.off:
+        out.verdict, out.note = PASS, "not judged (threshold off)"
+        return out
+    bound = bad_log_bound(spec, threshold, base_median)
+    # the log-ratio in the bad direction: positive is worse
+    worse_low, worse_high = (-high, -low) if spec.direction == HIGHER else (low, high)
+    if not math.isfinite(worse_low) or not math.isfinite(worse_high):
+        out.note = _join(out.note, f"{len(pairs)} rounds cannot give a {confidence:.0%} interval (6 at least)")
+    elif worse_low > bound:
+        out.verdict = REGRESSION
+    elif worse_high < bound:
+        out.verdict = PASS
+        out.improvement = worse_high < -bound
+    else:
+        out.note = _join(out.note, "the interval straddles the threshold: more rounds would decide")
+    return out
+
+
+def _median(values: Sequence[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return (s[(n - 1) // 2] + s[n // 2]) / 2
+
+
+def _exp(value: float) -> float:
+    return math.exp(value) if math.isfinite(value) else (math.inf if value > 0 else 0.0)
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
