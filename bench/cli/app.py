@@ -36,6 +36,7 @@ app.command()(plan.plan)
 app.command()(results.report)
 app.command()(results.show)
 app.command()(gate.compare)
+app.command("gate")(gate.gate)
 app.command("cpu-fastpaths")(fastpaths.cpu_fastpaths)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, help=parity.PARITY_HELP)(
     parity.parity
