@@ -191,3 +191,79 @@ def test_new_run_directories_are_created_atomically(tmp_path):
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     stores = [RunStore.new_in(tmp_path, "s", now=now) for _ in range(3)]
     assert [s.run_dir.name for s in stores] == ["20260102-030405", "20260102-030405-2", "20260102-030405-3"]
+
+
+def _csv_data(folder, name, classes=("monet", "vermeer"), per_class=5):
+    from PIL import Image
+
+    rows = ["id,img_path,artist"]
+    for k, label in enumerate(classes):
+        for i in range(per_class):
+            rel = f"img/{label}_{i}.png"
+            (folder / "img").mkdir(exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * k, 200 - 30 * i, 90)).save(folder / rel)
+            rows.append(f"{label}{i},{rel},{label}")
+    (folder / name).write_text("\n".join(rows) + "\n")
+
+
+EDITABLE = textwrap.dedent(
+    """
+    name: edited
+    models: [{model}]
+    matrix: {{resolution: [8], batch_size: [2]}}
+    measure: [train]
+    isolation: none
+    settings:
+      train: {{data: {{kind: csv, options: {{csv: {csv}}}, hflip: false}}, epochs: 1, early_stopping: null}}
+    """
+)
+
+
+def test_a_resume_that_would_run_something_else_is_refused_naming_it(tmp_path):
+    """A run directory records its fingerprint; rerunning into it with another model or another data file is
+    refused (exit 2) with what differs, writing nothing; the unchanged suite resumes as before; --force-resume
+    runs the new plan there and its results and reports read only the new plan's cells."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    _csv_data(tmp_path, "a.csv")
+    _csv_data(tmp_path, "b.csv", classes=("monet", "vermeer", "turner"))
+    suite = tmp_path / "edited.yaml"
+    run_dir = tmp_path / "run"
+
+    def run(model="small_cnn", csv="a.csv", *extra):
+        suite.write_text(EDITABLE.format(model=model, csv=csv))
+        return CliRunner().invoke(app, ["run", str(suite), "--out", str(run_dir), "--no-report", *extra])
+
+    first = run()
+    assert first.exit_code == 0, first.output
+    before = {k: v for k, v in _snapshot(run_dir).items() if k != ".lock"}  # the lock says who took it last
+    for args, named in (
+        (("resnet18",), 'models[0].name: "small_cnn" -> "resnet18"'),
+        (("small_cnn", "b.csv"), 'settings.train.data.options.csv: "a.csv" -> "b.csv"'),
+    ):
+        refused = run(*args)
+        text = " ".join(refused.output.split())
+        assert refused.exit_code == 2, text
+        assert "this run directory holds a run of something else: the plan (1 cells added, 1 removed" in text
+        assert named in text and "--force-resume" in text
+        assert {k: v for k, v in _snapshot(run_dir).items() if k != ".lock"} == before  # nothing written
+    # the same data file, edited in place: same plan, another content
+    (tmp_path / "a.csv").write_text((tmp_path / "a.csv").read_text() + "extra,img/monet_0.png,vermeer\n")
+    refused = run()
+    assert refused.exit_code == 2 and "data source 'CSV" in refused.output and "samples 10 -> 11" in refused.output
+    (tmp_path / "a.csv").write_text("\n".join((tmp_path / "a.csv").read_text().splitlines()[:-1]) + "\n")
+    os.utime(tmp_path / "a.csv", ns=(0, 0))  # the mtime is not part of a CSV's identity, its rows and images are
+    again = run()
+    assert again.exit_code == 0, again.output
+    assert "1 reused from an earlier run" in " ".join(again.output.split())
+    assert len(list((run_dir / "env-history").glob("*.json"))) == 2  # one per start and resume, none overwritten
+
+    forced = run("resnet18", "a.csv", "--force-resume")
+    assert forced.exit_code == 0, forced.output
+    new_ids = json.loads((run_dir / "plan.json").read_text())["cell_ids"]
+    assert len(_cell_files(run_dir)) == 2  # the old plan's cell is still on disk ...
+    assert [r.id for r in RunStore(run_dir).read_cells()] == new_ids  # ... but no longer read
+    assert list(pd.read_csv(run_dir / "results.csv")["model"]) == ["resnet18"]
+    assert json.loads((run_dir / "fingerprint.json").read_text())["forced_over"]
