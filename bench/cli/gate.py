@@ -23,7 +23,7 @@ from bench.core.cell import canonical_json
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_text
 from bench.core.result import refuse_mixed_evaluation
-from bench.measure.catalogue import CATALOGUE, thresholds_from
+from bench.measure.catalogue import THROUGHPUT, threshold_option, thresholds_from
 from bench.store.baselines import load_repeats, resolve_run_or_baseline, save_baseline
 from bench.suite import find_suite
 
@@ -62,7 +62,7 @@ def compare(
     threshold: list[str] | None = typer.Option(
         None,
         "--threshold",
-        help="METRIC:THRESHOLD over the baseline suite's, e.g. speed.throughput_img_s:10%; repeatable.",
+        help=f"METRIC:THRESHOLD over the baseline suite's, e.g. {THROUGHPUT.path}:10%; repeatable.",
     ),
     inconclusive_ok: bool = typer.Option(
         False, "--inconclusive-ok", help="Exit 0 instead of 3 when something could not be judged."
@@ -177,17 +177,7 @@ INCONCLUSIVE_EXIT = 3
 
 
 def _threshold_options(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        path, sep, text = item.rpartition(":")
-        if not sep or path not in CATALOGUE:
-            raise InputError(
-                f"bad threshold '{item}'",
-                field="--threshold",
-                hint="write METRIC:THRESHOLD, e.g. speed.throughput_img_s:10% (metrics: bench/measure/catalogue.py)",
-            )
-        out[path] = text
-    return out
+    return dict(threshold_option(item) for item in items)
 
 
 def current_suite_differs(base_suite: dict, cur_suite: dict) -> bool:

@@ -215,3 +215,18 @@ def thresholds_from(section: dict[str, Any] | None, *, where: str = "regression"
     if problems:
         raise InputError.many(problems)
     return {k: Threshold.parse(v, where=f"{where}.{k}") for k, v in merged.items()}
+
+
+def threshold_option(item: str, *, where: str = "--threshold") -> tuple[str, str]:
+    """A command line's METRIC:THRESHOLD (as pytest-benchmark's `--benchmark-compare-fail`), checked."""
+    path, sep, text = item.rpartition(":")
+    if not sep or path not in CATALOGUE:
+        suggestion = did_you_mean(path, list(CATALOGUE)) if sep else None
+        raise InputError(
+            f"bad threshold '{item}'",
+            field=where,
+            hint=(f"{suggestion}; " if suggestion else "")
+            + f"write METRIC:THRESHOLD, e.g. {THROUGHPUT.path}:5% (metrics: bench/measure/catalogue.py)",
+        )
+    Threshold.parse(text, where=f"{where} {path}")
+    return path, text

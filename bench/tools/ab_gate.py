@@ -41,8 +41,9 @@ from bench.core.metric import Metric, Threshold
 from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
-from bench.measure.catalogue import CATALOGUE, gated
+from bench.measure.catalogue import CATALOGUE, gated, threshold_option
 from bench.store.run_store import RunStore
+from bench.suite import load_suite
 
 BASE, HEAD = "base", "head"
 MIN_ROUNDS = 6  # the fewest that can give a 95% signed-rank interval
@@ -140,20 +141,14 @@ def pair_key(result: CellResult) -> str:
 
 def thresholds_for_ab(overrides: Sequence[str] = ()) -> dict[str, Threshold]:
     """Per metric path: the catalogue's same-machine threshold for hardware-dependent metrics, its
-    threshold for the others; `overrides` ("speed.throughput_img_s:3%") from the command line."""
+    threshold for the others; `overrides` (METRIC:THRESHOLD) from the command line."""
     out: dict[str, Threshold] = {}
     for path, spec in {**gated(), **{p: m for p, m in CATALOGUE.items() if m.same_machine_threshold}}.items():
         text = spec.same_machine_threshold if spec.hardware_dependent else spec.threshold
         if text is not None:
             out[path] = Threshold.parse(text)
     for item in overrides:
-        path, sep, text = item.rpartition(":")
-        if not sep or path not in CATALOGUE:
-            raise InputError(
-                f"bad threshold '{item}'",
-                field="--threshold",
-                hint="write METRIC:THRESHOLD, e.g. speed.throughput_img_s:5% (metrics: bench/measure/catalogue.py)",
-            )
+        path, text = threshold_option(item)
         out[path] = Threshold.parse(text, where=f"--threshold {path}")
     return out
 
@@ -318,11 +313,9 @@ def judge_round_values(
     return timings, medians, sorted(set(problems))
 
 
-def measures_beyond_speed(suite: Path) -> bool:
-    """Whether the suite measures more than `speed` (then rounds after the first run `speed` only)."""
-    from bench.suite import load_suite  # deferred: validates the suite's settings (imports the measurement registry)
-
-    return set(load_suite(suite).measure) - {"speed"} != set()
+def suite_measures(suite: Path, overrides: Sequence[str] = ()) -> set[str]:
+    """What the suite measures (rounds after the first run `speed` only; without `speed`, one round)."""
+    return set(load_suite(suite, None, list(overrides)).measure)
 
 
 def run_gate(
@@ -346,12 +339,15 @@ def run_gate(
         )
     max_rounds = max(max_rounds or rounds, rounds)
     suite = Path(suite).resolve()
+    measures = suite_measures(suite, overrides)
+    if "speed" not in measures:  # nothing to time: params, MACs and trained metrics are measured once per side
+        rounds = max_rounds = 1
     repo = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=False)
     thresholds = thresholds_for_ab(threshold_overrides)
     sets = [x for item in overrides for x in ("--set", item)]
-    later_sets = sets + (["--set", "measure=[speed]"] if measures_beyond_speed(suite) else [])
+    later_sets = sets + (["--set", "measure=[speed]"] if measures - {"speed"} else [])
     workdir = Path(tempfile.mkdtemp(prefix="bench-gate-"))
     sides: list[Side] = []
     try:

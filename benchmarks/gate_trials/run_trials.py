@@ -1,0 +1,225 @@
+"""Repeated trials of the same-machine A/B gate (`bench gate`), as its issue asks, on a loaded machine.
+
+    python benchmarks/gate_trials/run_trials.py --out /tmp/gate-trials [--plan aa:10,slow15:10,slow10:5,f1:2]
+
+What it does, from the checkout it is run in (its HEAD is the base of every trial):
+- makes the revisions under test as commits on refs/bench-trials/* (never on a branch): `slow15` and
+  `slow10`, where resnet18 makes extra elementwise passes over every ReLU's output (MACs unchanged: the
+  FLOP counter counts no elementwise op); `f1`, where Adam's learning rate is cut (the digits cells learn
+  less); the number of passes is calibrated with a plain loop for the asked slowdown, and the slowdown
+  then measured independently with a plain loop (interleaved, 15 rounds, fresh process per side and round);
+- keeps one other process busy on one core for the whole time (a plain Python loop), as the issue asks;
+- runs the gates in an interleaved order (aa, slow15, aa, slow15, ..., then slow10, f1) so that a partial
+  series stays balanced, each `bench gate HEAD SUITE --head REF` with its exit code, wall time and verdict
+  rows appended to OUT/trials.jsonl; a summary table at the end (and with --summary OUT alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SPEED_SUITE = HERE / "trial_speed.yaml"
+F1_SUITE = HERE / "trial_f1.yaml"
+
+BUILDERS = "bench/models/builders.py"
+ANCHOR = "    return model.eval()\n\n\ndef classifier_prefix"
+INJECT = '''    if name == "resnet18":  # gate trial: an injected slowdown, extra elementwise passes over activations
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                module.register_forward_hook(_trial_extra_passes)
+    return model.eval()
+
+
+def _trial_extra_passes(module, inputs, output):
+    for _ in range({passes}):
+        output = output.add(0.0)
+    return output
+
+
+def classifier_prefix'''
+LOOP = "bench/measure/train/loop.py"
+LR_ANCHOR = "return torch.optim.Adam(params, lr=s.lr,"
+LR_INJECT = "return torch.optim.Adam(params, lr=s.lr * 0.1,"
+
+PLAIN_LOOP = r"""
+import sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from bench.models.builders import build_model
+torch.set_num_threads(1)
+m = build_model("resnet18", num_classes=10).eval()
+x = torch.randn(8, 3, 64, 64)
+with torch.inference_mode():
+    for _ in range(10):
+        m(x)
+    t = []
+    for _ in range(40):
+        s = time.perf_counter(); m(x); t.append(time.perf_counter() - s)
+t.sort()
+print(t[len(t) // 2])
+"""
+
+
+def git(*args: str, cwd: Path = REPO) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_revision(name: str, edit) -> str:
+    """A commit of HEAD with `edit(root)` applied, kept at refs/bench-trials/NAME; its sha."""
+    work = Path(tempfile.mkdtemp(prefix=f"trial-{name}-"))
+    git("worktree", "add", "--detach", "--force", str(work), "HEAD")
+    try:
+        edit(work)
+        git("-c", "user.name=trial", "-c", "user.email=trial@localhost", "commit", "-q", "-am", f"trial: {name}", cwd=work)
+        sha = git("rev-parse", "HEAD", cwd=work)
+        git("update-ref", f"refs/bench-trials/{name}", sha)
+        return sha
+    finally:
+        git("worktree", "remove", "--force", str(work))
+
+
+def inject_passes(passes: int):
+    def edit(root: Path) -> None:
+        p = root / BUILDERS
+        text = p.read_text()
+        assert text.count(ANCHOR) == 1, "builders.py changed: update the trial's anchor"
+        p.write_text(text.replace(ANCHOR, INJECT.format(passes=passes)))
+
+    return edit
+
+
+def inject_lr(root: Path) -> None:
+    p = root / LOOP
+    text = p.read_text()
+    assert text.count(LR_ANCHOR) == 1, "loop.py changed: update the trial's anchor"
+    p.write_text(text.replace(LR_ANCHOR, LR_INJECT))
+
+
+def plain_median(root: Path) -> float:
+    out = subprocess.run([sys.executable, "-c", PLAIN_LOOP, str(root)], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def plain_slowdown(passes: int, rounds: int) -> float:
+    """Median over rounds of (injected / plain) plain-loop medians, each side a fresh process, ABAB."""
+    base = Path(tempfile.mkdtemp(prefix="plain-base-"))
+    slow = Path(tempfile.mkdtemp(prefix="plain-slow-"))
+    git("worktree", "add", "--detach", "--force", str(base), "HEAD")
+    git("worktree", "add", "--detach", "--force", str(slow), "HEAD")
+    try:
+        inject_passes(passes)(slow)
+        ratios = []
+        for r in range(rounds):
+            pair = [base, slow] if r % 2 == 0 else [slow, base]
+            t = {p: plain_median(p) for p in pair}
+            ratios.append(t[slow] / t[base])
+        return statistics.median(ratios)
+    finally:
+        git("worktree", "remove", "--force", str(base))
+        git("worktree", "remove", "--force", str(slow))
+
+
+def calibrate(target: float) -> tuple[int, float]:
+    """Passes whose plain-loop slowdown is about `target` (1.15): a secant search, then measured again."""
+    lo, lo_r = 0, 1.0
+    passes = 8
+    for _ in range(5):
+        r = plain_slowdown(passes, 5)
+        print(f"calibrate {target}: {passes} passes -> {r:.3f}", flush=True)
+        if abs(r - target) < 0.015:
+            break
+        slope = (r - lo_r) / (passes - lo) if passes != lo else 0.01
+        nxt = max(1, round(lo + (target - lo_r) / max(slope, 1e-4)))
+        lo, lo_r = passes, r
+        passes = nxt
+    return passes, plain_slowdown(passes, 15)
+
+
+def run_gate(kind: str, ref: str, out: Path, index: int) -> dict:
+    suite = F1_SUITE if kind == "f1" else SPEED_SUITE
+    target = out / "gates" / f"{index:02d}-{kind}"
+    cmd = [sys.executable, "-m", "bench", "gate", "HEAD", str(suite), "--head", ref, "--out", str(target)]
+    if kind != "f1":
+        cmd += ["--rounds", "6", "--max-rounds", "12"]
+    start = time.time()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    wall = time.time() - start
+    try:
+        verdict = json.loads((target / "gate.json").read_text())
+    except (OSError, ValueError):
+        verdict = {"error": done.stderr[-2000:]}
+    return {"kind": kind, "ref": ref, "exit": done.returncode, "wall_s": round(wall, 1), "gate": verdict}
+
+
+def summary(out: Path) -> str:
+    rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines() if line.strip()]
+    lines = ["| trial | gates | exit 0 | exit 1 | exit 3 | other | median wall s | rounds |", "|---|---|---|---|---|---|---|---|"]
+    for kind in ("aa", "slow15", "slow10", "f1", "nightly"):
+        got = [r for r in rows if r["kind"] == kind]
+        if not got:
+            continue
+        codes = [r["exit"] for r in got]
+        rounds = sorted(r["gate"].get("rounds_run", 0) for r in got)
+        lines.append(
+            f"| {kind} | {len(got)} | {codes.count(0)} | {codes.count(1)} | {codes.count(3)} | "
+            f"{sum(c not in (0, 1, 3) for c in codes)} | {statistics.median(r['wall_s'] for r in got):.0f} | {rounds} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--plan", default="aa:10,slow15:10,slow10:5,f1:2")
+    ap.add_argument("--summary", action="store_true", help="print the summary of OUT and stop")
+    ap.add_argument("--no-load", action="store_true", help="do not start the busy process")
+    args = ap.parse_args()
+    if args.summary:
+        print(summary(args.out))
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan = {k: int(v) for k, v in (item.split(":") for item in args.plan.split(","))}
+    load = None if args.no_load else subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        meta: dict = {"head": git("rev-parse", "HEAD"), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        refs = {"aa": "HEAD"}
+        for kind, target in (("slow15", 1.15), ("slow10", 1.10)):
+            if plan.get(kind):
+                passes, measured = calibrate(target)
+                refs[kind] = make_revision(kind, inject_passes(passes))
+                meta[kind] = {"passes": passes, "plain_loop_slowdown_15_rounds": round(measured, 4), "sha": refs[kind]}
+                print(f"{kind}: {passes} passes, plain loop {measured:.3f}x", flush=True)
+        if plan.get("f1"):
+            refs["f1"] = make_revision("f1", inject_lr)
+            meta["f1"] = {"sha": refs["f1"]}
+        (args.out / "meta.json").write_text(json.dumps(meta, indent=2))
+        order: list[str] = []
+        left = dict(plan)
+        while any(left.values()):
+            for kind in ("aa", "slow15", "slow10", "f1"):
+                if left.get(kind):
+                    order.append(kind)
+                    left[kind] -= 1
+        for i, kind in enumerate(order):
+            row = run_gate(kind, refs[kind], args.out, i)
+            with open(args.out / "trials.jsonl", "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            print(f"{i:02d} {kind}: exit {row['exit']} in {row['wall_s']} s ({row['gate'].get('regressions')})", flush=True)
+        print(summary(args.out))
+    finally:
+        if load is not None:
+            load.kill()
+        os.sync()
+
+
+if __name__ == "__main__":
+    main()
