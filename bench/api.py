@@ -270,10 +270,15 @@ class Prepared:
     base_dir: Path
     results_root: Path
     mlflow: dict[str, Any] | None = None
+    forced: list[str] = field(default_factory=list)  # what --force-resume let differ from the directory's own run
 
     @property
     def run_dir(self) -> Path:
         return self.store.run_dir
+
+    def release(self) -> None:
+        """Give up the run directory's lock without running (`execute` releases it when it ends)."""
+        self.store.release()
 
 
 def prepare(
@@ -286,11 +291,16 @@ def prepare(
     results_root: str | Path = "results",
     isolation: str | None = None,
     executor: str | None = None,
+    force_resume: bool = False,
 ) -> Prepared:
-    """Validate the suite, plan its cells, choose the device and executor, and open the run directory."""
+    """Validate the suite, plan its cells, choose the device and executor, check the data, and open the run
+    directory: its lock is taken here and held until `execute` ends (bench.execution.integrity); a resume that
+    would run something else is refused unless `force_resume`."""
     if isolation is not None and isolation not in ("auto", "process", "none"):
         raise InputError(f"unknown isolation mode '{isolation}'", field="--isolation", hint="use auto, process or none")
     from bench.execution.executors import make_executor  # deferred: imports torch
+    from bench.execution.integrity import begin_run, fingerprint, run_directory  # deferred: imports torch
+    from bench.measure.train.datacheck import check_data  # deferred: reads the data (numpy, scikit-learn)
     from bench.platform.device import resolve_device  # deferred: imports torch
     from bench.platform.env import capture_env  # deferred: imports torch
 
@@ -318,17 +328,19 @@ def prepare(
         memory_limit_mb=planned.get("memory_limit_mb"),
         ray_options=planned.get("ray"),
     )
-    if resume is not None:
-        store = RunStore(resume)
-    else:
-        store = RunStore.create(out) if out else RunStore.new_in(results_root, planned["name"])
-    if resume is None:
-        store.write_json("suite.resolved.json", planned["resolved"])
-        if planned["yaml"] is not None:
-            store.write_text("suite.yaml", planned["yaml"])
+    # the data, once per source, before anything is written or run
+    sources = check_data(cells, planned["base_dir"], suite_file=planned.get("source"))
+    store = RunStore(resume) if resume is not None else run_directory(out, results_root, planned["name"])
     env = capture_env(device, seeds=sorted({c.seed for c in cells}))
     env["executor"] = runner.describe()  # how this (or this resumed) run executed its cells
-    store.write_json("env.json", env)
+    forced = begin_run(  # takes the lock: released when `execute` ends
+        store,
+        fingerprint_now=fingerprint(cells, sources, threads=_torch_threads(), resolved=planned.get("resolved")),
+        env=env,
+        resolved=planned["resolved"] if resume is None else None,
+        suite_yaml=planned["yaml"] if resume is None else None,
+        force_resume=force_resume,
+    )
     return Prepared(
         name=planned["name"],
         profile=planned["profile"],
@@ -339,7 +351,14 @@ def prepare(
         base_dir=planned["base_dir"],
         results_root=results_root,
         mlflow=planned.get("mlflow"),
+        forced=list(forced or []),
     )
+
+
+def _torch_threads() -> int:
+    import torch  # torch's thread count, set by the suite's `threads`
+
+    return torch.get_num_threads()
 
 
 def execute(prepared: Prepared, progress: Any = None, *, report: bool = True) -> Run:
@@ -348,20 +367,23 @@ def execute(prepared: Prepared, progress: Any = None, *, report: bool = True) ->
     from bench.execution.sweep import run_cells  # deferred: imports torch
 
     p = prepared
-    estimates = _run_estimates(p.cells, p.device, p.base_dir, p.results_root)
-    watcher = _as_progress(progress)
-    if p.mlflow is not None:
-        watcher = _MlflowLogging(watcher, p.run_dir, p.name, p.mlflow)
-    started = time.perf_counter()
-    summary = run_cells(p.cells, p.store, p.device, progress=watcher, base_dir=p.base_dir, executor=p.executor)
-    timing = _record_estimates(p.store, p.cells, summary.results, estimates, time.perf_counter() - started)
-    run = Run(p.run_dir, reused=summary.reused, corrupt=summary.corrupt, timing=timing, _results=summary.results)
-    if report:
-        try:
-            run.report()
-        except Exception as exc:  # noqa: BLE001 - the results are safe on disk; say why the report is missing
-            run.report_error = f"{type(exc).__name__}: {exc}"
-    return run
+    try:
+        estimates = _run_estimates(p.cells, p.device, p.base_dir, p.results_root)
+        watcher = _as_progress(progress)
+        if p.mlflow is not None:
+            watcher = _MlflowLogging(watcher, p.run_dir, p.name, p.mlflow)
+        started = time.perf_counter()
+        summary = run_cells(p.cells, p.store, p.device, progress=watcher, base_dir=p.base_dir, executor=p.executor)
+        timing = _record_estimates(p.store, p.cells, summary.results, estimates, time.perf_counter() - started)
+        run = Run(p.run_dir, reused=summary.reused, corrupt=summary.corrupt, timing=timing, _results=summary.results)
+        if report:
+            try:
+                run.report()
+            except Exception as exc:  # noqa: BLE001 - the results are safe on disk; say why the report is missing
+                run.report_error = f"{type(exc).__name__}: {exc}"
+        return run
+    finally:
+        p.store.release()
 
 
 def run(
@@ -375,12 +397,22 @@ def run(
     results_root: str | Path = "results",
     isolation: str | None = None,
     executor: str | None = None,
+    force_resume: bool = False,
 ) -> Run:
     """Run a suite (a file, the name of one in suites/, or a dict as its YAML would hold) and return the Run.
 
     `set`: overrides as `bench run --set` takes them (["settings.train.epochs=3"]); `out`: the run directory
     (an existing one is resumed); `progress`: a callable given a `CellProgress` per cell (e.g. `print`)."""
-    prepared = prepare(suite, profile, set, out, results_root=results_root, isolation=isolation, executor=executor)
+    prepared = prepare(
+        suite,
+        profile,
+        set,
+        out,
+        results_root=results_root,
+        isolation=isolation,
+        executor=executor,
+        force_resume=force_resume,
+    )
     return execute(prepared, progress, report=report)
 
 
@@ -412,6 +444,7 @@ def _suite_plan(suite: str | Path | dict[str, Any], profile: str | None, overrid
         "ray": loaded.ray.model_dump(),
         "mlflow": loaded.mlflow.model_dump() if loaded.mlflow is not None else None,
         "yaml": yaml_text,
+        "source": loaded.path,
     }
 
 
@@ -442,6 +475,8 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
         "executor": resolved.get("executor", "local"),
         "ray": resolved.get("ray"),
         "threads": resolved.get("threads"),
+        "resolved": resolved or None,
+        "source": Path(source) if source else None,
         "mlflow": resolved.get("mlflow"),
     }
 

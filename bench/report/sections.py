@@ -251,6 +251,7 @@ def header(ctx: ReportContext) -> dict:
             ),
             ("GPU", f"{gpu} (driver {env.get('gpu_driver')})" if gpu else None),
             ("accuracy metrics from", _evaluation_text(run.results)),
+            ("C allocator", _allocator_text(env)),
             (
                 "speed-relevant environment variables",
                 ", ".join(f"{k}={v}" for k, v in env["env_vars"].items()) or "none set"
@@ -268,6 +269,15 @@ def header(ctx: ReportContext) -> dict:
         "synthetic": synthetic,
         "synthetic_notice": SYNTHETIC_NOTICE,
     }
+
+
+def _allocator_text(env: dict) -> str | None:
+    """The run's `allocator` (bench.platform.allocator), as env.json records it: what the processes that time
+    cells ran with. None for a run made before bench recorded it."""
+    info = env.get("allocator")
+    if not isinstance(info, dict):
+        return None
+    return f"{info.get('cells')} (setting {info.get('setting')}; not part of cell ids)"
 
 
 def _headline(run: RunData) -> dict | None:
@@ -1000,8 +1010,8 @@ def flop_coverage(ctx: ReportContext) -> dict | None:
 def mfu(ctx: ReportContext) -> dict | None:
     """Per cell (seeds averaged): achieved TFLOP/s and MFU for inference (forward FLOPs = 2 x MACs per image
     x img/s) and training (forward + backward FLOPs per image x train img/s), against the device's dense
-    peak at the cell's precision (bench.platform.peaks). Shown whenever a cell recorded it, with the reason when
-    the device has no known peak (any CPU)."""
+    peak at the cell's precision (bench.platform.peaks): a GPU's datasheet peak, a CPU's measured one (a dense
+    matmul, said how). Shown whenever a cell recorded it, with the reason when the device has no known peak."""
     results = [
         r
         for r in ctx.current.results
@@ -1028,7 +1038,8 @@ def mfu(ctx: ReportContext) -> dict | None:
             if reason:
                 reasons[reason] = reasons.get(reason, 0) + 1
             if _m(r, f"{kind}.peak_tflop_s"):
-                peaks[(_m(r, f"{kind}.mfu_device"), _m(r, f"{kind}.peak_precision"))] = _m(r, f"{kind}.peak_tflop_s")
+                peak = (_m(r, f"{kind}.peak_tflop_s"), _m(r, f"{kind}.peak_kind"), _m(r, f"{kind}.peak_source"))
+                peaks[(_m(r, f"{kind}.mfu_device"), _m(r, f"{kind}.peak_precision"))] = peak
         rows.append(
             {
                 "model": _short(r.cell, varying),
@@ -1045,7 +1056,11 @@ def mfu(ctx: ReportContext) -> dict | None:
     return {
         "rows": rows,
         "reasons": [f"{reason} ({n} cells)" for reason, n in reasons.items()],
-        "peaks": [f"{dev}: {tflops:g} TFLOP/s dense {prec}" for (dev, prec), tflops in peaks.items()],
+        "peaks": [
+            f"{dev}: {tflops:.3g} TFLOP/s {prec}, "
+            + (source if kind == "measured" else f"dense ({kind or 'datasheet'})")
+            for (dev, prec), (tflops, kind, source) in peaks.items()
+        ],
         "has_mfu": any(row["infer_mfu"] is not None or row["train_mfu"] is not None for row in rows),
         "has_train": any(row["train_tflop_s"] is not None for row in rows),
     }
