@@ -1,6 +1,8 @@
-"""Bad data found while a cell runs: that cell fails with a reason naming the file (and row) and the fix;
-the rest of the sweep goes on. One `bench run` sweeps every case, then one good cell on images in
-grayscale, RGBA, CMYK and palette modes, which are converted to RGB with a note."""
+"""Bad data. What can be told without decoding an image (a missing file, column, class, root; too few images
+for the splits or a batch) stops the run before any cell, exit 2, one line per data source naming the file
+and the fix. A corrupt image is found when its cells decode it: those cells fail with the file named and the
+rest of the sweep goes on. A good cell on images in grayscale, RGBA, CMYK and palette modes converts them
+to RGB with a note."""
 
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ CASES = [
         "image file missing",
         {"csv": "missing_image.csv"},
         {},
-        ["img/gone.jpg: bad image: file not found", "on_bad_image: skip"],
+        ["listed image file not found:", "img/gone.jpg", "on_bad_image: skip"],
     ),
     ("truncated JPEG", {"csv": "truncated.csv"}, {}, ["img/truncated.jpg: bad image: corrupt or truncated image"]),
     (
@@ -145,14 +147,15 @@ CASES = [
 ]
 
 
-def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
-    clear_memory_cache()
-    models = [_entry(opts, **extra) for _, opts, extra, _ in CASES] + [_entry({"csv": "good.csv"})]
-    suite = data / "bad-data.yaml"
+DECODED = ("truncated JPEG", "non-image with an image extension")  # found only when a cell decodes the image
+
+
+def _suite(data: Path, name: str, models: list[str]) -> Path:
+    suite = data / f"{name}.yaml"
     suite.write_text(
         textwrap.dedent(
             """
-        name: bad-data
+        name: {name}
         models:
         {models}
         num_classes: 2
@@ -161,15 +164,40 @@ def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
         settings:
           train: {{data: {{kind: csv, val_fraction: 0.3, hflip: false}}, epochs: 1, early_stopping: null}}
         """
-        ).format(models="\n".join(f"  - {m}" for m in models))
+        ).format(name=name, models="\n".join(f"  - {m}" for m in models))
+    )
+    return suite
+
+
+def test_bad_data_stops_the_run_before_any_cell_naming_every_source(data):
+    """Every problem that can be told without decoding, found together before anything runs: exit 2, one
+    line per bad data source, no run directory written."""
+    early = [c for c in CASES if c[0] not in DECODED]
+    suite = _suite(data, "bad-data", [_entry(opts, **extra) for _, opts, extra, _ in early])
+    out = data / "run"
+    result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--no-report"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [" ".join(line.split()) for line in result.output.split("error: ")[1:]]
+    assert len(errors) == len(early), result.output
+    for case, _, _, fragments in early:
+        assert any(all(f in e for f in fragments) for e in errors), f"{case}: {fragments} not in {errors}"
+    assert not (out / "cells").is_dir() or not list((out / "cells").iterdir())
+
+
+def test_bad_data_fails_its_cell_with_the_file_and_the_sweep_goes_on(data):
+    clear_memory_cache()
+    late = [c for c in CASES if c[0] in DECODED]
+    suite = _suite(
+        data, "bad-images", [_entry(opts, **extra) for _, opts, extra, _ in late] + [_entry({"csv": "good.csv"})]
     )
     out = data / "run"
     result = CliRunner().invoke(app, ["run", str(suite), "--out", str(out), "--no-report"])
     assert result.exit_code == 1, result.output  # failed cells: exit 1, not a crash
     assert "Traceback" not in result.output
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == len(CASES) + 1
-    for i, (case, _, _, fragments) in enumerate(CASES):
+    assert len(df) == len(late) + 1
+    for i, (case, _, _, fragments) in enumerate(late):
         print(f"{case}: {df.loc[i, 'reason']}")
         assert df.loc[i, "status"] == "failed", case
         reason = df.loc[i, "reason"]
