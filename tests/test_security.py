@@ -168,3 +168,45 @@ def test_no_shell_anywhere_in_the_package():
                     problems.append(f"{where}: subprocess.{name} with a non-list command {ast.unparse(node.args[0])}")
     assert problems == []
     assert subprocess_calls >= 1  # the scan does see the package's subprocess calls (git, lscpu, ...)
+
+
+def test_class_names_with_dollars_render_as_written_in_the_figures():
+    """`$\\alpha$_test` reaches matplotlib as plain text (mathtext drew it as α_test) and `$\\notacommand$_x`
+    renders (mathtext raised ValueError, breaking the report's figures)."""
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from bench.report.plots import confusion, per_class_vs_frequency
+
+    classes = ["$\\alpha$_test", "$\\notacommand$_x", "plain"]  # the second made mathtext raise ValueError
+    for png in (
+        per_class_vs_frequency([30, 20, 10], [0.5, 0.7, 0.9], classes, "per class"),
+        confusion([[3, 1, 0], [0, 4, 1], [1, 0, 5]], classes, "confusion"),
+    ):
+        assert _Image.open(_io.BytesIO(png)).size[0] > 100
+
+
+def test_worker_artifact_names_are_plain_names_of_the_tasks_cells():
+    from bench.execution.executors import checked_artifact
+
+    assert checked_artifact("abc", "best.pt", {"abc"}) == ("abc", "best.pt")
+    for cell_id, name in (("abc", "../x"), ("abc", "a/b"), ("abc", ".."), ("abc", ""), ("other", "best.pt")):
+        with pytest.raises(ValueError, match="refused a worker's artifact"):
+            checked_artifact(cell_id, name, {"abc"})
+
+
+def test_the_isolation_server_does_not_import_from_the_working_directory(tmp_path, monkeypatch):
+    """A `torch.py` in the working directory is never imported by the fork server that runs isolated cells."""
+    import torch
+
+    from bench.execution.sweep import run_cells
+    from bench.store.run_store import RunStore
+    from tests.cell_factory import make_cell
+
+    (tmp_path / "torch.py").write_text("raise SystemExit('the working directory was imported from')\n")
+    monkeypatch.chdir(tmp_path)
+    cell = make_cell(model="small_cnn", family="small_cnn", resolution=16, batch_size=2, measure=("profile",))
+    summary = run_cells([cell], RunStore.create(tmp_path / "run"), torch.device("cpu"), isolation="process")
+    assert summary.results[0].status == "ok", summary.results[0].reason
+    assert summary.results[0].isolation == "process"

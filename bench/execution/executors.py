@@ -371,10 +371,11 @@ class RayExecutor(Executor):
                 )
                 for cell in unit.cells
             ]
+        own = {c.id for c in unit.cells}
         for cell_id, files in out["artifacts"].items():
             for name, content in files.items():
                 assert job.write_artifact is not None, "the ray executor's workers send files back to the driver"
-                job.write_artifact(cell_id, name, content)
+                job.write_artifact(*checked_artifact(cell_id, name, own), content)
         results = [CellResult.from_dict(d) for d in out["results"]]
         for result in results:
             result.executor = "ray"
@@ -399,3 +400,12 @@ def make_executor(
         field="executor",
         hint=did_you_mean(name, EXECUTORS) or f"use one of {', '.join(EXECUTORS)}",
     )
+
+
+def checked_artifact(cell_id: str, name: str, own: set[str]) -> tuple[str, str]:
+    """A worker's artifact (cell id, file name), refused unless the cell is one of the task's and the name is a
+    plain file name (no separator, not `.` or `..`): what comes back from a worker is never a path to follow."""
+    plain = bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\0", os.sep))
+    if cell_id not in own or not plain:
+        raise ValueError(f"refused a worker's artifact {name!r} of cell {cell_id!r} (task cells: {sorted(own)})")
+    return cell_id, name

@@ -190,12 +190,16 @@ class ForkServer:
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         env = dict(os.environ) | (extra_env or {})
-        paths = [p for p in sys.path if p and Path(p).is_dir()]
+        # the working directory stays off the server's sys.path (`-P`, and not passed on), so that a `torch.py` there
+        # is never imported; unless bench itself is imported from it (a checkout run in place)
+        here = Path.cwd().resolve()
+        own = Path(__file__).resolve().parents[2]
+        paths = [p for p in sys.path if p and Path(p).is_dir() and (Path(p).resolve() != here or here == own)]
         env["PYTHONPATH"] = os.pathsep.join(
             dict.fromkeys(paths + env.get("PYTHONPATH", "").split(os.pathsep)).keys()
         ).strip(os.pathsep)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.execution.isolation"],
+            [sys.executable, "-P", "-m", "bench.execution.isolation"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -16,6 +16,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+# Text is drawn as written: a class or model named `$\alpha$_test` is a label, not mathtext to parse
+# (an unbalanced `$` would break the figure, a balanced one would change the name).
+matplotlib.rcParams["text.parse_math"] = False
+matplotlib.rcParams["text.usetex"] = False
 import numpy as np  # noqa: E402
 
 from bench.measure.catalogue import VAL_LOSS, VAL_MACRO_F1  # noqa: E402
