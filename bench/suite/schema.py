@@ -203,6 +203,13 @@ class MlflowOptions(StrictModel):
     experiment: str | None = Field(None, description="the experiment's name; none: the suite's name")
 
 
+class MlflowOptions(StrictModel):
+    """A suite's `mlflow:`: log each cell to MLflow while running, as `bench export mlflow` does afterwards."""
+
+    tracking_uri: str | None = Field(None, description="MLflow's tracking URI; none: MLflow's own default")
+    experiment: str | None = Field(None, description="the experiment's name; none: the suite's name")
+
+
 class RayOptions(StrictModel):
     """How `executor: ray` runs cells (bench.execution.executors.RayExecutor)."""
 
@@ -251,6 +258,9 @@ class Suite(StrictModel):
         description="where cells run: local (this machine, one after the other) or ray (tasks on a Ray cluster); not part of a cell's id",
     )
     ray: RayOptions = Field(default_factory=RayOptions, description="options of executor: ray")
+    mlflow: MlflowOptions | None = Field(
+        None, description="log each cell to MLflow as it finishes (the mlflow extra; bench.tools.export_mlflow)"
+    )
     mlflow: MlflowOptions | None = Field(
         None, description="log each cell to MLflow as it finishes (the mlflow extra; bench.tools.export_mlflow)"
     )
