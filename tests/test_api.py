@@ -63,7 +63,7 @@ def smoke_run(tmp_path_factory) -> Run:
     return run
 
 
-@pytest.mark.slow  # four cells run: about 25 s on a quiet 2-core machine
+@pytest.mark.slow  # four cells run in this process (docs/measurements-log.md has its time)
 def test_run_smoke_to_pandas_equals_results_csv(smoke_run):
     run = smoke_run
     assert isinstance(run, bench.Run) and run.failed == 0
