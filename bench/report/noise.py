@@ -7,18 +7,25 @@ splits and evaluated on the same test images. Their difference varies for two in
 - **the test images** (which images happened to be in the test set): estimated by a paired bootstrap that
   resamples the images with the *same* indices for both sides and for every seed evaluated on that split,
   so a shared hard image counts once for everyone, as it does in the data;
-- **the seeds and splits** (which run of training happened): estimated from the spread of the per-seed
-  differences on the same images (a random-effects model). With one seed it cannot be measured from the
-  comparison itself; the caller passes a pooled estimate (the report pools the run's multi-seed
-  comparisons), else the interval covers image noise only and the verdict is "inconclusive".
+- **the seeds and splits** (which run of training happened, and which images each run happened to get
+  wrong): estimated from the spread of the per-seed differences on the same images (a random-effects
+  model), pooled over the rows of the comparison table (`table_seed_variance`: the macro-F1 of every
+  side and replicate fitted by side + replicate, the randomized-block two-way model; its residual is the
+  pooled error of a classical ANOVA). Pooling assumes that the table's sides (strategies, say, of one
+  model) vary alike from seed to seed; it is what makes three seeds usable: alone, a comparison's three
+  seeds give its seed part 2 degrees of freedom (Student's t 4.30), a reference and four rows give 8
+  (2.31). A table with one seed per side takes the estimate pooled over the report's other tables, and
+  without any the interval covers image noise only and the verdict is "inconclusive".
 
-The two parts add up; the interval is Student's t with Welch–Satterthwaite degrees of freedom (a seed part
-estimated from three seeds has two degrees of freedom, and the interval widens accordingly; a bootstrap
-percentile interval over three seeds would not). A table of comparisons is adjusted by Holm's method
-(family-wise error 5%, valid whatever the dependence between comparisons, which share a reference side):
-a verdict of "real" then holds for the whole table at once. A difference smaller than the minimum effect
-is "negligible", whatever its p-value; no interval (no paired predictions) is "inconclusive".
-tests/test_report_noise.py checks the coverage and power on simulated classifiers.
+The two parts add up; the interval is Student's t with Welch–Satterthwaite degrees of freedom. The images'
+part, a bootstrap of the mean difference, also holds each seed's own per-image errors, which the seed part
+holds again: kept, a conservative margin (the unbiased split, the images' part as the mean bootstrap
+covariance between different seeds, covered 0 less often than asked when a table's sides differ). A table
+of comparisons is adjusted by Holm's method (family-wise error 5%, valid whatever the dependence between
+comparisons, which share a reference side): a verdict of "real" then holds for the whole table at once. A
+difference smaller than the minimum effect is "negligible", whatever its p-value; no interval (no paired
+predictions) is "inconclusive". `table_differences` is the report's whole procedure for one table;
+tests/test_report_noise.py runs it on simulated tables and checks the coverage and power.
 
 Macro-F1 follows bench's one definition (bench.measure.train.metrics): the mean over all classes of the
 data set, a class with no true and no predicted image scoring 0; recomputed here with bincounts so that
@@ -75,12 +82,23 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
 
 @dataclass(frozen=True)
 class Pair:
-    """One seed (or split) of a comparison: both sides' predicted labels on the same test images."""
+    """One replicate (seed, split seed) of a comparison: both sides' predicted labels on the same test images."""
 
     split: str  # pairs evaluated on the same split share the bootstrap's image indices
     y_true: np.ndarray
     pred_a: np.ndarray
     pred_b: np.ndarray
+    replicate: str  # the seed and split seed both sides were trained with: a block of table_seed_variance's fit
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a comparison table: its pairs against a reference; rows naming the same `reference`
+    compare against the same reference cells (their `pred_a` of a replicate are the same predictions)."""
+
+    reference: str
+    pairs: Sequence[Pair]
+    n_classes: int
 
 
 @dataclass
@@ -96,9 +114,10 @@ class Difference:
     se: float
     df: float  # math.inf: normal
     image_var: float  # variance of the mean difference from the test images
-    seed_var: float  # variance of one pair's difference from training (seed, split) beyond the images
+    seed_var: float  # variance of one pair's difference beyond the shared images: training, own image errors
     seed_var_df: float  # its degrees of freedom (0: not measured, the interval covers image noise only)
-    seed_var_source: str  # "measured" (this comparison's pairs), "pooled" (other comparisons), "none"
+    seed_var_source: str  # "table" (pooled over its table), "run" (over the report's tables), "measured"
+    # (this comparison's own pairs, when called without a pool), "pooled" (given), "none"
     p_adjusted: float | None = None
     verdict: str = "inconclusive"
 
@@ -113,11 +132,13 @@ def paired_difference(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     pooled_seed_var: tuple[float, float] | None = None,
+    pool_source: str = "pooled",
     confidence: float = CONFIDENCE,
 ) -> Difference:
     """The interval of macro-F1(b) - macro-F1(a) (the module docstring's method). `pooled_seed_var`:
-    (variance of one pair's difference from training, its degrees of freedom), used when the pairs cannot
-    measure it (one pair)."""
+    (variance of one pair's difference beyond the images the pairs share, its degrees of freedom), pooled
+    over more comparisons (`table_seed_variance`, `pool_seed_variance`) and labelled `pool_source`; without
+    it, the pairs' own spread (two or more pairs) or nothing (one pair)."""
     if not pairs:
         raise ValueError("no pairs to compare")
     rng = np.random.default_rng(seed)
@@ -136,16 +157,16 @@ def paired_difference(
         idx = indices[p.split]
         t = p.y_true[idx]
         boot[:, j] = macro_f1_batch(t, p.pred_b[idx], n_classes) - macro_f1_batch(t, p.pred_a[idx], n_classes)
+    # the images' part: the bootstrap variance of the mean difference. It holds each pair's own per-image
+    # errors (each seed errs on other images) as well as the images the pairs share, and the seed part holds
+    # the former again: kept, a conservative margin (taking the shared part alone, the mean bootstrap
+    # covariance between pairs, covered 0 less often than asked; docs/measurements-log.md)
     image_var = float(np.var(boot.mean(axis=1), ddof=1))
     seed_var, seed_df, source = 0.0, 0.0, "none"
-    if k >= 2:
-        # the spread of the per-pair differences on these very images: what training (seed, split) adds.
-        # It also holds part of the images' own noise (each seed errs on other images), which the bootstrap
-        # counts already: kept, not subtracted, since an estimate netted from three seeds is too often ~0
-        # (measured: coverage 92% netted, 97% kept; docs/measurements-log.md)
+    if pooled_seed_var is not None:
+        seed_var, seed_df, source = pooled_seed_var[0], pooled_seed_var[1], pool_source
+    elif k >= 2:  # the spread of the per-pair differences on these very images
         seed_var, seed_df, source = float(np.var(d, ddof=1)), k - 1.0, "measured"
-    elif pooled_seed_var is not None:
-        seed_var, seed_df, source = pooled_seed_var[0], pooled_seed_var[1], "pooled"
     seed_part = seed_var / k
     var = image_var + seed_part
     se = math.sqrt(var)
@@ -177,13 +198,76 @@ def paired_difference(
     )
 
 
-def pool_seed_variance(differences: Sequence[Difference]) -> tuple[float, float] | None:
-    """The seed variance measured by several comparisons, pooled (weighted by degrees of freedom)."""
-    measured = [d for d in differences if d.seed_var_source == "measured" and d.seed_var_df > 0]
-    if not measured:
+def table_seed_variance(rows: Sequence[Row]) -> tuple[float, float] | None:
+    """The variance of one pair's difference beyond the test images the pairs share (what training adds,
+    with each run's own per-image errors), pooled over a comparison table, and its degrees of freedom.
+
+    Per reference, the macro-F1 of each side (the reference and every row) in each replicate is fitted by
+    side + replicate, the randomized-block two-way model, by least squares (a row missing a replicate is
+    fine); the residual mean square is one side's variance, twice it a difference's. References' residual
+    sums of squares and degrees of freedom add up. Assumes every side of a table varies alike from
+    replicate to replicate (the classical pooled-error assumption). With one row it is the spread of the
+    row's per-pair differences (k-1 degrees of freedom); a reference with four rows of 3 seeds gives 8.
+    None when no side of the table has two replicates."""
+    by_reference: dict[str, list[Row]] = {}
+    for row in rows:
+        by_reference.setdefault(row.reference, []).append(row)
+    ss, df = 0.0, 0
+    for group in by_reference.values():
+        observed: dict[tuple[int, str], float] = {}  # (side: 0 the reference, i the i-th row; replicate)
+        for i, row in enumerate(group, start=1):
+            for p in row.pairs:
+                f1 = macro_f1_batch(np.stack([p.y_true, p.y_true]), np.stack([p.pred_a, p.pred_b]), row.n_classes)
+                observed.setdefault((0, p.replicate), float(f1[0]))
+                observed[(i, p.replicate)] = float(f1[1])
+        if not observed:
+            continue
+        sides = {side: n for n, side in enumerate(sorted({side for side, _ in observed}))}
+        replicates = {r: len(sides) + n for n, r in enumerate(sorted({r for _, r in observed}))}
+        design = np.zeros((len(observed), len(sides) + len(replicates)))
+        for n, (side, replicate) in enumerate(observed):
+            design[n, sides[side]] = design[n, replicates[replicate]] = 1.0
+        values = np.fromiter(observed.values(), dtype=np.float64, count=len(observed))
+        fitted = design @ np.linalg.lstsq(design, values, rcond=None)[0]
+        ss += float(np.sum((values - fitted) ** 2))
+        df += len(observed) - int(np.linalg.matrix_rank(design))
+    return (2 * ss / df, float(df)) if df > 0 else None
+
+
+def pool_seed_variance(estimates: Sequence[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """Independent estimates (variance, degrees of freedom) of the same seed variance (say, several tables'
+    `table_seed_variance`), pooled: weighted by degrees of freedom, which add up. None: none to pool."""
+    present = [e for e in estimates if e is not None and e[1] > 0]
+    if not present:
         return None
-    df = sum(d.seed_var_df for d in measured)
-    return sum(d.seed_var * d.seed_var_df for d in measured) / df, df
+    df = sum(e[1] for e in present)
+    return sum(v * f for v, f in present) / df, df
+
+
+def table_differences(
+    rows: Sequence[Row],
+    *,
+    seeds: Sequence[int],
+    table_pool: tuple[float, float] | None,
+    run_pool: tuple[float, float] | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+) -> list[Difference | None]:
+    """The report's verdicts on one comparison table: each row's difference (None: a row without paired
+    predictions), its seed part pooled over the table (`table_pool`: this table's `table_seed_variance`),
+    else over the report's tables (`run_pool`: `pool_seed_variance` of theirs), judged together (Holm over
+    the table). `seeds`: each row's bootstrap seed."""
+    pooled, source = (table_pool, "table") if table_pool is not None else (run_pool, "run")
+    diffs: list[Difference | None] = [
+        paired_difference(
+            row.pairs, row.n_classes, resamples=resamples, seed=seed, pooled_seed_var=pooled, pool_source=source
+        )
+        if row.pairs
+        else None
+        for row, seed in zip(rows, seeds, strict=True)
+    ]
+    judge(diffs, min_effect=min_effect)
+    return diffs
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -44,11 +44,12 @@ from bench.report.data import RunData
 from bench.report.noise import (
     Difference,
     Pair,
+    Row,
     bootstrap_macro_f1,
-    judge,
-    paired_difference,
     percentile_interval,
     pool_seed_variance,
+    table_differences,
+    table_seed_variance,
 )
 from bench.store.aggregate import REPLICATES, group_over, mean_std_ci, metric_values
 
@@ -517,40 +518,36 @@ def _pairs(run: RunData, ref: list[CellResult], other: list[CellResult]) -> tupl
     ref_by_replicate = {(r.cell.seed, axis_paths.value_of(r.cell, REPLICATES[1])): r for r in ref}
     pairs, n_classes = [], 0
     for o in other:
-        r = ref_by_replicate.get((o.cell.seed, axis_paths.value_of(o.cell, REPLICATES[1])))
+        replicate = (o.cell.seed, axis_paths.value_of(o.cell, REPLICATES[1]))
+        r = ref_by_replicate.get(replicate)
         if r is None:
             continue
         pa, pb = run.predictions(r), run.predictions(o)
         if pa is None or pb is None or pa.keys != pb.keys or not np.array_equal(pa.y_true, pb.y_true):
             continue
         split = str(hash(pa.keys))  # the same test images: one set of bootstrap indices
-        pairs.append(Pair(split, pa.y_true, pa.y_pred, pb.y_pred))
+        pairs.append(Pair(split, pa.y_true, pa.y_pred, pb.y_pred, replicate=repr(replicate)))
         n_classes = max(n_classes, pa.n_classes, pb.n_classes)
     return pairs, n_classes
 
 
 def _judge_tables(run: RunData, tables: list[list[tuple[dict, list[CellResult], list[CellResult]]]]) -> None:
     """Set `row["delta"]` (macro-F1 of the row's cells against the reference, bench.report.noise) for every
-    row of every comparison table: seed-to-seed variance measured where a comparison has several seeds,
-    pooled over them for the single-seed ones; Holm-adjusted within each table."""
-    computed: list[list[tuple[dict, list[Pair], int, int, Difference | None]]] = []
+    row of every comparison table: the seed-to-seed variance is pooled over each table's rows (a two-way fit,
+    `table_seed_variance`), and over the tables for a table with one seed per side; Holm-adjusted within
+    each table."""
+    computed = []
     for table in tables:
-        rows = []
-        for row, ref, cells in table:
+        rows, seeds = [], []
+        for _, ref, cells in table:
             pairs, n_classes = _pairs(run, ref, cells)
-            seed = cells[0].cell.seed
-            diff = paired_difference(pairs, n_classes, seed=seed) if pairs else None
-            rows.append((row, pairs, n_classes, seed, diff))
-        computed.append(rows)
-    pooled = pool_seed_variance([d for rows in computed for *_, d in rows if d is not None])
-    for rows in computed:
-        diffs: list[Difference | None] = []
-        for row, pairs, n_classes, seed, diff in rows:
-            if diff is not None and diff.n_pairs == 1 and pooled is not None:
-                diff = paired_difference(pairs, n_classes, seed=seed, pooled_seed_var=pooled)
-            diffs.append(diff)
-        judge(diffs)
-        for (row, *_), diff in zip(rows, diffs):
+            rows.append(Row("|".join(sorted(r.id for r in ref)), pairs, n_classes))
+            seeds.append(cells[0].cell.seed)
+        computed.append((table, rows, seeds, table_seed_variance(rows)))
+    run_pool = pool_seed_variance([estimate for *_, estimate in computed])
+    for table, rows, seeds, estimate in computed:
+        diffs = table_differences(rows, seeds=seeds, table_pool=estimate, run_pool=run_pool)
+        for (row, *_), diff in zip(table, diffs):
             row["delta"] = (
                 diff.to_dict()
                 if diff is not None
