@@ -91,3 +91,88 @@ def test_pinning_says_why_not_without_glibc(monkeypatch):
         "pinned": False,
         "reason": "mallopt's settings are glibc's; this C library has none",
     }
+
+
+# -- the run-level setting -----------------------------------------------------------------------------------
+
+
+def test_process_env_pins_unpins_and_preloads(tmp_path):
+    base = {"PATH": "/bin", "MALLOC_MMAP_MAX_": "0", "LD_PRELOAD": "/opt/libjemalloc.so.2:/opt/libother.so"}
+    pinned = allocator.process_env("pinned", base)
+    assert {k: pinned[k] for k in allocator.PINNED_HEAP_ENV} == allocator.PINNED_HEAP_ENV
+    assert pinned["LD_PRELOAD"] == "/opt/libother.so"  # another allocator would take glibc's place
+    default = allocator.process_env("default", base)
+    assert not any(k in default for k in allocator.PINNED_HEAP_ENV) and default["LD_PRELOAD"] == "/opt/libother.so"
+    lib = tmp_path / "libtcmalloc.so.4"
+    preloaded = allocator.process_env(str(lib), {"PATH": "/bin"})
+    assert preloaded["LD_PRELOAD"] == str(lib) and "MALLOC_MMAP_MAX_" not in preloaded
+    assert base["MALLOC_MMAP_MAX_"] == "0"  # the given environment is left as it was
+
+
+def test_unset_means_pinned_on_a_cpu_only():
+    assert allocator.resolve(None, "cpu") == "pinned"
+    assert allocator.resolve(None, "cuda") == "default"
+    assert allocator.resolve("default", "cpu") == "default"
+
+
+def test_a_bad_allocator_setting_names_the_field_and_the_fix(tmp_path):
+    from bench.core.errors import InputError
+    from bench.suite.load import load_suite
+
+    for value, words in (("jemalloc", "use pinned, default"), (str(tmp_path / "libjemalloc.so.2"), "does not exist")):
+        suite = tmp_path / "s.yaml"
+        suite.write_text(f"name: s\nmodels: [small_cnn]\nallocator: {value}\n")
+        with pytest.raises(InputError) as err:
+            load_suite(suite)
+        text = str(err.value)
+        assert "allocator" in text and words in text and "s.yaml" in text, text
+
+
+def _speed_cell():
+    from bench.core.cell import Cell
+
+    quick = {"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 2, "min_time_s": 0.0, "reference": False}
+    return Cell(
+        model="small_cnn",
+        family="small_cnn",
+        resolution=32,
+        batch_size=2,
+        precision="fp32",
+        channels_last=False,
+        compile=False,
+        seed=0,
+        num_classes=10,
+        measure=("speed",),
+        settings={"speed": quick},
+    )
+
+
+@glibc_only
+def test_isolated_speed_cells_run_with_the_runs_allocator_and_record_it():
+    """Through the fork server as `bench run` uses it: the server (and so every child) starts with the setting's
+    environment; each cell's speed record says which allocator timed it; a new setting starts a new server."""
+    import torch
+
+    from bench.execution.isolation import run_cell_isolated, shared_server
+
+    cell = _speed_cell()
+    seen = {}
+    for setting in ("pinned", "default"):
+        server = shared_server(setting)
+        assert server.allocator == setting
+        result = run_cell_isolated(cell, torch.device("cpu"), server=server)
+        assert result.status == "ok", result.reason
+        seen[setting] = result.measurements["speed"]["allocator"]
+    assert seen == {"pinned": "pinned", "default": "default"}
+    server.close()
+
+
+def test_env_json_records_the_setting_and_the_runner():
+    import torch
+
+    from bench.platform.env import capture_env
+
+    env = capture_env(torch.device("cpu"), allocator="pinned")
+    assert env["allocator"]["setting"] == "pinned"
+    assert "MALLOC_MMAP_MAX_=0" in env["allocator"]["cells"]
+    assert env["allocator"]["runner"]["allocator"] in ("pinned", "default")

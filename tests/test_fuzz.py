@@ -159,6 +159,7 @@ FIELDS = {
     ),
     "cudnn_benchmark": _maybe_junk(st.sampled_from([True, False, None, "yes"])),
     "threads": _maybe_junk(st.integers(-1, 8)),
+    "allocator": _maybe_junk(st.sampled_from(["pinned", "default", "jemalloc", "/nonexistent/libjemalloc.so.2"])),
     "strategies": _maybe_junk(st.dictionaries(st.sampled_from(["mine", "none", "focal"]), strategy_def, max_size=2)),
     "regression": _maybe_junk(
         st.dictionaries(

@@ -306,3 +306,41 @@ def test_compare_rejects_bad_arguments():
         compare(["small_cnn"], rounds=0)
     with pytest.raises(ValueError, match="allocator"):
         compare(["small_cnn"], allocator="jemalloc")
+
+
+def test_best_loop_runs_in_a_fresh_pinned_process_and_every_round_gets_a_ratio_to_it():
+    rows = _compare_small(rounds=2, warmup_iters=1, bench_iters=3, speed_settings=QUICK_SPEED, best=True)
+    (row,) = rows
+    assert len(row.best_samples) == 2 and all(v > 0 for v in row.best_samples)
+    assert row.best_img_s == pytest.approx(sorted(row.best_samples)[0] / 2 + sorted(row.best_samples)[1] / 2)
+    ratios = [b / p for b, p in zip(row.bench_samples, row.best_samples)]
+    assert row.ratio_to_best == pytest.approx(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
+    assert row.best_faults_per_call is not None
+
+
+def test_best_loop_is_started_with_the_heap_pinned():
+    import json
+    import subprocess
+    import sys
+
+    from bench.platform.allocator import process_env
+
+    # what best_loop's process is started with, as glibc reads it at start-up: the allocator says it is pinned
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from bench.platform import allocator; print(json.dumps(allocator.describe()))",
+        ],
+        env=process_env("pinned"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout)["allocator"] == "pinned"
+    assert all(process_env("pinned")[k] == v for k, v in PINNED_HEAP_ENV.items())
+
+
+def test_best_is_refused_off_the_cpu_wall_clock():
+    with pytest.raises(ValueError, match="best"):
+        compare(["small_cnn"], batch_size=2, resolution=32, best=True, clock="thread_cpu")

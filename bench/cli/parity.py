@@ -92,6 +92,13 @@ def parity(ctx: typer.Context) -> None:
         "page faults depend on what the other allocated before it (bench.platform.allocator); default: leave glibc as is",
     )
     parser.add_argument(
+        "--best",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also run the plain loop in a fresh process with the heap pinned each round (the best plain loop) and "
+        "give bench / best (default: on for a CPU with --clock wall)",
+    )
+    parser.add_argument(
         "--mfu", action="store_true", help="also count forward FLOPs and give MFU against the device's peak"
     )
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
@@ -127,6 +134,7 @@ def parity(ctx: typer.Context) -> None:
             clock=args.clock,
             control=args.control,
             allocator=args.allocator,
+            best=args.best if args.best is not None else (device.type == "cpu" and args.clock == "wall"),
             progress=lambda msg: console.print(f"  {escape(msg)}", highlight=False),
         )
     except InputError as exc:
@@ -159,6 +167,10 @@ def parity(ctx: typer.Context) -> None:
     if args.mfu:
         table.add_column("MFU (bench)")
     table.add_column("page faults/call (bench / ref)")
+    with_best = any(r.ratio_to_best is not None for r in rows)
+    if with_best:
+        table.add_column("best loop img/s (pinned)")
+        table.add_column("bench / best")
     for r in rows:
         cells = [
             r.model,
@@ -188,6 +200,9 @@ def parity(ctx: typer.Context) -> None:
                 "—" if v is None else f"{v:,.0f}" for v in (r.bench_faults_per_call, r.reference_faults_per_call)
             )
         )
+        if with_best:
+            cells.append("—" if r.best_img_s is None else f"{r.best_img_s:.1f}")
+            cells.append("—" if r.ratio_to_best is None else f"{r.ratio_to_best:.3f}")
         table.add_row(*cells)
     console.print(table)
     console.print(
@@ -197,6 +212,12 @@ def parity(ctx: typer.Context) -> None:
         + (
             "A/A control = the reference loop's second run / its first in the same round: the machine's own noise. "
             if args.control
+            else ""
+        )
+        + (
+            "best loop = the reference loop in a fresh process with the heap pinned, each round: bench / best is "
+            "bench's headline over its batch / median call time, how close bench comes to what this machine does. "
+            if with_best
             else ""
         )
         + FLOPS_NOTE

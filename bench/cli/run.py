@@ -16,6 +16,7 @@ from bench.cli.tables import print_fidelity_notes, print_seed_summary, print_sum
 from bench.core.cell import Cell
 from bench.core.errors import InputError, StorageError
 from bench.plan.cost import total
+from bench.platform.allocator import resolve as resolve_allocator
 from bench.store.run_store import RunStore
 
 
@@ -122,6 +123,7 @@ def run(
                 "isolation": loaded.isolation,
                 "memory_limit_mb": loaded.memory_limit_mb,
                 "threads": loaded.threads,
+                "allocator": loaded.allocator,
                 "executor": loaded.executor,
                 "ray": loaded.ray.model_dump(),
                 "yaml": loaded.path.read_text(encoding="utf-8") if loaded.path is not None else None,
@@ -135,6 +137,7 @@ def run(
             isolation=isolation or planned.get("isolation") or "auto",
             memory_limit_mb=planned.get("memory_limit_mb"),
             ray_options=planned.get("ray"),
+            allocator=resolve_allocator(planned.get("allocator"), device.type),
         )
         # the data, once per source, before anything is written or run
         sources = check_data(cells, planned["base_dir"], suite_file=planned.get("source"))
@@ -143,7 +146,7 @@ def run(
         fail_input(exc)
         return
     try:
-        env = capture_env(device, seeds=sorted({c.seed for c in cells}))
+        env = capture_env(device, seeds=sorted({c.seed for c in cells}), allocator=getattr(executor, "allocator", None))
         env["executor"] = executor.describe()  # how this (or this resumed) run executed its cells
         forced = begin_run(  # takes the lock: released below, after the report
             store,
@@ -340,6 +343,7 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
         "threads": resolved.get("threads"),
         "resolved": resolved or None,
         "source": Path(source) if source else None,
+        "allocator": resolved.get("allocator"),
     }
 
 

@@ -28,7 +28,7 @@ from bench.measure.mfu import cell_mfu
 from bench.models.builders import build_model
 from bench.models.registry import get_entry
 from bench.platform.memory import is_out_of_memory
-from bench.platform.peaks import device_name
+from bench.platform.peaks import device_name, measured_cpu_peak
 
 
 def seed_everything(seed: int) -> None:
@@ -166,13 +166,23 @@ def _measure_cell(
 def attach_mfu(result: CellResult, device: torch.device) -> None:
     """Model FLOP utilisation (bench.platform.peaks) into the cell's `speed` and `train` measurements: `mfu` (a
     fraction of the device's dense peak at the cell's precision, or None), `mfu_reason` when None,
-    `achieved_tflop_s`, `peak_tflop_s`, `peak_precision`, `mfu_flops_per_image`. Inference uses the forward
-    FLOPs (2 x MACs) per image x img/s; training the forward + backward FLOPs per image x train img/s."""
+    `achieved_tflop_s`, `peak_tflop_s`, `peak_precision`, `peak_kind` (datasheet, or measured on a CPU), `peak_source`
+    (the datasheet, or how the peak was measured), `mfu_flops_per_image`. Inference uses the forward FLOPs
+    (2 x MACs) per image x img/s; training the forward + backward FLOPs per image x train img/s. A CPU's peak is
+    measured once per machine, torch, thread count (the cell's) and precision (bench.platform.peaks.measured_cpu_peak)."""
     try:
         name = device_name(device)
     except Exception:  # noqa: BLE001 - no name, no match: MFU None with the reason below
         name = None
-    for kind, data in cell_mfu(result.measurements, result.cell.precision, name).items():
+    measured = None
+    timed = [m for m in (result.measurements.get("speed"), result.measurements.get("train")) if m]
+    if device.type == "cpu" and any(m.get("status") == "ok" for m in timed):
+        threads = next((m["threads"] for m in timed if m.get("threads")), None)
+        try:
+            measured = measured_cpu_peak(result.cell.precision, threads)
+        except Exception:  # noqa: BLE001 - no peak: MFU None with the table's reason
+            measured = None
+    for kind, data in cell_mfu(result.measurements, result.cell.precision, name, measured=measured).items():
         kind_metric = INFERENCE_MFU if kind == "inference" else TRAINING_MFU
         target = result.measurements[kind_metric.measurement]
         target.update(
@@ -182,6 +192,8 @@ def attach_mfu(result: CellResult, device: torch.device) -> None:
                 "achieved_tflop_s": data["achieved_tflop_s"],
                 "peak_tflop_s": data["peak_tflop_s"],
                 "peak_precision": data["peak_precision"],
+                "peak_kind": data.get("peak_kind"),
+                "peak_source": data.get("peak_source"),
                 "mfu_flops_per_image": data["flops_per_image"],
                 "mfu_device": name,
             }

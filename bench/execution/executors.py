@@ -41,6 +41,7 @@ from bench.execution.cell import run_cell
 from bench.execution.epochs import derived_results, epochs_of
 from bench.execution.isolation import run_cell_isolated, shared_server, uses_process
 from bench.measure.registry import plugin_modules
+from bench.platform.allocator import PINNED, apply_in_process
 from bench.suite.schema import EXECUTORS, ISOLATION_MODES
 
 
@@ -104,23 +105,42 @@ class Executor(ABC):
         return {"name": self.name}
 
 
+def in_process_allocator(setting: str, cell: Cell) -> None:
+    """Before a cell runs in the runner's own process: pin its heap (mallopt, bench.platform.allocator) when the
+    setting is `pinned` and the cell measures speed. A cell that only trains leaves the runner as it is: pinning
+    did not speed training up here, and a never-trimmed heap would keep a long run's peak (docs/measurements.md).
+    `default` and a preloaded library cannot be applied to a running process (the fork server's children get them)."""
+    if setting == PINNED and "speed" in cell.measure:
+        apply_in_process(setting)
+
+
 class LocalExecutor(Executor):
     """Today's loop: units one after the other on this machine. An epoch sweep trains in this process;
     a single cell runs in a fresh child process when `isolation` says so (bench.execution.isolation), else here."""
 
     name = "local"
 
-    def __init__(self, isolation: str = "auto", memory_limit_mb: int | None = None) -> None:
+    def __init__(
+        self, isolation: str = "auto", memory_limit_mb: int | None = None, allocator: str | None = None
+    ) -> None:
         if isolation not in ISOLATION_MODES:
             raise ValueError(f"unknown isolation mode {isolation!r} (use {', '.join(ISOLATION_MODES)})")
         self.isolation, self.memory_limit_mb = isolation, memory_limit_mb
+        self.allocator = allocator  # bench.platform.allocator's setting; None: leave every process as it is
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "isolation": self.isolation, "memory_limit_mb": self.memory_limit_mb}
+        return {
+            "name": self.name,
+            "isolation": self.isolation,
+            "memory_limit_mb": self.memory_limit_mb,
+            "allocator": self.allocator,
+        }
 
     def run(self, units: list[Unit], job: Job, progress: Any) -> Generator[list[CellResult], None, None]:
         for unit in units:
             progress.cell_started(unit.trained, unit.index, job.total)
+            if self.allocator and not uses_process(self.isolation, unit.trained):
+                in_process_allocator(self.allocator, unit.trained)
             if len(unit.cells) > 1:
                 yield run_epoch_sweep(
                     list(unit.cells), job.device, base_dir=job.base_dir, artifact_dir=job.artifact_dir
@@ -133,7 +153,7 @@ class LocalExecutor(Executor):
                         base_dir=job.base_dir,
                         artifact_dir=job.artifact_dir(unit.trained.id),
                         memory_limit_mb=self.memory_limit_mb,
-                        server=shared_server(),
+                        server=shared_server(self.allocator),
                     )
                 ]
             else:
@@ -192,6 +212,8 @@ def run_unit_payload(payload: dict[str, Any]) -> dict[str, Any]:
         importlib.import_module(module)
     torch.set_num_threads(payload["threads"])
     cells = [Cell.from_dict(c) for c in payload["cells"]]
+    if payload.get("allocator"):
+        in_process_allocator(payload["allocator"], cells[-1])
     device = torch.device(payload["device"])
     base_dir = Path(payload["base_dir"]) if payload["base_dir"] else None
     folder = Path(tempfile.mkdtemp(prefix="bench-ray-"))
@@ -254,6 +276,7 @@ class RayExecutor(Executor):
         self.torch_threads = torch_threads or max(1, int(num_cpus_per_cell))
         self.init_options = init_options or {}
         self._remotes: dict[bool, Any] = {}
+        self.allocator: str | None = None  # pinned: a worker pins its heap (mallopt) before a cell that measures speed
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -264,6 +287,7 @@ class RayExecutor(Executor):
             "max_retries": self.max_retries,
             "torch_threads": self.torch_threads,
             "isolation": self.isolation,
+            "allocator": self.allocator,
         }
         try:
             import ray
@@ -304,6 +328,7 @@ class RayExecutor(Executor):
             "plugins": plugin_modules(),
             "sys_path": [p for p in sys.path if p],
             "env": {k: v for k, v in os.environ.items() if k.startswith("BENCH_")},
+            "allocator": self.allocator,
         }
 
     def run(self, units: list[Unit], job: Job, progress: Any) -> Generator[list[CellResult], None, None]:
@@ -386,15 +411,24 @@ class RayExecutor(Executor):
 
 
 def make_executor(
-    name: str, *, isolation: str = "auto", memory_limit_mb: int | None = None, ray_options: dict[str, Any] | None = None
+    name: str,
+    *,
+    isolation: str = "auto",
+    memory_limit_mb: int | None = None,
+    ray_options: dict[str, Any] | None = None,
+    allocator: str | None = None,
 ) -> Executor:
     """The executor a suite (or `bench run --executor`) asks for; `ray_options` are the suite's `ray:` fields.
     `ray` without Ray installed is an input error that says how to install it."""
     if name == "local":
-        return LocalExecutor(isolation, memory_limit_mb)
+        return LocalExecutor(isolation, memory_limit_mb, allocator)
     if name == "ray":
         _import_ray()
-        return RayExecutor(isolation=isolation, **{k: v for k, v in (ray_options or {}).items() if v is not None})
+        ray_executor = RayExecutor(
+            isolation=isolation, **{k: v for k, v in (ray_options or {}).items() if v is not None}
+        )
+        ray_executor.allocator = allocator
+        return ray_executor
     raise InputError(
         f"unknown executor '{name}'",
         field="executor",

@@ -42,6 +42,7 @@ from bench.core.files import atomic_write_json
 from bench.core.result import CellResult
 from bench.execution.cell import run_cell
 from bench.measure.registry import get_measurement, list_measurements, plugin_modules
+from bench.platform.allocator import process_env
 from bench.suite.schema import ISOLATION_MODES
 
 
@@ -173,14 +174,17 @@ def serve() -> None:
 _SHARED: ForkServer | None = None
 
 
-def shared_server() -> ForkServer:
+def shared_server(allocator: str | None = None) -> ForkServer:
     """This process's fork server, started on first use and reused by every sweep (it never runs a cell,
-    so it stays pristine); closed at exit, and it dies with this process in any case."""
+    so it stays pristine); closed at exit, and it dies with this process in any case. A sweep asking for
+    another `allocator` (bench.platform.allocator: the server starts with it, so its children do) gets a new one."""
     global _SHARED
+    if _SHARED is not None and _SHARED.allocator != allocator:
+        _SHARED.close()
     if _SHARED is None or _SHARED.proc.poll() is not None:
         import atexit
 
-        _SHARED = ForkServer()
+        _SHARED = ForkServer(allocator=allocator)
         atexit.register(_SHARED.close)
     return _SHARED
 
@@ -188,8 +192,9 @@ def shared_server() -> ForkServer:
 class ForkServer:
     """The parent's handle on one fork server: `run(job) -> exit code`; `close()` ends it."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
-        env = dict(os.environ) | (extra_env or {})
+    def __init__(self, extra_env: dict[str, str] | None = None, allocator: str | None = None) -> None:
+        self.allocator = allocator  # None: this process's environment as it is; else process_env(allocator)
+        env = (process_env(allocator) if allocator else dict(os.environ)) | (extra_env or {})
         # the working directory stays off the server's sys.path (`-P`, and not passed on), so that a `torch.py` there
         # is never imported; unless bench itself is imported from it (a checkout run in place)
         here = Path.cwd().resolve()
@@ -295,7 +300,8 @@ def run_cell_isolated(
             out_path=str(folder / "result.json"),
             stderr_path=str(folder / "stderr.txt"),
             cwd=os.getcwd(),
-            environ=dict(os.environ),
+            # this process's environment, with the allocator's variables the server started with (glibc read them then)
+            environ=process_env(server.allocator) if server.allocator else dict(os.environ),
             sys_path=list(sys.path),
             threads=torch.get_num_threads(),
             plugins=plugin_modules(),

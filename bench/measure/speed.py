@@ -46,6 +46,7 @@ from bench.measure.catalogue import (
 from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
 from bench.measure.timing import reference_workload, time_loop
+from bench.platform.allocator import describe as allocator_state
 from bench.platform.allocator import minor_faults
 from bench.platform.device import autocast, evaluating, require_precision
 from bench.platform.memory import PeakMemory, is_out_of_memory
@@ -141,6 +142,7 @@ class Speed(Measurement):
             # the kernel's part of a CPU call: pages of activations faulted in afresh (bench.platform.allocator), over the
             # timed calls (the reference matmul beside them writes into a preallocated output)
             PAGE_FAULTS.key: timing.counted / st.n if timing.counted is not None else None,
+            "allocator": allocator_state()["allocator"] if device.type == "cpu" else None,  # the run's `allocator`
             PEAK_MEMORY.key: (peak.peak_bytes or 0) / 2**20,
             MEMORY_ADDED.key: ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,

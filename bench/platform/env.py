@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 import bench
+from bench.platform.allocator import describe as describe_allocator
+from bench.platform.allocator import setting_label as allocator_label
 from bench.platform.machine import capture_machine_state
 
 
@@ -83,8 +85,11 @@ def perf_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: source[k] for k in sorted(source) if k.startswith(PERF_ENV_PREFIXES)}
 
 
-def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Path | None = None) -> dict[str, Any]:
-    """Everything needed to judge whether two runs' numbers are comparable."""
+def capture_env(
+    device: torch.device, *, seeds: list[int] | None = None, cwd: Path | None = None, allocator: str | None = None
+) -> dict[str, Any]:
+    """Everything needed to judge whether two runs' numbers are comparable. `allocator`: the run's setting
+    (bench.platform.allocator), recorded with what the processes that time cells start with."""
     cores_usable: int | None
     try:
         cores_usable = len(os.sched_getaffinity(0))
@@ -113,6 +118,12 @@ def capture_env(device: torch.device, *, seeds: list[int] | None = None, cwd: Pa
         "seeds": seeds or [],
         "env_vars": perf_env_vars(),
     }
+    if allocator is not None:
+        env["allocator"] = {
+            "setting": allocator,
+            "cells": allocator_label(allocator),
+            "runner": describe_allocator(),
+        }
     env["machine"] = capture_machine_state(device.type, device.index or 0)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

@@ -15,18 +15,32 @@ MFU = achieved FLOP/s / the device's peak FLOP/s at the precision the work ran i
   plain FP32 (non-tensor) peak. The peak used is recorded (`peak_precision`).
 
 The device is matched by the name `torch.cuda.get_device_name` reports (first pattern that matches, so
-the more specific ones come first). An unknown device (any CPU, a GPU not in the table) gives MFU None
-with the reason.
+the more specific ones come first). A GPU not in the table gives MFU None with the reason.
+
+A CPU has no datasheet peak bench could trust (it depends on the SIMD units, the clock under load, the cores
+torch may use), so its peak is *measured* (`measured_cpu_peak`): the best FLOP/s of dense square matmuls
+(torch.mm) at the cell's precision and the run's torch thread count, labelled "measured" with how it was
+taken. It is timed once and cached per machine (CPU model), torch version, thread count and precision in
+`$BENCH_CACHE_DIR/cpu-peaks.json` (default ~/.cache/bench), so runs on one machine share one peak and their MFU
+compare. MFU against it says how far a model's work is from the machine's best dense kernel, not from the
+silicon's theoretical peak: a model cannot exceed 1 by much (only where its convolutions beat torch.mm).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.core.files import atomic_write_json
+from bench.platform.device import DTYPES
 from bench.platform.env import _cpu_model
 
 T = 1e12
@@ -178,9 +192,14 @@ def peak_for(dev: DevicePeak, precision: str, tf32_allowed: bool | None = None) 
 
 
 def mfu(
-    achieved_flop_s: float | None, name: str | None, precision: str, tf32_allowed: bool | None = None
+    achieved_flop_s: float | None,
+    name: str | None,
+    precision: str,
+    tf32_allowed: bool | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """MFU of `achieved_flop_s` on the device named `name`: {'utilisation': float or None, 'reason', 'peak_flop_s', ...}."""
+    """MFU of `achieved_flop_s` on the device named `name`: {'utilisation': float or None, 'reason', 'peak_flop_s', ...}.
+    `measured`: a measured peak (`measured_cpu_peak`), used where the table has no entry for the device (a CPU)."""
     out: dict[str, Any] = {
         "utilisation": None,
         "device_name": name,
@@ -188,16 +207,30 @@ def mfu(
         "peak_tflop_s": None,
         "peak_precision": None,
         "peak_source": None,
+        "peak_kind": None,
         "reason": None,
     }
     dev = match_device(name)
+    if dev is None and measured is not None:
+        out.update(
+            peak_device=name,
+            peak_precision=measured["precision"],
+            peak_source=measured["method"],
+            peak_kind="measured",
+            peak_tflop_s=measured["flop_s"] / T,
+        )
+        if achieved_flop_s is None:
+            out["reason"] = "no achieved FLOP/s (FLOPs per image or throughput missing)"
+        else:
+            out["utilisation"] = achieved_flop_s / measured["flop_s"]
+        return out
     if dev is None:
         out["reason"] = (
             f"no peak FLOP/s known for {name or 'this device'} (bench.platform.peaks lists NVIDIA data-centre GPUs and the RTX 4090)"
         )
         return out
     peak, which = peak_for(dev, precision, tf32_allowed)
-    out.update(peak_device=dev.name, peak_precision=which, peak_source=dev.source)
+    out.update(peak_device=dev.name, peak_precision=which, peak_source=dev.source, peak_kind="datasheet")
     if peak is None:
         out["reason"] = f"{dev.name} has no {precision} tensor-core peak (not supported in hardware)"
         return out
@@ -212,3 +245,94 @@ def mfu(
 def mfu_for(device: torch.device | str, precision: str, achieved_flop_s: float | None) -> dict[str, Any]:
     """`mfu` for the device a measurement ran on."""
     return mfu(achieved_flop_s, device_name(device), precision)
+
+
+# -- a CPU's measured peak ----------------------------------------------------------------------------------
+
+_MEASURED: dict[str, dict[str, Any]] = {}  # this process's, by cache key
+
+
+def _cache_path() -> Path:
+    return Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "bench")) / "cpu-peaks.json"
+
+
+def _peak_key(precision: str, threads: int) -> str:
+    return f"{_cpu_model()} | torch {torch.__version__} | {threads} threads | {precision}"
+
+
+def _matmul_times(n: int, dtype: torch.dtype, calls: int, budget_s: float) -> list[float]:
+    """Seconds per call of `calls` or more dense n x n matmuls (until `budget_s` has passed, at most 200)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    torch.mm(a, b, out=out)  # the first call: oneDNN/MKL's set-up, never timed
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 200:
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - start
+        if (len(times) >= calls and elapsed >= budget_s) or elapsed >= 3 * max(budget_s, 0.3):
+            break
+    return times
+
+
+def time_cpu_peak(precision: str, *, budget_s: float = 1.5) -> dict[str, Any]:
+    """The best FLOP/s of dense square matmuls (torch.mm, preallocated output) at `precision`, with this process's
+    torch threads: the size is the largest of 128 ... 2048 (from 512 up, or down for a precision the CPU emulates)
+    whose best call takes under 50 ms, then calls until `budget_s` has passed (at least 3); the best call counts: on a shared
+    machine other jobs only ever slow a call down, and short calls meet a quiet moment where long ones do not."""
+    dtype = DTYPES[precision]
+    n, best = 512, min(_matmul_times(512, dtype, 5, 0.0))
+    while n < 2048 and best * 8 < 0.05:
+        n, best = n * 2, best * 8
+    while n > 128 and best > 0.05:  # an emulated precision (fp16 on most CPUs): smaller, or it takes seconds
+        n, best = n // 2, best / 8
+    times = _matmul_times(n, dtype, 3, budget_s)
+    flop_s = 2 * n**3 / min(times)
+    threads = torch.get_num_threads()
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "flop_s": flop_s,
+        "precision": precision,
+        "threads": threads,
+        "size": n,
+        "calls": len(times),
+        "measured_at": when,
+        "load_average": load,
+        "method": f"measured: the best of {len(times)} dense {n}x{n} {precision} matmuls (torch.mm), "
+        f"{threads} torch threads, {flop_s / 1e9:.1f} GFLOP/s, {when[:10]}"
+        + (f", load average {load:.1f}" if load is not None else ""),
+    }
+
+
+def measured_cpu_peak(precision: str, threads: int | None = None, *, cache: Path | None = None) -> dict[str, Any]:
+    """This machine's measured CPU peak at `precision` and `threads` (default: torch's now): timed once
+    (`time_cpu_peak`) and cached per machine, torch version, threads and precision (see the module docstring)."""
+    threads = threads or torch.get_num_threads()
+    key = _peak_key(precision, threads)
+    if key in _MEASURED:
+        return _MEASURED[key]
+    path = cache or _cache_path()
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    peak = stored.get(key)
+    if not (isinstance(peak, dict) and isinstance(peak.get("flop_s"), (int, float)) and peak.get("method")):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            peak = time_cpu_peak(precision)
+        finally:
+            torch.set_num_threads(before)
+        stored[key] = peak
+        try:
+            atomic_write_json(path, stored)
+        except OSError:  # a read-only cache: the peak still serves this process
+            pass
+    _MEASURED[key] = peak
+    return peak

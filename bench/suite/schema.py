@@ -35,6 +35,7 @@ from bench.measure.catalogue import thresholds_from
 from bench.measure.registry import list_measurements, settings_schema
 from bench.measure.train.settings import BUILTIN_STRATEGIES, Strategy
 from bench.models import get_entry, list_families
+from bench.platform.allocator import check_setting as check_allocator
 from bench.suite.locations import dotted, line_for
 
 # how cells run: isolation modes and executors (bench.execution implements them)
@@ -262,6 +263,12 @@ class Suite(StrictModel):
         None,
         description="torch threads for the run (recorded in env.json, not part of cell ids); None: torch's default",
     )
+    allocator: str | None = Field(
+        None,
+        description="the C allocator of the processes that run cells: pinned (glibc's heap, no mmap, no trim), "
+        "default (glibc as is), or the path of a preloaded allocator library (jemalloc, tcmalloc); unset: pinned on "
+        "a CPU (bench.platform.allocator); recorded in env.json and each cell's speed record, not part of cell ids",
+    )
     strategies: dict[str, Strategy] = Field(
         default_factory=dict, description="named strategies beside the built-in ones"
     )
@@ -306,6 +313,11 @@ class Suite(StrictModel):
         except InputError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("allocator")
+    @classmethod
+    def _allocator_known(cls, value: str | None) -> str | None:
+        return None if value is None else check_allocator(value)
 
     @field_validator("measure", mode="before")
     @classmethod

@@ -39,12 +39,21 @@ process's history: whether a call faults its activations' pages in afresh (here 
 reference's) changed from one loop to the other with what ran before them, not with their method
 (bench.platform.allocator). `bench parity` therefore pins glibc's heap first
 (`allocator="pinned"`, recorded in the row) and records page faults per call on both sides.
+
+Parity at the limit: with `best=True` every round also runs the reference loop in a fresh process started with
+the heap pinned (`best_loop`: bench.platform.allocator.process_env("pinned")), the best plain loop this machine
+gives, whatever state this process is in; `ratio_to_best` is bench's headline over its batch / median call time
+(median over rounds). With `allocator="default"` that says how much the default allocator costs bench's figure;
+`bench run`'s own default (the suite's `allocator`, pinned on a CPU) is what it should come close to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -63,7 +72,7 @@ from bench.measure.speed import SpeedSettings
 from bench.measure.timing import time_loop
 from bench.models import get_entry
 from bench.models.builders import build_model
-from bench.platform.allocator import PINNED_HEAP_ENV, minor_faults, pin_glibc_heap
+from bench.platform.allocator import PINNED, PINNED_HEAP_ENV, minor_faults, pin_glibc_heap, process_env
 from bench.platform.device import DTYPES, precision_unsupported, synchronize
 from bench.platform.env import perf_env_vars
 from bench.platform.peaks import mfu_for
@@ -176,6 +185,11 @@ class ParityRow:
     reference_faults_per_call: float | None = None
     gflops_per_image: float | None = None  # forward FLOPs (2 x MACs) per image, when asked
     mfu: dict[str, Any] | None = None
+    # with best=True: the reference loop in a fresh process with the heap pinned (best_loop), per round
+    ratio_to_best: float | None = None  # median over rounds of bench's headline / the best loop's batch / median call
+    best_img_s: float | None = None  # median over rounds of the best loop's batch / median call time
+    best_faults_per_call: float | None = None
+    best_samples: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +200,60 @@ class ParityRow:
         not judged: on a shared CPU it also carries the median-vs-mean gap, a choice of statistic."""
         same = [self.ratio_mean] + ([self.ratio_of_medians] if self.ratio_of_medians is not None else [])
         return all(abs(r - 1) <= tolerance for r in same)
+
+
+_BEST_LOOP = """
+import json, sys, torch
+from bench.execution.cell import seed_everything
+from bench.models.builders import build_model
+from bench.tools.parity import reference_loop
+a = json.loads(sys.argv[1])
+torch.set_num_threads(a["threads"])
+seed_everything(0)
+fmt = torch.channels_last if a["channels_last"] else torch.contiguous_format
+model = build_model(a["model"], num_classes=a["num_classes"], resolution=a["resolution"]).to(memory_format=fmt)
+x = torch.randn(a["batch_size"], 3, a["resolution"], a["resolution"]).contiguous(memory_format=fmt)
+r = reference_loop(model, x, device=torch.device("cpu"), precision=a["precision"],
+                   warmup_iters=a["warmup_iters"], bench_iters=a["bench_iters"])
+print(json.dumps({"img_s": r.img_s, "median_img_s": r.median_img_s, "faults_per_call": r.page_faults_per_call}))
+"""
+
+
+def best_loop(
+    model: str,
+    *,
+    batch_size: int,
+    resolution: int,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    num_classes: int = 1000,
+    warmup_iters: int = 10,
+    bench_iters: int = 40,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The reference loop on the CPU in a fresh process started with glibc's heap pinned (the best plain loop: no
+    allocator history, no page faults of its own making): {'img_s', 'median_img_s', 'faults_per_call'}."""
+    args = {
+        "model": model,
+        "batch_size": batch_size,
+        "resolution": resolution,
+        "precision": precision,
+        "channels_last": channels_last,
+        "num_classes": num_classes,
+        "warmup_iters": warmup_iters,
+        "bench_iters": bench_iters,
+        "threads": threads or torch.get_num_threads(),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _BEST_LOOP, json.dumps(args)],
+        env=process_env(PINNED),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the pinned plain loop of {model} failed: {out.stderr.strip()[-1000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def summarize(bench: list[float], reference: list[float], bench_mean: list[float] | None = None) -> dict[str, Any]:
@@ -257,6 +325,7 @@ def compare(
     clock: str = "wall",
     control: bool = False,
     allocator: str = "default",
+    best: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[ParityRow]:
     """bench's speed measurement and the reference loop, interleaved for `rounds` rounds per model and
@@ -272,12 +341,17 @@ def compare(
     its environment, the fork server's with `isolation="process"`), before anything runs
     (bench.platform.allocator; process-wide and permanent, so `bench parity` asks for it and a library call does not
     by default): then neither loop's page faults depend on what the other allocated before it. Page faults
-    per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`)."""
+    per call are recorded for both sides either way (`bench_faults_per_call`, `reference_faults_per_call`).
+
+    `best=True` (CPU): every round also runs `best_loop`, the reference loop in a fresh pinned process, and the row
+    gets `ratio_to_best`, `best_img_s` and `best_faults_per_call` (see the module docstring)."""
     if isolation not in ("none", "process"):
         raise ValueError("isolation must be 'none' or 'process'")
     if rounds < 1:
         raise ValueError("rounds must be >= 1")
     device = torch.device(device)
+    if best and (device.type != "cpu" or clock != "wall"):
+        raise ValueError("best (the pinned plain loop in a fresh process) is a CPU wall-clock comparison")
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
     if clock == "thread_cpu" and (device.type != "cpu" or torch.get_num_threads() != 1 or isolation != "none"):
@@ -328,6 +402,7 @@ def compare(
                 )
                 bench_rates, bench_means, ref_rates, ref_medians, control_rates = [], [], [], [], []
                 bench_faults, ref_faults = [], []
+                best_rates, best_faults = [], []
                 # Priming, discarded: the process's first calls of a model pay for its cold start (oneDNN
                 # primitives, the allocator's first pages) beyond a 10-call warm-up (docs/measurements-log.md has
                 # the figure). Without this, round 1 charges that to whichever side runs first.
@@ -341,8 +416,21 @@ def compare(
                     clock=CLOCKS[clock],
                 )
                 for r in range(rounds):
-                    for side in _round_order(r, control):
-                        if side in ("reference", "control"):
+                    for side in _round_order(r, control) + (("best",) if best else ()):
+                        if side == "best":
+                            fig = best_loop(
+                                name,
+                                batch_size=batch_size,
+                                resolution=resolution,
+                                precision=precision,
+                                channels_last=channels_last,
+                                num_classes=num_classes,
+                                warmup_iters=warmup_iters,
+                                bench_iters=bench_iters,
+                            )
+                            best_rates.append(fig["median_img_s"])
+                            best_faults.append(fig["faults_per_call"])
+                        elif side in ("reference", "control"):
                             ref = reference_loop(
                                 model,
                                 x,
@@ -390,6 +478,11 @@ def compare(
                     ratio_of_medians=summarize(bench_rates, ref_medians)["ratio"],
                     **s,
                 )
+                if best:
+                    row.best_samples = best_rates
+                    row.best_img_s = statistics.median(best_rates)
+                    row.best_faults_per_call = _median_or_none(best_faults)
+                    row.ratio_to_best = summarize(bench_rates, best_rates)["ratio"]
                 if control:
                     c = summarize(control_rates, ref_rates)
                     row.control = {
