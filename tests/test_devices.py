@@ -128,12 +128,13 @@ def test_attach_mfu_records_into_measurements(monkeypatch):
     assert row["speed.mfu"] == pytest.approx(10e12 / 989.5e12) and row["train.achieved_tflop_s"] == pytest.approx(6.0)
 
 
-def test_attach_mfu_on_this_cpu_is_none_with_reason():
+def test_attach_mfu_on_this_cpu_is_against_its_measured_peak():
     import torch
 
     cell = make_cell(resolution=64, batch_size=8, precision="fp32", measure=("profile", "speed"))
     meas = {"profile": {"status": "ok", "flops": 2e9}, "speed": {"status": "ok", "throughput_img_s": 50.0}}
     result = CellResult(cell=cell, status="ok", started_at="x", measurements=meas)
     attach_mfu(result, torch.device("cpu"))
-    assert meas["speed"]["mfu"] is None and "no peak FLOP/s known for CPU" in meas["speed"]["mfu_reason"]
+    assert meas["speed"]["mfu_reason"] is None and meas["speed"]["peak_kind"] == "measured"
+    assert meas["speed"]["mfu"] == pytest.approx(0.1 / meas["speed"]["peak_tflop_s"])
     assert meas["speed"]["achieved_tflop_s"] == pytest.approx(0.1)

@@ -28,7 +28,7 @@ from bench.measure.mfu import cell_mfu
 from bench.models.builders import build_model
 from bench.models.registry import get_entry
 from bench.platform.memory import is_out_of_memory
-from bench.platform.peaks import device_name, measured_cpu_peak
+from bench.platform.peaks import device_name, match_device, measured_cpu_peak
 
 
 def seed_everything(seed: int) -> None:
@@ -176,7 +176,7 @@ def attach_mfu(result: CellResult, device: torch.device) -> None:
         name = None
     measured = None
     timed = [m for m in (result.measurements.get("speed"), result.measurements.get("train")) if m]
-    if device.type == "cpu" and any(m.get("status") == "ok" for m in timed):
+    if device.type == "cpu" and match_device(name) is None and any(m.get("status") == "ok" for m in timed):
         threads = next((m["threads"] for m in timed if m.get("threads")), None)
         try:
             measured = measured_cpu_peak(result.cell.precision, threads)

@@ -243,8 +243,12 @@ def mfu(
 
 
 def mfu_for(device: torch.device | str, precision: str, achieved_flop_s: float | None) -> dict[str, Any]:
-    """`mfu` for the device a measurement ran on."""
-    return mfu(achieved_flop_s, device_name(device), precision)
+    """`mfu` for the device a measurement ran on (a CPU: against its measured peak, `measured_cpu_peak`)."""
+    name = device_name(device)
+    measured = None
+    if torch.device(device).type == "cpu" and match_device(name) is None:
+        measured = measured_cpu_peak(precision)
+    return mfu(achieved_flop_s, name, precision, measured=measured)
 
 
 # -- a CPU's measured peak ----------------------------------------------------------------------------------

@@ -1054,8 +1054,9 @@ def mfu(ctx: ReportContext) -> dict | None:
         "rows": rows,
         "reasons": [f"{reason} ({n} cells)" for reason, n in reasons.items()],
         "peaks": [
-            f"{dev}: {tflops:.3g} TFLOP/s {prec}, "
-            + (source if kind == "measured" else f"dense ({kind or 'datasheet'})")
+            f"{dev}: {tflops:.3g} TFLOP/s {prec}, {source}"
+            if kind == "measured"
+            else f"{dev}: {tflops:g} TFLOP/s dense {prec}"
             for (dev, prec), (tflops, kind, source) in peaks.items()
         ],
         "has_mfu": any(row["infer_mfu"] is not None or row["train_mfu"] is not None for row in rows),
