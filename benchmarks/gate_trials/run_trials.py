@@ -49,7 +49,7 @@ def _trial_extra_passes(module, inputs, output):
 def classifier_prefix'''
 LOOP = "bench/measure/train/loop.py"
 LR_ANCHOR = "return torch.optim.Adam(params, lr=s.lr,"
-LR_INJECT = "return torch.optim.Adam(params, lr=s.lr * 0.1,"
+LR_INJECT = "return torch.optim.Adam(params, lr=s.lr * 0.01,"
 
 PLAIN_LOOP = r"""
 import sys, time, torch
@@ -150,14 +150,22 @@ def run_gate(kind: str, ref: str, out: Path, index: int) -> dict:
     cmd = [sys.executable, "-m", "bench", "gate", "HEAD", str(suite), "--head", ref, "--out", str(target)]
     if kind != "f1":
         cmd += ["--rounds", "6", "--max-rounds", "12"]
-    start = time.time()
+    start, load_before = time.time(), os.getloadavg()[0]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start
     try:
         verdict = json.loads((target / "gate.json").read_text())
     except (OSError, ValueError):
         verdict = {"error": done.stderr[-2000:]}
-    return {"kind": kind, "ref": ref, "exit": done.returncode, "wall_s": round(wall, 1), "gate": verdict}
+    return {
+        "kind": kind,
+        "ref": ref,
+        "exit": done.returncode,
+        "wall_s": round(wall, 1),
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "gate": verdict,
+    }
 
 
 def summary(out: Path) -> str:

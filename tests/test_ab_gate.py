@@ -1,0 +1,233 @@
+"""The same-machine A/B gate: its interval, its three verdicts, and every case in which it cannot judge.
+
+The repeated trials on a loaded machine (10 A/A, 10 with a 15% slowdown, ...) are in
+benchmarks/gate_trials/run_trials.py and their figures in docs/measurements-log.md; these tests pin the
+maths against published values and the fail-open cases against the exit code."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli.app import app
+from bench.core.metric import Threshold
+from bench.core.result import CellResult
+from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, hodges_lehmann, judge_rounds, signed_rank_critical
+from bench.measure.catalogue import LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
+from bench.tools.ab_gate import GateResult, judge_once, judge_round_values, pair_key, thresholds_for_ab
+from tests.cell_factory import make_cell
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_signed_rank_critical_values_match_the_published_table():
+    # two-sided 5% critical values of Wilcoxon's signed-rank T (e.g. Siegel, Nonparametric Statistics, table G)
+    published = {6: 0, 7: 2, 8: 3, 9: 5, 10: 8, 12: 13, 15: 25, 20: 52}
+    assert {n: signed_rank_critical(n) for n in published} == published
+    assert signed_rank_critical(5) is None  # 1/32 > 2.5%: five rounds cannot give a 95% interval
+
+
+def test_hodges_lehmann_interval_keeps_its_coverage_on_heavy_tailed_rounds():
+    """2,000 simulated gates of 8 rounds whose log-ratios are Student-t(3) (a round spoilt by load now and
+    then): the 95% interval covers the true shift in at least 95% (exact: 1 - 2 * 5/256 = 0.961)."""
+    rng = np.random.default_rng(20261202)
+    covered = sum(
+        lo <= 0.0 <= hi for _, lo, hi in (hodges_lehmann(rng.standard_t(3, size=8) * 0.03) for _ in range(2000))
+    )
+    assert covered / 2000 >= 0.95
+    est, lo, hi = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert (est, lo, hi) == (3.5, 1.0, 6.0)  # n = 6: critical 0, the extreme Walsh averages
+
+
+def test_three_verdicts_on_hand_made_rounds():
+    t5 = Threshold.parse("5%")
+    base = [10.0, 10.2, 9.9, 10.1, 10.0, 10.3, 9.8, 10.0]
+    slow = judge_rounds(LATENCY_MEDIAN, t5, base, [b * 1.15 for b in base])
+    assert slow.verdict == REGRESSION and slow.ratio == pytest.approx(1.15)
+    same = judge_rounds(
+        LATENCY_MEDIAN, t5, base, [b * f for b, f in zip(base, [1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99])]
+    )
+    assert same.verdict == PASS and same.ratio_high < 1.05
+    # throughput is higher-better: 15% fewer images per second is the regression
+    assert judge_rounds(THROUGHPUT, t5, base, [b * 0.85 for b in base]).verdict == REGRESSION
+    assert judge_rounds(THROUGHPUT, t5, base, [b * 1.3 for b in base]).improvement
+
+
+def test_an_interval_too_wide_to_decide_is_inconclusive_never_a_pass():
+    t5 = Threshold.parse("5%")
+    base = [10.0] * 8
+    noisy = [10.0 * f for f in (0.8, 1.25, 0.9, 1.2, 1.0, 0.85, 1.15, 1.05)]
+    wide = judge_rounds(LATENCY_MEDIAN, t5, base, noisy)
+    assert wide.verdict == INCONCLUSIVE and "straddles" in wide.note
+    few = judge_rounds(LATENCY_MEDIAN, t5, base[:5], base[:5])  # identical, but five rounds give no 95% interval
+    assert few.verdict == INCONCLUSIVE and math.isinf(few.ratio_high)
+
+
+def _speed(cell, latency_ms, *, status="ok", f1=0.8, with_latency=True):
+    speed = {"status": "ok", "throughput_img_s": cell.batch_size / latency_ms * 1e3, "memory_kind": "cpu_peak_rss"}
+    if with_latency:
+        speed["latency_median_ms"] = latency_ms
+    return CellResult(
+        cell=cell,
+        status=status,
+        reason="boom" if status == "failed" else None,
+        measurements={
+            "profile": {"status": "ok", "params": 100, "macs": 1000},
+            "speed": speed,
+            "train": {"status": "ok", "macro_f1": f1, "accuracy": f1},
+        },
+    )
+
+
+def _side(*results):
+    return {pair_key(r): r for r in results}
+
+
+def test_cells_pair_by_configuration_not_by_id_and_report_the_heads_id():
+    a = make_cell()
+    b = make_cell(settings={"train": {"epochs": 3}})  # a change that alters the id, not the configuration
+    assert a.id != b.id and pair_key(_speed(a, 10)) == pair_key(_speed(b, 10))
+    result = GateResult(base={}, head={}, rounds_asked=1, rounds_run=1)
+    judge_once(_side(_speed(a, 10)), _side(_speed(b, 10, f1=0.75)), thresholds_for_ab(), result)
+    f1 = next(v for v in result.once if v.metric == MACRO_F1.path)
+    assert f1.cell_id == b.id and f1.verdict == REGRESSION  # 0.05 below, past 0.01
+    assert next(v for v in result.once if v.metric == PARAMS.path).verdict == PASS
+
+
+@pytest.mark.parametrize(
+    "head_kwargs, expected",
+    [
+        ({"status": "skipped"}, "was ok on the base side and is skipped on the head"),
+        ({"with_latency": False}, "speed.latency_median_ms measured on the base side, missing on the head"),
+    ],
+)
+def test_a_cell_or_metric_gone_on_the_head_is_inconclusive(head_kwargs, expected):
+    cell = make_cell()
+    base, head = _side(_speed(cell, 10)), _side(_speed(cell, 10, **head_kwargs))
+    result = GateResult(base={}, head={}, rounds_asked=6, rounds_run=6)
+    judge_once(base, head, thresholds_for_ab(), result)
+    timings, _, problems = judge_round_values([(base, head)] * 6, head, thresholds_for_ab())
+    result.inconclusive += problems
+    assert any(expected in why for why in result.inconclusive), result.inconclusive
+    assert result.verdict == INCONCLUSIVE
+
+
+def test_a_cell_failed_on_the_head_is_a_regression_and_one_missing_there_inconclusive():
+    cell, other = make_cell(), make_cell(model="mobilenet_v2", family="mobilenet")
+    result = GateResult(base={}, head={}, rounds_asked=1, rounds_run=1)
+    judge_once(_side(_speed(cell, 10), _speed(other, 10)), _side(_speed(cell, 10, status="failed")), {}, result)
+    assert result.verdict == REGRESSION and result.regressions == [f"{cell.id}:failed"]
+    assert any("has no counterpart on the head" in why for why in result.inconclusive)
+
+
+def test_fewer_complete_rounds_than_asked_is_inconclusive():
+    cell = make_cell()
+    base, head = _side(_speed(cell, 10)), _side(_speed(cell, 10))
+    gone = _side(_speed(cell, 10, status="failed"))
+    timings, _, problems = judge_round_values([(base, head)] * 6 + [(base, gone)], head, thresholds_for_ab())
+    assert any("has 6 complete rounds of 7" in p for p in problems)
+
+
+def test_thresholds_come_from_the_catalogue_or_the_command_line_never_the_suite_under_test():
+    defaults = thresholds_for_ab()
+    assert str(defaults[THROUGHPUT.path]) == THROUGHPUT.same_machine_threshold
+    assert str(defaults[MACRO_F1.path]) == MACRO_F1.threshold
+    assert str(thresholds_for_ab([f"{THROUGHPUT.path}:3%"])[THROUGHPUT.path]) == "3%"
+    with pytest.raises(Exception, match="bad threshold"):
+        thresholds_for_ab(["speed.throughput:3%"])
+
+
+@pytest.fixture
+def git_checkout(tmp_path):
+    """A throwaway clone of this checkout's HEAD (the gate makes worktrees in it)."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(clone)], check=True)
+    return clone
+
+
+def _gate(clone, *args):
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "gate", *args], cwd=clone, env=env, capture_output=True, text=True
+    )
+
+
+def test_a_side_that_does_not_build_ends_inconclusive(git_checkout, tmp_path):
+    done = _gate(git_checkout, "HEAD", "smoke", "--base-python", "/bin/false", "--out", str(tmp_path / "g"))
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "side did not build" in done.stdout + done.stderr
+    assert json.loads((tmp_path / "g" / "gate.json").read_text())["verdict"] == INCONCLUSIVE
+    ok = _gate(
+        git_checkout, "HEAD", "smoke", "--base-python", "/bin/false", "--out", str(tmp_path / "h"), "--inconclusive-ok"
+    )
+    assert ok.returncode == 0
+
+
+def test_a_side_that_stops_running_after_round_one_ends_inconclusive(git_checkout, tmp_path):
+    """The base side's Python works for its import check and round 1, then fails: 1 round of 6 -> exit 3."""
+    counter = tmp_path / "calls"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(
+        f"#!/bin/sh\nn=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}\n"
+        f'[ "$n" -ge 3 ] && exit 1\nexec {sys.executable} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "name: tiny\nmodels: [small_cnn]\nnum_classes: 10\nmatrix: {resolution: [32], batch_size: [2]}\n"
+        "measure: [speed]\nsettings:\n  speed: {warmup_iters: 2, min_repeats: 3, min_time_s: 0.05, reference: false}\n"
+    )
+    done = _gate(git_checkout, "HEAD", str(suite), "--base-python", str(wrapper), "--out", str(tmp_path / "g"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 3, out
+    verdict = json.loads((tmp_path / "g" / "gate.json").read_text())
+    assert verdict["rounds_run"] == 1 and any("1 complete rounds of the 6 asked" in w for w in verdict["inconclusive"])
+
+
+def test_compare_cli_exit_code_for_a_metric_gone_and_a_cell_skipped(tmp_path):
+    """The committed-baseline mode: the nightly baseline against a copy of itself (pass), then with a
+    metric removed and with a cell turned skipped (inconclusive, exit 3)."""
+    import shutil
+
+    runner = CliRunner()
+
+    def copy(name, edit=None, source=REPO / "results" / "baselines" / "nightly"):
+        target = tmp_path / name
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("repeats"))
+        for cell in (target / "cells").glob("*.json"):  # the busy-machine guard is tested on its own
+            data = json.loads(cell.read_text())
+            (data["measurements"].get("speed") or {}).pop("reference_samples_s", None)
+            cell.write_text(json.dumps(data))
+        if edit:
+            cell = sorted((target / "cells").glob("*.json"))[0]
+            data = json.loads(cell.read_text())
+            edit(data)
+            cell.write_text(json.dumps(data))
+        return target
+
+    base = copy("base")
+    same = runner.invoke(app, ["compare", str(base), str(copy("same"))])
+    assert same.exit_code == 0, same.output
+
+    def drop_params(data):
+        data["measurements"]["profile"].pop("params")
+
+    gone = runner.invoke(app, ["compare", str(base), str(copy("gone", drop_params))])
+    assert gone.exit_code == 3 and "missing now" in gone.output, gone.output
+
+    def skip(data):
+        data["status"] = "skipped"
+
+    skipped = runner.invoke(app, ["compare", str(base), str(copy("skipped", skip))])
+    assert skipped.exit_code == 3 and "is skipped now" in skipped.output, skipped.output
