@@ -67,6 +67,12 @@ def compare(
     inconclusive_ok: bool = typer.Option(
         False, "--inconclusive-ok", help="Exit 0 instead of 3 when something could not be judged."
     ),
+    hardware_independent: bool = typer.Option(
+        False,
+        "--hardware-independent",
+        help="Judge only what does not depend on the machine (params, MACs; accuracy and F1 coarsely): "
+        "timings are left out on purpose, so other hardware is not a reason for 'inconclusive'.",
+    ),
 ) -> None:
     """Compare a run with a baseline cell by cell (matched by id). Exit 0: no regression; 1: regression;
     2: bad input; 3: inconclusive (other hardware, a busy machine, a metric or cell gone)."""
@@ -99,7 +105,7 @@ def compare(
         cur_run.results,
         thresholds,
         baseline_repeats=repeats,
-        hardware_independent_only=bool(mismatch) and not allow_hardware_mismatch,
+        hardware_independent_only=hardware_independent or (bool(mismatch) and not allow_hardware_mismatch),
     )
     if mismatch:
         comp.warnings.append(
@@ -113,7 +119,7 @@ def compare(
                 "reproduces exactly only on the same machine: record a baseline on this hardware for a tight gate)"
             )
         )
-        if not allow_hardware_mismatch:
+        if not allow_hardware_mismatch and not hardware_independent:
             comp.inconclusive.append(
                 "timings not judged on other hardware (" + "; ".join(mismatch) + "): gate timings with `bench gate`"
             )
