@@ -184,6 +184,7 @@ def main() -> None:
     p.add_argument("--plain-warmup", type=int, default=3, help="the plain loops' (and timm's) untimed calls")
     p.add_argument("--plain-iters", type=int, default=10, help="the plain loops' (and timm's) timed calls")
     p.add_argument("--speed", default="{}", help="the one-cell suite's settings.speed, as YAML (default: bench's)")
+    p.add_argument("--first-round", type=int, default=0, help="go on from this round (appending to --out)")
     p.add_argument("--summarize", type=Path, default=None, help="only print the summary of an earlier --out file")
     p.add_argument(
         "--bench-via",
@@ -201,7 +202,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-allocator-") as tmp:
         folder = Path(tmp)
-        for r in range(args.rounds):
+        for r in range(args.first_round, args.rounds):
             sides = ["plain_pinned", "bench"]
             if r < args.default_rounds:
                 sides += ["plain_default", "bench_default"]

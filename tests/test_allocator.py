@@ -176,3 +176,23 @@ def test_env_json_records_the_setting_and_the_runner():
     assert env["allocator"]["setting"] == "pinned"
     assert "MALLOC_MMAP_MAX_=0" in env["allocator"]["cells"]
     assert env["allocator"]["runner"]["allocator"] in ("pinned", "default")
+
+
+def test_the_runner_pins_itself_only_before_a_speed_cell_it_runs(monkeypatch):
+    """In-process cells: `pinned` is applied (mallopt, in place) before a cell that measures speed; a cell that only
+    trains, and the settings that only a fresh process can take, leave the runner as it is. (Recorded, not applied:
+    pinning is permanent, and this test's process runs others.)"""
+    from dataclasses import replace
+
+    from bench.execution import executors
+
+    applied = []
+    monkeypatch.setattr(executors, "apply_in_process", applied.append)
+    speed = _speed_cell()
+    train_only = replace(speed, measure=("train",))
+    executors.in_process_allocator("pinned", train_only)
+    executors.in_process_allocator("default", speed)
+    executors.in_process_allocator("/usr/lib/libjemalloc.so.2", speed)
+    assert applied == []
+    executors.in_process_allocator("pinned", speed)
+    assert applied == ["pinned"]
