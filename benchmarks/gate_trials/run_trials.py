@@ -128,19 +128,46 @@ def plain_slowdown(passes: int, rounds: int) -> float:
         git("worktree", "remove", "--force", str(slow))
 
 
-def calibrate(target: float) -> tuple[int, float]:
-    """Passes whose plain-loop slowdown is about `target` (1.15): a secant search, then measured again."""
-    lo, lo_r = 0, 1.0
-    passes = 8
+CALIBRATE = r"""
+import sys, time, torch
+from torch import nn
+sys.path.insert(0, sys.argv[1])
+from bench.models.builders import build_model
+torch.set_num_threads(1)
+m = build_model("resnet18", num_classes=10).eval()
+x = torch.randn(8, 3, 64, 64)
+passes = [0]
+def hook(module, inputs, output):
+    for _ in range(passes[0]):
+        output = output.add(0.0)
+    return output
+for mod in m.modules():
+    if isinstance(mod, nn.ReLU):
+        mod.register_forward_hook(hook)
+def median_time(k):
+    passes[0] = k
+    t = []
+    for _ in range(15):
+        s = time.perf_counter(); m(x); t.append(time.perf_counter() - s)
+    return sorted(t)[7]
+with torch.inference_mode():
     for _ in range(5):
-        r = plain_slowdown(passes, 5)
-        print(f"calibrate {target}: {passes} passes -> {r:.3f}", flush=True)
-        if abs(r - target) < 0.015:
-            break
-        slope = (r - lo_r) / (passes - lo) if passes != lo else 0.01
-        nxt = max(1, round(lo + (target - lo_r) / max(slope, 1e-4)))
-        lo, lo_r = passes, r
-        passes = nxt
+        m(x)
+    plain, extra = [], []
+    for _ in range(6):
+        plain.append(median_time(0)); extra.append(median_time(20))
+plain, extra = sorted(plain)[3], sorted(extra)[3]
+print(plain, (extra - plain) / 20)
+"""
+
+
+def calibrate(target: float) -> tuple[int, float]:
+    """Passes whose slowdown is about `target` (1.15), from one in-process estimate of a forward pass's time and
+    of one extra pass's; then the slowdown measured independently with plain loops (15 rounds, fresh processes)."""
+    out = subprocess.run([sys.executable, "-c", CALIBRATE, str(REPO)], check=True, capture_output=True, text=True)
+    forward, per_pass = (float(v) for v in out.stdout.split())
+    passes = max(1, round((target - 1) * forward / per_pass))
+    print(f"calibrate {target}: forward {forward * 1e3:.2f} ms, one pass {per_pass * 1e3:.3f} ms -> {passes}", flush=True)
     return passes, plain_slowdown(passes, 15)
 
 
