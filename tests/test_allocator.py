@@ -111,7 +111,8 @@ def test_process_env_pins_unpins_and_preloads(tmp_path):
 
 def test_unset_means_pinned_on_a_cpu_only():
     assert allocator.resolve(None, "cpu") == "pinned"
-    assert allocator.resolve(None, "cuda") == "default"
+    assert allocator.resolve(None, "cuda") is None  # left as the environment starts it
+    assert allocator.resolve("pinned", "cuda") == "pinned"
     assert allocator.resolve("default", "cpu") == "default"
 
 

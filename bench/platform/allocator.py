@@ -129,12 +129,12 @@ def check_setting(value: str) -> str:
     return value
 
 
-def resolve(setting: str | None, device_type: str) -> str:
-    """The allocator a run uses: the suite's setting, or (unset) `pinned` on a CPU and `default` elsewhere (a
-    GPU's timings do not run through the host's heap)."""
+def resolve(setting: str | None, device_type: str) -> str | None:
+    """The allocator a run uses: the suite's setting, or (unset) `pinned` on a CPU and None elsewhere: a GPU's
+    timings do not run through the host's heap, so its processes are left as the environment starts them."""
     if setting:
         return setting
-    return PINNED if device_type == "cpu" else DEFAULT
+    return PINNED if device_type == "cpu" else None
 
 
 def process_env(setting: str, environ: dict[str, str] | None = None) -> dict[str, str]:
