@@ -55,6 +55,7 @@ AXIS_VALUES = {
     "resolution": st.one_of(st.integers(-1, 640), st.just("native"), st.just("224"), st.floats(1, 300)),
     "channels_last": st.one_of(st.booleans(), st.just("yes")),
     "compile": st.booleans(),
+    "backend": st.sampled_from(["eager", "onnxruntime", "tensorrt"]),
     "seed": st.integers(-1, 3),
     "strategy": strategy_names,
 }
@@ -155,6 +156,14 @@ FIELDS = {
     "ray": _maybe_junk(
         st.fixed_dictionaries(
             {}, optional={"address": st.sampled_from(["auto", "local"]), "max_retries": st.integers(-1, 3)}
+        )
+    ),
+    "costs": _maybe_junk(
+        st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {}, optional={"price_per_hour": st.sampled_from([2.5, -1, "x"]), "grid_gco2_per_kwh": junk}
+            ),
         )
     ),
     "cudnn_benchmark": _maybe_junk(st.sampled_from([True, False, None, "yes"])),

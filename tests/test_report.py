@@ -177,6 +177,7 @@ TRAINED_SECTIONS = [
     "leaderboard",
     "pareto",
     "cost",
+    "efficiency",
     "flop_coverage",
     "mfu",
     "strategies",
@@ -222,7 +223,7 @@ def test_profile_only_run_renders(reports):
 
 def test_one_model_run_renders(reports):
     sections, _, md, _ = reports["one"]
-    assert sections == ["header", "leaderboard", "flop_coverage", "mfu", "measured", "reproduce"]
+    assert sections == ["header", "leaderboard", "efficiency", "flop_coverage", "mfu", "measured", "reproduce"]
     assert "resnet18" in md
 
 

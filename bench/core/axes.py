@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from bench.core.errors import did_you_mean
 
 MODEL_PREFIX = "model"
-BUILTIN_AXES = ("precision", "batch_size", "resolution", "channels_last", "compile", "seed", "strategy")
+BUILTIN_AXES = ("precision", "batch_size", "resolution", "channels_last", "compile", "seed", "strategy", "backend")
 
 
 def normalise(path: str) -> str:

@@ -45,6 +45,9 @@ class Cell:
     # torch.backends.cudnn.benchmark for the cell (cuDNN autotunes its convolution algorithms); None: PyTorch's
     # default (off), and then left out of the id, so suites that never set it keep their cell ids
     cudnn_benchmark: bool | None = None
+    # the runtime a speed cell runs its model in (bench.measure.backends): eager PyTorch, the default, is left
+    # out of the id, so suites that never name a backend keep their cell ids
+    backend: str = "eager"
 
     def identity(self) -> dict[str, Any]:
         """What the id hashes: everything but the weights *path* (its content hash stands in) and `axes`
@@ -54,6 +57,8 @@ class Cell:
         data.pop("axes")
         if data.get("cudnn_benchmark") is None:
             data.pop("cudnn_benchmark", None)
+        if data.get("backend") == "eager":
+            data.pop("backend", None)
         data["measure"] = list(self.measure)
         return data
 
@@ -84,6 +89,7 @@ class Cell:
                 " +channels_last" if self.channels_last else "",
                 " +compile" if self.compile else "",
                 "" if self.cudnn_benchmark is None else f" cudnn_benchmark={self.cudnn_benchmark}",
+                "" if self.backend == "eager" else f" backend={self.backend}",
             ]
         )
         strategy = f" {self.strategy}" if "train" in self.measure else ""

@@ -96,6 +96,9 @@ REFERENCE_SAMPLES = Metric(
     "speed", "reference_samples_s", "s", LOWER, "reference matmul times (raw)", hardware_dependent=True
 )
 INFERENCE_MFU = Metric("speed", "mfu", "fraction", HIGHER, "MFU", hardware_dependent=True)
+# energy of inference where a counter is readable (bench.measure.energy): net of an idle baseline
+ENERGY_PER_IMAGE = Metric("speed", "energy_j_per_image", "J", LOWER, "J/image", hardware_dependent=True)
+IMAGES_PER_JOULE = Metric("speed", "images_per_j", "img/J", HIGHER, "img/J", hardware_dependent=True)
 
 # -- train: accuracy on the evaluated set, and training speed ------------------------------------------------
 # Training reproduces bit for bit on one machine at one thread count, not across machines; across them the
@@ -146,6 +149,8 @@ _ALL = (
     LATENCY_SAMPLES,
     REFERENCE_SAMPLES,
     INFERENCE_MFU,
+    ENERGY_PER_IMAGE,
+    IMAGES_PER_JOULE,
     ACCURACY,
     TOP5_ACCURACY,
     MACRO_F1,

@@ -81,4 +81,29 @@ class SpeedSettings(Settings):
         "the batch size used and the fallback are recorded and shown in reports",
     )
 
-    ID_NEUTRAL_DEFAULTS = ("warmup_max_iters", "warmup_window", "warmup_tolerance", "warmup_max_time_s", "oom_fallback")
+    energy: bool = Field(
+        True,
+        description="measure energy per image where a counter is readable (RAPL, NVML): an idle baseline, then the "
+        "batch repeated for energy_min_time_s (bench.measure.energy); elsewhere the record says why not, at no cost",
+    )
+    energy_idle_s: float = Field(1.0, gt=0, description="the idle baseline's length, measured beside the cell")
+    energy_min_time_s: float = Field(2.0, gt=0, description="the loaded window's length, at least")
+    backend_tolerance: float = Field(
+        1e-3, gt=0, description="backend: onnxruntime fails the cell beyond this max |Δlogit| / the logits' range"
+    )
+    backend_min_top1: float = Field(
+        31 / 32, ge=0, le=1, description="backend: onnxruntime fails the cell below this top-1 agreement with eager"
+    )
+
+    ID_NEUTRAL_DEFAULTS = (
+        "warmup_max_iters",
+        "warmup_window",
+        "warmup_tolerance",
+        "warmup_max_time_s",
+        "oom_fallback",
+        "energy",
+        "energy_idle_s",
+        "energy_min_time_s",
+        "backend_tolerance",
+        "backend_min_top1",
+    )

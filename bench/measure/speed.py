@@ -27,8 +27,11 @@ from typing import Any
 import torch
 
 from bench.core.stats import Stats
+from bench.measure.backends import EAGER, check_cell, onnxruntime_call
 from bench.measure.base import CellContext, Measurement
 from bench.measure.catalogue import (
+    ENERGY_PER_IMAGE,
+    IMAGES_PER_JOULE,
     LATENCY_MEDIAN,
     LATENCY_MIN,
     LATENCY_P90,
@@ -43,12 +46,14 @@ from bench.measure.catalogue import (
     THROUGHPUT,
     THROUGHPUT_MEAN,
 )
+from bench.measure.energy import measure_energy
 from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
 from bench.measure.timing import reference_workload, time_loop
 from bench.platform.allocator import describe as allocator_state
 from bench.platform.allocator import minor_faults
-from bench.platform.device import autocast, evaluating, require_precision
+from bench.platform.device import autocast, evaluating, require_precision, synchronize
+from bench.platform.energy import EnergyMeter
 from bench.platform.memory import PeakMemory, is_out_of_memory
 
 
@@ -88,29 +93,39 @@ class Speed(Measurement):
         model = model.to(memory_format=memory_format)
         x = torch.randn(batch_size, 3, cell.resolution, cell.resolution, device=device)
         x = x.contiguous(memory_format=memory_format)
-        if cell.compile:
-            model = torch.compile(model)
         s = self.settings
-        reference = reference_workload(device) if s.reference else None
-        with evaluating(model), torch.inference_mode(), autocast(device, cell.precision), PeakMemory(device) as peak:
-            probe = model(x)  # the first call: what actually runs (dtype under autocast), never timed
-            out_dtype = str((probe if isinstance(probe, torch.Tensor) else probe[0]).dtype).removeprefix("torch.")
-            del probe
-            timing = time_loop(
-                lambda: model(x),
-                device=device,
-                warmup_iters=max(s.warmup_iters - 1, 0),
-                min_repeats=s.min_repeats,
-                min_time_s=s.min_time_s,
-                max_repeats=s.max_repeats,
-                max_time_s=s.max_time_s,
-                reference=None if reference is None else _fp32(device, reference),
-                warmup_max_iters=max(s.warmup_max_iters - 1, s.warmup_iters - 1, 0),
-                warmup_window=s.warmup_window,
-                warmup_tolerance=s.warmup_tolerance,
-                warmup_max_time_s=s.warmup_max_time_s,
-                counter=minor_faults if device.type == "cpu" else None,
+        backend: dict[str, Any] | None = None
+        if cell.backend == EAGER:
+            if cell.compile:
+                model = torch.compile(model)
+            call = lambda: model(x)  # noqa: E731 - the one call every loop below times
+        else:  # onnxruntime: exported, checked against eager on a fixed batch, then timed (bench.measure.backends)
+            check_cell(cell.precision, cell.channels_last, cell.compile)
+            call, backend = onnxruntime_call(
+                model, x, device, tolerance=s.backend_tolerance, min_top1=s.backend_min_top1
             )
+        reference = reference_workload(device) if s.reference else None
+        with evaluating(model), torch.inference_mode(), autocast(device, cell.precision):
+            with PeakMemory(device) as peak:
+                probe = call()  # the first call: what actually runs (dtype under autocast), never timed
+                out_dtype = str((probe if isinstance(probe, torch.Tensor) else probe[0]).dtype).removeprefix("torch.")
+                del probe
+                timing = time_loop(
+                    call,
+                    device=device,
+                    warmup_iters=max(s.warmup_iters - 1, 0),
+                    min_repeats=s.min_repeats,
+                    min_time_s=s.min_time_s,
+                    max_repeats=s.max_repeats,
+                    max_time_s=s.max_time_s,
+                    reference=None if reference is None else _fp32(device, reference),
+                    warmup_max_iters=max(s.warmup_max_iters - 1, s.warmup_iters - 1, 0),
+                    warmup_window=s.warmup_window,
+                    warmup_tolerance=s.warmup_tolerance,
+                    warmup_max_time_s=s.warmup_max_time_s,
+                    counter=minor_faults if device.type == "cpu" else None,
+                )
+            energy = self._energy(call, int(x.shape[0]), device) if s.energy else _NO_ENERGY
         st = Stats.of(timing.samples)
         ratios = timing.ratios
         return {
@@ -136,6 +151,8 @@ class Speed(Measurement):
             if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
             else "contiguous",
             "compile": cell.compile,
+            "backend": cell.backend,
+            "onnx": backend,  # exporter, opset, provider, and the agreement with eager on a fixed batch
             "threads": torch.get_num_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
             "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
@@ -149,7 +166,34 @@ class Speed(Measurement):
             LATENCY_SAMPLES.key: list(timing.samples),
             REFERENCE_SAMPLES.key: list(timing.reference_samples),
             "warmup_samples_s": list(timing.warmup_samples),
+            **energy,
         }
+
+    def _energy(self, call: Any, images: int, device: torch.device) -> dict[str, Any]:
+        """Energy per image over a window of its own, after the timing (bench.measure.energy)."""
+        meter = EnergyMeter(device.type, device.index or 0)
+        try:
+
+            def step() -> int:
+                call()
+                return images
+
+            return measure_energy(
+                step,
+                meter,
+                idle_s=self.settings.energy_idle_s,
+                min_time_s=self.settings.energy_min_time_s,
+                sync=lambda: synchronize(device),
+            )
+        finally:
+            meter.close()
+
+
+_NO_ENERGY = {
+    ENERGY_PER_IMAGE.key: None,
+    IMAGES_PER_JOULE.key: None,
+    "energy": {"unavailable": "not measured (energy: false)"},
+}
 
 
 def _fp32(device: torch.device, fn):

@@ -22,6 +22,7 @@ from bench.core.result import SYNTHETIC_NOTICE, CellResult, evaluated_on, synthe
 from bench.measure.catalogue import (
     ACCURACY,
     BEST_EPOCH,
+    ENERGY_PER_IMAGE,
     FLOPS,
     FLOPS_BATCH_SIZE,
     GMACS,
@@ -41,6 +42,7 @@ from bench.measure.published import efficientnet_paper_rows, paper_figure
 from bench.platform.machine import warnings as machine_warnings
 from bench.report import plots
 from bench.report.data import RunData
+from bench.report.efficiency import efficiency_data
 from bench.report.noise import (
     Difference,
     Pair,
@@ -494,6 +496,23 @@ def cost(ctx: ReportContext) -> dict | None:
     return {
         "figure": ctx.figure("cost_throughput_gmacs", png, "inference throughput against GMACs, coloured by family")
     }
+
+
+@register_section("efficiency", "Efficiency: energy per image and the cost of a million images", 27)
+def efficiency(ctx: ReportContext) -> dict | None:
+    """bench.report.efficiency's rows, and macro-F1 against J/image where both were measured."""
+    data = efficiency_data(ctx.current)
+    pts = _points(ctx.current, ENERGY_PER_IMAGE, MACRO_F1)
+    if data is not None and len(pts) >= 2:
+        png = plots.scatter(
+            pts,
+            x_label="J/image (log)",
+            y_label="macro-F1 (validation)",
+            title="macro-F1 vs J/image",
+            higher_x_better=False,
+        )
+        data["figure"] = ctx.figure("efficiency_f1_energy", png, "macro-F1 against inference energy per image")
+    return data
 
 
 # -- EfficientNet vs the paper ---------------------------------------------------------------------------

@@ -72,6 +72,7 @@ def _make_cell(suite: Suite, spec: ModelSpec, point: dict[str, Any], extra_setti
         weights=weights,
         weights_sha256=sha,
         cudnn_benchmark=suite.cudnn_benchmark,
+        backend=point["backend"],
     )
     if dotted:  # record the values in effect (a model's own override may have replaced the matrix's)
         object.__setattr__(cell, "axes", {k: axis_paths.value_of(cell, k) for k in dotted})

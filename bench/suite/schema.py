@@ -83,6 +83,10 @@ def _default_resolutions() -> list[int | Literal["native"]]:
     return ["native"]
 
 
+def _default_backends() -> list[Literal["eager", "onnxruntime"]]:
+    return ["eager"]
+
+
 class Matrix(StrictModel):
     """Axes that multiply: every combination (per model) is one cell.
 
@@ -96,6 +100,9 @@ class Matrix(StrictModel):
     resolution: list[PositiveInt | Literal["native"]] = Field(default_factory=_default_resolutions, min_length=1)
     channels_last: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     compile: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
+    backend: list[Literal["eager", "onnxruntime"]] = Field(
+        default_factory=_default_backends, min_length=1, description="speed: eager PyTorch or ONNX Runtime (onnx extra)"
+    )
     seed: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     strategy: list[str] = Field(
         default_factory=lambda: ["none"], min_length=1, description="sampling/loss recipes (train)"
@@ -203,6 +210,19 @@ class MlflowOptions(StrictModel):
     experiment: str | None = Field(None, description="the experiment's name; none: the suite's name")
 
 
+class CostOptions(StrictModel):
+    """A suite's `costs:`: what the machine costs and how clean its power is, given by the user (no network).
+
+    Read by the report's efficiency section (cost per million images from time x price; CO2 from J/image x
+    the grid's intensity); not part of cell ids."""
+
+    price_per_hour: NonNegativeFloat | None = Field(None, description="what an hour of this machine costs")
+    currency: str = Field("USD", description="the price's currency, shown beside the cost")
+    grid_gco2_per_kwh: NonNegativeFloat | None = Field(
+        None, description="the grid's carbon intensity in gCO2e/kWh (CO2 per million images where J/image is known)"
+    )
+
+
 class RayOptions(StrictModel):
     """How `executor: ray` runs cells (bench.execution.executors.RayExecutor)."""
 
@@ -253,6 +273,9 @@ class Suite(StrictModel):
     ray: RayOptions = Field(default_factory=RayOptions, description="options of executor: ray")
     mlflow: MlflowOptions | None = Field(
         None, description="log each cell to MLflow as it finishes (the mlflow extra; bench.tools.export_mlflow)"
+    )
+    costs: CostOptions | None = Field(
+        None, description="price per hour and grid carbon intensity for the efficiency section; not part of cell ids"
     )
     cudnn_benchmark: StrictBool | None = Field(
         None,
