@@ -8,7 +8,8 @@ What it does, from the checkout it is run in (its HEAD is the base of every tria
   FLOP counter counts no elementwise op); `f1`, where Adam's learning rate is cut (the digits cells learn
   less); the number of passes is calibrated with a plain loop for the asked slowdown, and the slowdown
   then measured independently with a plain loop (interleaved, 15 rounds, fresh process per side and round);
-- keeps one other process busy on one core for the whole time (a plain Python loop), as the issue asks;
+- keeps one other process busy on one core for the whole time (a plain Python loop), as the issue asks,
+  unless --no-load (when the machine is loaded anyway: each gate's load average is recorded);
 - runs the gates in an interleaved order (aa, slow15, aa, slow15, ..., then slow10, f1) so that a partial
   series stays balanced, each `bench gate HEAD SUITE --head REF` with its exit code, wall time and verdict
   rows appended to OUT/trials.jsonl; a summary table at the end (and with --summary OUT alone).
@@ -62,7 +63,7 @@ with torch.inference_mode():
     for _ in range(10):
         m(x)
     t = []
-    for _ in range(40):
+    for _ in range(20):
         s = time.perf_counter(); m(x); t.append(time.perf_counter() - s)
 t.sort()
 print(t[len(t) // 2])
@@ -168,7 +169,7 @@ def calibrate(target: float) -> tuple[int, float]:
     forward, per_pass = (float(v) for v in out.stdout.split())
     passes = max(1, round((target - 1) * forward / per_pass))
     print(f"calibrate {target}: forward {forward * 1e3:.2f} ms, one pass {per_pass * 1e3:.3f} ms -> {passes}", flush=True)
-    return passes, plain_slowdown(passes, 15)
+    return passes, plain_slowdown(passes, 15 if target >= 1.15 else 8)
 
 
 def run_gate(kind: str, ref: str, out: Path, index: int) -> dict:
