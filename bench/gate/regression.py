@@ -295,7 +295,8 @@ HARDWARE_KEY = ("cpu_model", "cpu_cores_usable", "device", "gpu_name", "torch", 
 def hardware_key(env: dict[str, Any]) -> dict[str, Any]:
     """What must match for timings to be comparable."""
     key = {k: env.get(k) for k in HARDWARE_KEY}
-    key["allocator"] = env.get("allocator") or "default"  # runs before the setting existed measured glibc as is
+    allocator = env.get("allocator") or "default"  # runs before the setting existed measured glibc as is
+    key["allocator"] = allocator.get("setting", "default") if isinstance(allocator, dict) else allocator
     return key
 
 
