@@ -19,8 +19,9 @@ the more specific ones come first). A GPU not in the table gives MFU None with t
 
 A CPU has no datasheet peak bench could trust (it depends on the SIMD units, the clock under load, the cores
 torch may use), so its peak is *measured* (`measured_cpu_peak`): the best FLOP/s of dense square matmuls
-(torch.mm) at the cell's precision and the run's torch thread count, labelled "measured" with how it was
-taken. It is timed once per run and cached per machine (CPU model), torch version, thread count and precision
+(torch.mm) at the cell's precision and the run's torch thread count, each call timed by the process's CPU time
+per thread (what the call takes with the cores to itself, so other jobs' load does not lower it much), labelled
+"measured" with how it was taken. It is timed once per run and cached per machine (CPU model), torch version, thread count and precision
 in `$BENCH_CACHE_DIR/cpu-peaks.json` (default ~/.cache/bench), which keeps the best measurement so far: a shared
 machine's load only ever lowers a measured peak (docs/measurements-log.md has one taken under load), so the best
 is the closest to what the machine can do, and runs on one machine converge on one peak. MFU against it says how
@@ -267,16 +268,21 @@ def _peak_key(precision: str, threads: int) -> str:
 
 
 def _matmul_times(n: int, dtype: torch.dtype, calls: int, budget_s: float) -> list[float]:
-    """Seconds per call of `calls` or more dense n x n matmuls (until `budget_s` has passed, at most 200)."""
+    """Seconds of work per call of `calls` or more dense n x n matmuls (until `budget_s` has passed, at most 200):
+    the process's CPU time over the call / torch's threads, i.e. the call's time had its threads had the cores
+    to themselves. Wall time would count the time other jobs held the cores (on a shared machine a loaded moment
+    measured a tenth of a quiet one's rate); CPU time does not, and a thread that spins waiting for another only
+    adds to it (the rate comes out lower, never higher)."""
+    threads = torch.get_num_threads()
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     out = torch.empty(n, n, dtype=dtype)
     torch.mm(a, b, out=out)  # the first call: oneDNN/MKL's set-up, never timed
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < 200:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         torch.mm(a, b, out=out)
-        times.append(time.perf_counter() - t0)
+        times.append((time.process_time() - t0) / threads)
         elapsed = time.perf_counter() - start
         if (len(times) >= calls and elapsed >= budget_s) or elapsed >= 3 * max(budget_s, 0.3):
             break
@@ -285,12 +291,12 @@ def _matmul_times(n: int, dtype: torch.dtype, calls: int, budget_s: float) -> li
 
 def time_cpu_peak(precision: str, *, budget_s: float = 1.5) -> dict[str, Any]:
     """The best FLOP/s of dense square matmuls (torch.mm, preallocated output) at `precision`, with this process's
-    torch threads: the size is the largest of 128 ... 2048 (from 512 up, or down for a precision the CPU emulates)
-    whose best call takes under 50 ms, then calls until `budget_s` has passed (at least 3); the best call counts: on a shared
-    machine other jobs only ever slow a call down, and short calls meet a quiet moment where long ones do not."""
+    torch threads, each call timed by CPU time per thread (`_matmul_times`): the size is the largest up to 2048
+    whose best call takes under 50 ms, at least 1024 in fp32 (so that every thread works), smaller for a precision
+    the CPU emulates (calls of seconds otherwise); then calls until `budget_s` has passed (at least 3), the best counting."""
     dtype = DTYPES[precision]
-    n, best = 512, min(_matmul_times(512, dtype, 5, 0.0))
-    while n < 2048 and best * 8 < 0.05:
+    n, best = 512, min(_matmul_times(512, dtype, 3, 0.0))
+    while n < 2048 and (best * 8 < 0.05 or (precision == "fp32" and n < 1024)):
         n, best = n * 2, best * 8
     while precision != "fp32" and n > 128 and best > 0.05:  # emulated (fp16 on most CPUs): smaller, or seconds a call
         n, best = n // 2, best / 8
@@ -305,10 +311,11 @@ def time_cpu_peak(precision: str, *, budget_s: float = 1.5) -> dict[str, Any]:
         "threads": threads,
         "size": n,
         "calls": len(times),
+        "clock": "process CPU time / threads",
         "measured_at": when,
         "load_average": load,
-        "method": f"measured: the best of {len(times)} dense {n}x{n} {precision} matmuls (torch.mm), "
-        f"{threads} torch threads, {flop_s / 1e9:.1f} GFLOP/s, {when[:10]}"
+        "method": f"measured: the best of {len(times)} dense {n}x{n} {precision} matmuls (torch.mm), {threads} torch "
+        f"threads, timed by CPU time per thread, {flop_s / 1e9:.1f} GFLOP/s, {when[:10]}"
         + (f", load average {load:.1f}" if load is not None else ""),
     }
 
