@@ -176,7 +176,7 @@ def test_env_json_records_the_setting_and_the_runner():
     env = capture_env(torch.device("cpu"), allocator="pinned")
     assert env["allocator"]["setting"] == "pinned"
     assert "MALLOC_MMAP_MAX_=0" in env["allocator"]["cells"]
-    assert env["allocator"]["runner"]["allocator"] in ("pinned", "default")
+    assert env["allocator"]["runner_at_start"]["allocator"] in ("pinned", "default")
 
 
 def test_the_runner_pins_itself_only_before_a_speed_cell_it_runs(monkeypatch):

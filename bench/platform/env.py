@@ -122,7 +122,7 @@ def capture_env(
         env["allocator"] = {
             "setting": allocator,
             "cells": allocator_label(allocator),
-            "runner": describe_allocator(),
+            "runner_at_start": describe_allocator(),  # a cell that measures speed in it pins it (mallopt) first
         }
     env["machine"] = capture_machine_state(device.type, device.index or 0)
     if device.type == "cuda":
