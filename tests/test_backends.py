@@ -19,6 +19,7 @@ models: [{name: small_cnn, kwargs: {filters: 8, dense: 32}}]
 num_classes: 10
 matrix: {resolution: [16], batch_size: [8]BACKEND}
 measure: [speed]
+isolation: none
 settings:
   speed: {warmup_iters: 1, min_repeats: 3, min_time_s: 0.0, energy: false}
 """

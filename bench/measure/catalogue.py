@@ -99,6 +99,12 @@ INFERENCE_MFU = Metric("speed", "mfu", "fraction", HIGHER, "MFU", hardware_depen
 # energy of inference where a counter is readable (bench.measure.energy): net of an idle baseline
 ENERGY_PER_IMAGE = Metric("speed", "energy_j_per_image", "J", LOWER, "J/image", hardware_dependent=True)
 IMAGES_PER_JOULE = Metric("speed", "images_per_j", "img/J", HIGHER, "img/J", hardware_dependent=True)
+# torch.compile cells (bench.measure.compiled): the first call apart from the steady state, dynamo's counters
+COMPILE_FIRST_CALL = Metric(
+    "speed", "compile_first_call_s", "s", LOWER, "first compiled call s", hardware_dependent=True
+)
+RECOMPILATIONS = Metric("speed", "recompilations", "count", LOWER, "recompilations")
+GRAPH_BREAKS = Metric("speed", "graph_breaks", "count", LOWER, "graph breaks")
 
 # -- train: accuracy on the evaluated set, and training speed ------------------------------------------------
 # Training reproduces bit for bit on one machine at one thread count, not across machines; across them the
@@ -151,6 +157,9 @@ _ALL = (
     INFERENCE_MFU,
     ENERGY_PER_IMAGE,
     IMAGES_PER_JOULE,
+    COMPILE_FIRST_CALL,
+    RECOMPILATIONS,
+    GRAPH_BREAKS,
     ACCURACY,
     TOP5_ACCURACY,
     MACRO_F1,

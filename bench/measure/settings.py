@@ -88,6 +88,14 @@ class SpeedSettings(Settings):
     )
     energy_idle_s: float = Field(1.0, gt=0, description="the idle baseline's length, measured beside the cell")
     energy_min_time_s: float = Field(2.0, gt=0, description="the loaded window's length, at least")
+    compile_backend: str = Field(
+        "inductor", description="torch.compile's backend for compile: true cells (inductor; eager: dynamo alone)"
+    )
+    compile_fallback: bool = Field(
+        False,
+        description="opt-in: when torch.compile fails, time the model eager instead and record the error; "
+        "otherwise the cell fails",
+    )
     backend_tolerance: float = Field(
         1e-3, gt=0, description="backend: onnxruntime fails the cell beyond this max |Δlogit| / the logits' range"
     )
@@ -106,4 +114,6 @@ class SpeedSettings(Settings):
         "energy_min_time_s",
         "backend_tolerance",
         "backend_min_top1",
+        "compile_backend",
+        "compile_fallback",
     )

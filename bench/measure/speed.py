@@ -46,6 +46,7 @@ from bench.measure.catalogue import (
     THROUGHPUT,
     THROUGHPUT_MEAN,
 )
+from bench.measure.compiled import CompileWatch, compile_first_call
 from bench.measure.energy import measure_energy
 from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
@@ -95,10 +96,9 @@ class Speed(Measurement):
         x = x.contiguous(memory_format=memory_format)
         s = self.settings
         backend: dict[str, Any] | None = None
+        watch: CompileWatch | None = None
         if cell.backend == EAGER:
-            if cell.compile:
-                model = torch.compile(model)
-            call = lambda: model(x)  # noqa: E731 - the one call every loop below times
+            call = lambda: model(x)  # noqa: E731 - the one call every loop below times (compiled: replaced below)
         else:  # onnxruntime: exported, checked against eager on a fixed batch, then timed (bench.measure.backends)
             check_cell(cell.precision, cell.channels_last, cell.compile)
             call, backend = onnxruntime_call(
@@ -107,7 +107,18 @@ class Speed(Measurement):
         reference = reference_workload(device) if s.reference else None
         with evaluating(model), torch.inference_mode(), autocast(device, cell.precision):
             with PeakMemory(device) as peak:
-                probe = call()  # the first call: what actually runs (dtype under autocast), never timed
+                if (
+                    cell.compile and cell.backend == EAGER
+                ):  # the first call compiles: timed apart (bench.measure.compiled)
+                    call, probe, watch = compile_first_call(
+                        model,
+                        x,
+                        backend=s.compile_backend,
+                        fallback=s.compile_fallback,
+                        sync=lambda: synchronize(device),
+                    )
+                else:
+                    probe = call()  # the first call: what actually runs (dtype under autocast), never timed
                 out_dtype = str((probe if isinstance(probe, torch.Tensor) else probe[0]).dtype).removeprefix("torch.")
                 del probe
                 timing = time_loop(
@@ -153,6 +164,7 @@ class Speed(Measurement):
             "compile": cell.compile,
             "backend": cell.backend,
             "onnx": backend,  # exporter, opset, provider, and the agreement with eager on a fixed batch
+            **(watch.record() if watch is not None else {}),
             "threads": torch.get_num_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
             "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,

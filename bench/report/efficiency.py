@@ -1,6 +1,6 @@
 """The report's efficiency section: energy per image where it was measured, and what a million images cost.
 
-One row per speed configuration (model, resolution, batch, precision, memory format, compile; seeds and
+One row per speed configuration (model, resolution, batch, precision, memory format, compile, backend; seeds and
 training strategies share one speed figure, the median over their cells): img/s, J/image and img/J
 (bench.measure.energy; or why energy is unavailable), machine-hours per million images from time alone,
 the cost from the suite's `costs.price_per_hour`, CO2 from `costs.grid_gco2_per_kwh` x J/image, and the
@@ -18,7 +18,7 @@ from bench.measure.catalogue import ENERGY_PER_IMAGE, IMAGES_PER_JOULE, MACRO_F1
 from bench.measure.energy import co2_grams_per_million_images, cost_per_million_images
 from bench.report.data import RunData
 
-_SPEED_CONFIG = ("model", "resolution", "batch_size", "precision", "channels_last", "compile")
+_SPEED_CONFIG = ("model", "resolution", "batch_size", "precision", "channels_last", "compile", "backend")
 
 
 def _get(r: CellResult, measurement: str, key: str) -> Any:
@@ -59,7 +59,13 @@ def efficiency_data(run: RunData) -> dict[str, Any] | None:
             estimate |= bool(energy.get("estimate"))
             shared |= bool(energy.get("shared_machine"))
         f1s = [v for r in members if (v := _get(r, MACRO_F1.measurement, MACRO_F1.key)) is not None]
-        extras = "".join([" +channels_last" if first.channels_last else "", " +compile" if first.compile else ""])
+        extras = "".join(
+            [
+                " +channels_last" if first.channels_last else "",
+                " +compile" if first.compile else "",
+                "" if first.backend == "eager" else f" {first.backend}",
+            ]
+        )
         swept = "".join(f" {k}={v}" for k, v in first.axes.items() if k not in ("seed", "strategy"))
         rows.append(
             {

@@ -133,7 +133,7 @@ class Stat:
         return cls(mean, None if high is None else high - mean, len(values))
 
 
-_CONFIG_FIELDS = ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile")
+_CONFIG_FIELDS = ("resolution", "batch_size", "precision", "strategy", "channels_last", "compile", "backend")
 
 
 def _with_axes(cells: list, fields=_CONFIG_FIELDS) -> tuple[str, ...]:
