@@ -71,7 +71,7 @@ def test_onnxruntime_cell_beside_eager(suite_file, tmp_path):
     store = RunStore.create(tmp_path / "run")
     run_cells(expand(suite), store, torch.device("cpu"), base_dir=suite.base_dir())
     cells = {
-        c["cell"]["backend"]: c for c in (json.loads(p.read_text()) for p in (store.run_dir / "cells").glob("*.json"))
+        c["config"]["backend"]: c for c in (json.loads(p.read_text()) for p in (store.run_dir / "cells").glob("*.json"))
     }
     assert set(cells) == {"eager", "onnxruntime"}
     for cell in cells.values():

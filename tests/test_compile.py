@@ -30,8 +30,13 @@ def _measure(model: nn.Module, **settings) -> dict:
     return Speed({**FAST, **settings}).measure(ctx)
 
 
-def test_a_compiled_cell_records_its_first_call_apart_and_no_recompilation():
-    data = _measure(small_model(), compile_backend="eager")
+@pytest.fixture(scope="module")
+def compiled_record():
+    return _measure(small_model(), compile_backend="eager")
+
+
+def test_a_compiled_cell_records_its_first_call_apart_and_no_recompilation(compiled_record):
+    data = compiled_record
     first = data[COMPILE_FIRST_CALL.key]
     assert first is not None and first > 0
     assert data[RECOMPILATIONS.key] == 0  # a fixed shape compiles once
@@ -90,3 +95,17 @@ def test_the_opted_in_fallback_times_eager_and_records_the_error(failing_backend
 def test_an_unknown_compile_backend_fails_with_the_fix():
     with pytest.raises(CompileFailed, match="compile_fallback"):
         compile_first_call(small_model(), torch.randn(1, 3, 8, 8), backend="no_such_backend", fallback=False)
+
+
+def test_the_report_shows_the_compile_time_apart_and_the_recompilations(compiled_record, tmp_path):
+    from bench.core.result import CellResult
+    from bench.report import render_report
+    from bench.store.run_store import RunStore
+
+    cell = make_cell(resolution=16, batch_size=4, compile=True, measure=("speed",))
+    store = RunStore.create(tmp_path / "results" / "compiled" / "run")
+    store.write_cell(CellResult(cell=cell, status="ok", measurements={"speed": {"status": "ok", **compiled_record}}))
+    md = render_report([store.run_dir], tmp_path / "report")["md"].read_text()
+    part = md.split("## How each cell was measured")[1].split("\n## ")[0]
+    first = compiled_record[COMPILE_FIRST_CALL.key]
+    assert f"first call {first:.3g} s (not timed), 0 recompilations, 0 graph breaks" in part

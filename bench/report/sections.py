@@ -22,16 +22,19 @@ from bench.core.result import SYNTHETIC_NOTICE, CellResult, evaluated_on, synthe
 from bench.measure.catalogue import (
     ACCURACY,
     BEST_EPOCH,
+    COMPILE_FIRST_CALL,
     ENERGY_PER_IMAGE,
     FLOPS,
     FLOPS_BATCH_SIZE,
     GMACS,
+    GRAPH_BREAKS,
     INFERENCE_MFU,
     LATENCY_MEDIAN,
     MACRO_F1,
     MACS,
     PARAMS,
     PEAK_MEMORY,
+    RECOMPILATIONS,
     SPEED_BATCH_SIZE,
     THROUGHPUT,
     TRAIN_FLOPS_PER_IMAGE,
@@ -1113,15 +1116,30 @@ def measured(ctx: ReportContext) -> dict | None:
                 "isolation": (r.isolation or "—")
                 + (" (ray" + (f", retried {r.retries}x" if r.retries else "") + ")" if r.executor == "ray" else ""),
                 "fallback": sp.get("fallback") or "",
+                "compiled": _compiled_text(sp),
             }
         )
     if not rows:
         return None
     return {
         "rows": rows,
+        "compiled": [row for row in rows if row["compiled"]],
         "fallbacks": [row for row in rows if row["fallback"] or row["changed"]],
         "unsettled": sum(row["settled"] is False for row in rows),
     }
+
+
+def _compiled_text(sp: dict) -> str | None:
+    """A compiled cell's first call (timed apart), recompilations and graph breaks (bench.measure.compiled)."""
+    if sp.get("compile_error"):
+        return f"compile failed, timed eager (compile_fallback): {sp['compile_error']}"
+    first = sp.get(COMPILE_FIRST_CALL.key)
+    if first is None:
+        return None
+    return (
+        f"first call {first:.3g} s (not timed), {sp.get(RECOMPILATIONS.key)} recompilations, "
+        f"{sp.get(GRAPH_BREAKS.key)} graph breaks"
+    )
 
 
 # -- failures and reproduction ---------------------------------------------------------------------------
