@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import BenchError, InputError
+from bench.platform.device import evaluating
 
 EAGER, ONNXRUNTIME = "eager", "onnxruntime"
 BACKENDS = (EAGER, ONNXRUNTIME)
@@ -65,7 +66,6 @@ def check_cell(precision: str, channels_last: bool, compile: bool) -> None:
 
 def export(model: torch.nn.Module, example: torch.Tensor, opset: int = DEFAULT_OPSET) -> tuple[bytes, dict[str, Any]]:
     """The model as ONNX bytes (batch dimension dynamic), and how it was exported."""
-    model = model.eval()
     start = time.perf_counter()
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -156,9 +156,10 @@ def onnxruntime_call(
     model: torch.nn.Module, x: torch.Tensor, device: torch.device, *, tolerance: float, min_top1: float
 ) -> tuple[Callable[[], Any], dict[str, Any]]:
     """Export, check agreement, and the callable that runs the timed batch `x` in ONNX Runtime."""
-    data, info = export(model, x[:1].cpu() if device.type != "cpu" else x[:1])
-    sess, provider = session(data, device, torch.get_num_threads())
-    found = agreement(model, sess, int(x.shape[-1]), device)
+    with evaluating(model):
+        data, info = export(model, x[:1])
+        sess, provider = session(data, device, torch.get_num_threads())
+        found = agreement(model, sess, int(x.shape[-1]), device)
     info.update(provider=provider, agreement=found, tolerance=tolerance, min_top1=min_top1)
     judge(found, tolerance, min_top1)
     feed = {sess.get_inputs()[0].name: x.detach().cpu().numpy()}

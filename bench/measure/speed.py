@@ -107,9 +107,8 @@ class Speed(Measurement):
         reference = reference_workload(device) if s.reference else None
         with evaluating(model), torch.inference_mode(), autocast(device, cell.precision):
             with PeakMemory(device) as peak:
-                if (
-                    cell.compile and cell.backend == EAGER
-                ):  # the first call compiles: timed apart (bench.measure.compiled)
+                if cell.compile and cell.backend == EAGER:
+                    # the first call compiles: timed apart (bench.measure.compiled)
                     call, probe, watch = compile_first_call(
                         model,
                         x,
