@@ -311,3 +311,22 @@ def test_efficiency_section_costs_from_time_and_energy_from_the_record(tiny_run,
     part = md.split("## Efficiency")[1].split("\n## ")[0]
     assert "| J/image | img/J |" in part and "0.09" in part and "| 10.0 |" in part  # 0.09 J x 1e6 / 3.6e6 x 400 g
     assert '<section id="efficiency">' in html and "Energy unavailable" not in part
+
+
+def test_gpu_memory_used_from_nvml_or_why_not():
+    from types import SimpleNamespace
+
+    from bench.platform.gpu_memory import nvml_used_mb
+
+    nvml = FakeNVML()
+    nvml.nvmlDeviceGetMemoryInfo = lambda handle: SimpleNamespace(used=3 * 2**30, total=80 * 2**30)
+    assert nvml_used_mb(0, nvml) == (3072.0, None) and nvml.shut == 1
+    used, why = nvml_used_mb(2, nvml)
+    assert used is None and "GPU 2" in why
+
+
+def test_a_cpu_speed_record_has_no_gpu_memory_fields(tiny_run):
+    from bench.measure.catalogue import DEVICE_USED, PEAK_RESERVED
+
+    speed = _speed(tiny_run)
+    assert PEAK_RESERVED.key not in speed and DEVICE_USED.key not in speed

@@ -87,6 +87,10 @@ MEMORY_ADDED = Metric(
     same_machine_threshold="25%+4",
     hardware_dependent=True,
 )
+# on a GPU, beside the peak allocated (PEAK_MEMORY): the caching allocator's peak and the device's used memory
+# (bench.platform.gpu_memory says how they differ)
+PEAK_RESERVED = Metric("speed", "peak_reserved_mb", "MB", LOWER, "peak reserved MB", hardware_dependent=True)
+DEVICE_USED = Metric("speed", "device_used_mb", "MB", LOWER, "device used MB (NVML)", hardware_dependent=True)
 PAGE_FAULTS = Metric(
     "speed", "page_faults_per_call", "faults/call", LOWER, "page faults / call", hardware_dependent=True
 )
@@ -150,6 +154,8 @@ _ALL = (
     LATENCY_VS_REFERENCE,
     PEAK_MEMORY,
     MEMORY_ADDED,
+    PEAK_RESERVED,
+    DEVICE_USED,
     PAGE_FAULTS,
     SPEED_BATCH_SIZE,
     LATENCY_SAMPLES,

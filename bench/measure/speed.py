@@ -30,6 +30,7 @@ from bench.core.stats import Stats
 from bench.measure.backends import EAGER, check_cell, onnxruntime_call
 from bench.measure.base import CellContext, Measurement
 from bench.measure.catalogue import (
+    DEVICE_USED,
     ENERGY_PER_IMAGE,
     IMAGES_PER_JOULE,
     LATENCY_MEDIAN,
@@ -42,6 +43,7 @@ from bench.measure.catalogue import (
     MEMORY_ADDED,
     PAGE_FAULTS,
     PEAK_MEMORY,
+    PEAK_RESERVED,
     REFERENCE_SAMPLES,
     THROUGHPUT,
     THROUGHPUT_MEAN,
@@ -55,6 +57,7 @@ from bench.platform.allocator import describe as allocator_state
 from bench.platform.allocator import minor_faults
 from bench.platform.device import autocast, evaluating, require_precision, synchronize
 from bench.platform.energy import EnergyMeter
+from bench.platform.gpu_memory import nvml_used_mb
 from bench.platform.memory import PeakMemory, is_out_of_memory
 
 
@@ -135,6 +138,7 @@ class Speed(Measurement):
                     warmup_max_time_s=s.warmup_max_time_s,
                     counter=minor_faults if device.type == "cpu" else None,
                 )
+                gpu_memory = _gpu_memory(device)  # at the peak's end, before the energy window
             energy = self._energy(call, int(x.shape[0]), device) if s.energy else _NO_ENERGY
         st = Stats.of(timing.samples)
         ratios = timing.ratios
@@ -174,6 +178,7 @@ class Speed(Measurement):
             PEAK_MEMORY.key: (peak.peak_bytes or 0) / 2**20,
             MEMORY_ADDED.key: ((peak.peak_bytes or 0) - (peak.start_bytes or 0)) / 2**20,
             "memory_kind": peak.kind,
+            **gpu_memory,
             LATENCY_SAMPLES.key: list(timing.samples),
             REFERENCE_SAMPLES.key: list(timing.reference_samples),
             "warmup_samples_s": list(timing.warmup_samples),
@@ -205,6 +210,18 @@ _NO_ENERGY = {
     IMAGES_PER_JOULE.key: None,
     "energy": {"unavailable": "not measured (energy: false)"},
 }
+
+
+def _gpu_memory(device: torch.device) -> dict[str, Any]:
+    """On a GPU: the caching allocator's peak reserved and NVML's used memory beside the peak allocated."""
+    if device.type != "cuda":
+        return {}
+    used, why = nvml_used_mb(device.index or 0)
+    return {
+        PEAK_RESERVED.key: torch.cuda.max_memory_reserved(device) / 2**20,
+        DEVICE_USED.key: used,
+        "device_used_unavailable": why,
+    }
 
 
 def _fp32(device: torch.device, fn):
