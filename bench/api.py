@@ -10,7 +10,7 @@ bench.compare("nightly", run).verdict         # 'pass', 'regression' or 'inconcl
 ```
 
 The `bench` command is built on these functions: `bench run` is `prepare` + `execute` with a progress bar,
-`bench export` reads a run with `load`. Called from a notebook, `run` draws no console bars; pass
+`bench compare` is `compare`, `bench export` reads a run with `load`. Called from a notebook, `run` draws no console bars; pass
 `progress=print` (or any callable taking a `CellProgress`) to follow it. Bad input raises
 `bench.core.errors.InputError` (its message names the file and field), a full disk `StorageError`.
 Heavy libraries (torch, pandas, the report's matplotlib) are imported when a function needs them, so
@@ -22,17 +22,18 @@ from __future__ import annotations
 import shlex
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.cell import Cell
+from bench.core.cell import Cell, canonical_json
 from bench.core.errors import InputError, StorageError
 from bench.core.resources import shipped_dir
 from bench.core.result import CellResult, refuse_mixed_evaluation
-from bench.measure.catalogue import thresholds_from
+from bench.measure.catalogue import threshold_option, thresholds_from
 from bench.plan.cost import total
+from bench.platform.allocator import resolve as resolve_allocator
 from bench.store import tidy
 from bench.store.baselines import load_repeats, resolve_run_or_baseline
 from bench.store.run_store import RunStore
@@ -58,6 +59,7 @@ class Run:
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (cell id, problem) of cell files run again
     timing: dict[str, Any] | None = None  # measured wall time beside `bench plan`'s estimate (estimates.json)
     report_error: str | None = None  # why the report after the run was not rendered
+    report_paths: dict[str, Path] = field(default_factory=dict)  # the report after the run, by format
     _results: list[CellResult] | None = field(default=None, repr=False)
 
     @property
@@ -320,18 +322,19 @@ def prepare(
     else:
         planned = _suite_plan(suite, profile, set)
     cells = planned["cells"]
-    _set_threads(planned.get("threads"))
+    set_threads(planned.get("threads"))
     device = resolve_device(planned["device"])
     runner = make_executor(
         executor or planned.get("executor") or "local",
         isolation=isolation or planned.get("isolation") or "auto",
         memory_limit_mb=planned.get("memory_limit_mb"),
         ray_options=planned.get("ray"),
+        allocator=resolve_allocator(planned.get("allocator"), device.type),
     )
     # the data, once per source, before anything is written or run
     sources = check_data(cells, planned["base_dir"], suite_file=planned.get("source"))
     store = RunStore(resume) if resume is not None else run_directory(out, results_root, planned["name"])
-    env = capture_env(device, seeds=sorted({c.seed for c in cells}))
+    env = capture_env(device, seeds=sorted({c.seed for c in cells}), allocator=getattr(runner, "allocator", None))
     env["executor"] = runner.describe()  # how this (or this resumed) run executed its cells
     forced = begin_run(  # takes the lock: released when `execute` ends
         store,
@@ -361,25 +364,30 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def execute(prepared: Prepared, progress: Any = None, *, report: bool = True) -> Run:
+def execute(prepared: Prepared, progress: Any = None, *, report: bool = True, strict: bool = False) -> Run:
     """Run a prepared run's cells (finished ones in its directory are kept), record the estimates beside the
-    measured time, and render its report (unless `report=False`; a report error is kept in `report_error`)."""
+    measured time, and render its report (unless `report=False`; a report error is kept in `report_error`),
+    all under the run directory's lock, which is released when this returns or raises (Ctrl-C included).
+    `strict` (bench --debug) raises what is otherwise only kept: a report error, a failed estimate."""
     from bench.execution.sweep import run_cells  # deferred: imports torch
 
     p = prepared
     try:
-        estimates = _run_estimates(p.cells, p.device, p.base_dir, p.results_root)
+        estimates = _run_estimates(p.cells, p.device, p.base_dir, p.results_root, strict=strict)
         watcher = _as_progress(progress)
         if p.mlflow is not None:
             watcher = _MlflowLogging(watcher, p.run_dir, p.name, p.mlflow)
         started = time.perf_counter()
         summary = run_cells(p.cells, p.store, p.device, progress=watcher, base_dir=p.base_dir, executor=p.executor)
         timing = _record_estimates(p.store, p.cells, summary.results, estimates, time.perf_counter() - started)
+        _write_seed_summary(p.store, summary.results)
         run = Run(p.run_dir, reused=summary.reused, corrupt=summary.corrupt, timing=timing, _results=summary.results)
         if report:
             try:
-                run.report()
+                run.report_paths = run.report()
             except Exception as exc:  # noqa: BLE001 - the results are safe on disk; say why the report is missing
+                if strict:
+                    raise
                 run.report_error = f"{type(exc).__name__}: {exc}"
         return run
     finally:
@@ -440,6 +448,7 @@ def _suite_plan(suite: str | Path | dict[str, Any], profile: str | None, overrid
         "isolation": loaded.isolation,
         "memory_limit_mb": loaded.memory_limit_mb,
         "threads": loaded.threads,
+        "allocator": loaded.allocator,
         "executor": loaded.executor,
         "ray": loaded.ray.model_dump(),
         "mlflow": loaded.mlflow.model_dump() if loaded.mlflow is not None else None,
@@ -475,13 +484,14 @@ def _resume_plan(run_dir: Path) -> dict[str, Any]:
         "executor": resolved.get("executor", "local"),
         "ray": resolved.get("ray"),
         "threads": resolved.get("threads"),
+        "allocator": resolved.get("allocator"),
         "resolved": resolved or None,
         "source": Path(source) if source else None,
         "mlflow": resolved.get("mlflow"),
     }
 
 
-def _set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None) -> None:
     """A suite's `threads:` sets torch's thread count for the run (its cells' child processes inherit it)."""
     if threads:
         import torch
@@ -489,7 +499,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-def _run_estimates(cells: list, device, base_dir: Path, results_root: Path):
+def _run_estimates(cells: list, device, base_dir: Path, results_root: Path, *, strict: bool = False):
     """The plan's estimates for a run, from the cached calibration only (a run never calibrates: that
     would add to its own time); None without one, or if anything goes wrong (an estimate never fails a run)."""
     try:
@@ -506,7 +516,18 @@ def _run_estimates(cells: list, device, base_dir: Path, results_root: Path):
             ),
         }
     except Exception:  # noqa: BLE001
+        if strict:
+            raise
         return None
+
+
+def _write_seed_summary(store: RunStore, results: list[CellResult]) -> None:
+    """summary.csv: cells that differ only by seed, aggregated (mean, std, 95% CI; bench.store.aggregate)."""
+    from bench.store.aggregate import aggregate_seeds  # deferred: imports scipy
+
+    rows = aggregate_seeds(results)
+    if rows:
+        store.write_rows_csv("summary.csv", rows)
 
 
 def _record_estimates(store: RunStore, cells: list, results: list, estimates, wall_s: float) -> dict | None:
@@ -549,7 +570,8 @@ class Comparison:
 
     baseline: str
     current: str
-    gate: Any  # bench.gate.regression.Comparison: findings, new/missing/failed cells, warnings
+    gate: Any  # bench.gate.regression.Comparison: findings, new/missing/failed cells, warnings, inconclusive
+    notes: list[str] = field(default_factory=list)  # what the reader should know about how it was judged
 
     @property
     def verdict(self) -> str:
@@ -566,6 +588,12 @@ class Comparison:
     @property
     def warnings(self) -> list[str]:
         return self.gate.warnings
+
+    @property
+    def inconclusive(self) -> list[str]:
+        """Why some part could not be judged (the verdict is 'inconclusive' when this is not empty and nothing
+        regressed)."""
+        return self.gate.inconclusive
 
     def to_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "current": self.current, "verdict": self.verdict} | self.gate.to_dict()
@@ -591,38 +619,62 @@ def compare(
     baseline: Any,
     current: Any,
     *,
+    thresholds: Sequence[str] = (),
+    hardware_independent: bool = False,
     allow_hardware_mismatch: bool = False,
     baselines_root: str | Path = "results/baselines",
 ) -> Comparison:
-    """Compare `current` with `baseline` (each a Run, a run directory, or for the baseline the name of a saved
-    one in results/baselines) with the regression gate; `.verdict` is pass, regression or inconclusive."""
+    """Compare `current` with `baseline` (each a Run or a run directory; the baseline also the name of a saved
+    one in `baselines_root`) with the regression gate, cells matched by id; `.verdict` is pass, regression or
+    inconclusive. This is `bench compare`:
+
+    - runs that evaluated different image sets (validation against held-out test) are refused (InputError);
+    - the thresholds are the baseline suite's `regression:` section, never the run under test's (a change
+      cannot loosen its own gate), overridden by `thresholds` ("METRIC:THRESHOLD", as `--threshold` takes);
+    - on other hardware or software only what does not depend on the machine is judged (params and MACs
+      exactly, accuracy and F1 coarsely) and the timings left unjudged make the verdict inconclusive, unless
+      `hardware_independent` (leave timings out on purpose) or `allow_hardware_mismatch` (judge them anyway)."""
     from bench.gate.regression import compare_results, hardware_mismatch  # deferred: imports scipy
     from bench.report.data import load_run  # deferred: imports numpy and matplotlib's report package
 
     base_dir = (
         baseline.run_dir if isinstance(baseline, Run) else resolve_run_or_baseline(str(baseline), Path(baselines_root))
     )
-    base_run, cur_run = load_run(base_dir), load_run(_run_dir(current))
+    base_run = load_run(base_dir)
     repeats = load_repeats(base_dir)
+    cur_run = load_run(_run_dir(current))
     refuse_mixed_evaluation([(base_run.label, base_run.results), (cur_run.label, cur_run.results)])
-    section = cur_run.suite.get("regression") or base_run.suite.get("regression") or {}
-    thresholds = thresholds_from(section, where=f"{cur_run.run_dir}/suite.resolved.json: regression")
+    section = dict(base_run.suite.get("regression") or {})
+    section.update(dict(threshold_option(item) for item in thresholds))
+    rules = thresholds_from(section, where=f"{base_run.run_dir}/suite.resolved.json: regression")
+    notes = []
+    if canonical_json(base_run.suite.get("regression") or {}) != canonical_json(cur_run.suite.get("regression") or {}):
+        notes.append(
+            "the current run's suite sets other thresholds; the baseline's are used "
+            "(a change cannot loosen its own gate: pass --threshold to change them)"
+        )
     mismatch = hardware_mismatch(base_run.env, cur_run.env)
     comp = compare_results(
         base_run.results,
         cur_run.results,
-        thresholds,
+        rules,
         baseline_repeats=repeats,
-        hardware_independent_only=bool(mismatch) and not allow_hardware_mismatch,
+        hardware_independent_only=hardware_independent or (bool(mismatch) and not allow_hardware_mismatch),
     )
     if mismatch:
         comp.warnings.append(
             "different hardware/software ("
             + "; ".join(mismatch)
+            + ")"
             + (
-                "): timings compared anyway (allow_hardware_mismatch)"
+                ": timings compared anyway (--allow-hardware-mismatch)"
                 if allow_hardware_mismatch
-                else "): timings not compared; params and MACs compared exactly, accuracy and F1 coarsely"
+                else ": timings not compared; params and MACs compared exactly, accuracy and F1 coarsely (training "
+                "reproduces exactly only on the same machine: record a baseline on this hardware for a tight gate)"
             )
         )
-    return Comparison(base_run.label, cur_run.label, comp)
+        if not allow_hardware_mismatch and not hardware_independent:
+            comp.inconclusive.append(
+                "timings not judged on other hardware (" + "; ".join(mismatch) + "): gate timings with `bench gate`"
+            )
+    return Comparison(base_run.label, cur_run.label, comp, notes)

@@ -3,6 +3,7 @@ files, `python -m bench`, and the README's notebook example run as written."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import shutil
@@ -108,6 +109,56 @@ def test_load_a_run_with_training_cells(tmp_path):
         back = pd.read_parquet(run_dir / f"{name}.parquet")
         assert list(back.columns) == list(frame.columns) and len(back) == len(frame)
     assert list(pd.read_parquet(run_dir / "results.parquet")["train.label_map"].iloc[0]) == label_maps.iloc[0]
+
+
+def test_prepare_and_execute_are_bench_run(tmp_path):
+    """`bench run` is prepare + execute: the lock is held from prepare until execute ends, the run's allocator
+    (pinned on a CPU unless the suite says otherwise) is the executor's and env.json's, summary.csv is written."""
+    from bench import api
+
+    suite = {
+        "name": "api-halves",
+        "models": [{"name": "small_cnn", "kwargs": {"filters": 4, "dense": 8}}],
+        "matrix": {"resolution": [12], "batch_size": [2], "seed": [0, 1]},
+        "measure": ["profile"],
+    }
+    out = tmp_path / "run"
+    prepared = api.prepare(suite, out=out, isolation="none")
+    assert prepared.executor.allocator == "pinned" and len(prepared.cells) == 2
+    with pytest.raises(InputError, match="another bench run"):
+        RunStore(out).acquire()  # held from prepare on
+    run = api.execute(prepared, report=False)
+    assert run.failed == 0 and run.report_paths == {}
+    RunStore(out).acquire()  # released when execute ended
+    assert run.env["allocator"]["setting"] == "pinned"
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["seeds"]) == ["0;1"] and list(summary["runs"]) == [2]
+
+    other = api.prepare({**suite, "allocator": "default"}, out=tmp_path / "default", isolation="none")
+    try:
+        assert other.executor.allocator == "default"
+    finally:
+        other.release()
+
+
+def test_a_saved_baseline_keeps_the_tidy_files(tmp_path):
+    """`bench baseline save` copies curves.csv and per_class.csv (and the Parquet copies, where written) with
+    results.csv, so a baseline loads as the same tidy tables as its run."""
+    from bench.store.baselines import save_baseline
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(NIGHTLY, run_dir)
+    shutil.rmtree(run_dir / "repeats")
+    RunStore(run_dir).write_csv(bench.load(run_dir).results)  # the committed baseline predates the tidy files
+    tidy = ["results.csv", "curves.csv", "per_class.csv"]
+    if importlib.util.find_spec("pyarrow") is not None:
+        tidy += ["results.parquet", "curves.parquet", "per_class.parquet"]
+    saved = save_baseline(run_dir, "tidy", tmp_path / "baselines")
+    for name in tidy:
+        assert (saved / name).is_file(), f"{name} not in the saved baseline"
+        assert (saved / name).read_bytes() == (run_dir / name).read_bytes(), name
+    assert len(pd.read_csv(saved / "curves.csv")) > 0 and len(pd.read_csv(saved / "per_class.csv")) > 0
+    pd.testing.assert_frame_equal(bench.load(saved).curves(), bench.load(run_dir).curves())
 
 
 def test_compare_a_run_with_itself_passes_and_a_worse_one_regresses(tmp_path):

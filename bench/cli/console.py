@@ -3,16 +3,15 @@ and duration formatting, and finding and loading a suite."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bench.api import SUITE_DIRS, set_threads  # noqa: F401 - the API's, shared by the commands
 from bench.core.errors import InputError
 from bench.core.numbers import format_number
-from bench.core.resources import shipped_dir
 from bench.suite.expand import expand
 from bench.suite.load import find_suite, load_suite
 
@@ -25,18 +24,10 @@ err_console = Console(stderr=True, width=None if Console(stderr=True).is_termina
 
 STATE = {"debug": False}
 
-
-# ./suites (and ./suites/seeds, the founding experiments) first, then the suites bench ships
-SUITE_DIRS = [
-    Path.cwd() / "suites",
-    Path.cwd() / "suites" / "seeds",
-    shipped_dir("suites"),
-    shipped_dir("suites") / "seeds",
-]
 FLOPS_NOTE = "MACs = multiply-accumulates; FLOPs = 2 × MACs (published 'FLOPs' tables usually give MACs)."
 
 
-def fail_input(exc: InputError) -> None:
+def fail_input(exc: InputError) -> NoReturn:
     if STATE["debug"]:
         raise exc
     for line in str(exc).splitlines():
@@ -60,11 +51,3 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
-
-
-def set_threads(threads: int | None) -> None:
-    """A suite's `threads:` sets torch's thread count for the run (its cells' child processes inherit it)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bench import api
 from bench.cli.console import (
     SUITE_DIRS,
     console,
@@ -19,12 +20,10 @@ from bench.cli.console import (
     fail_input,
     fmt,
 )
-from bench.core.cell import canonical_json
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_text
-from bench.core.result import refuse_mixed_evaluation
-from bench.measure.catalogue import THROUGHPUT, threshold_option, thresholds_from
-from bench.store.baselines import load_repeats, resolve_run_or_baseline, save_baseline
+from bench.measure.catalogue import THROUGHPUT
+from bench.store.baselines import save_baseline
 from bench.suite import find_suite
 
 
@@ -78,54 +77,23 @@ def compare(
     2: bad input; 3: inconclusive (other hardware, a busy machine, a metric or cell gone)."""
     import json as _json
 
-    from bench.gate.regression import compare_results, hardware_mismatch, markdown_summary  # deferred: imports scipy
-    from bench.report.data import load_run  # deferred: imports matplotlib
-
     try:
-        base_dir = resolve_run_or_baseline(baseline, baselines_root)
-        base_run = load_run(base_dir)
-        repeats = load_repeats(base_dir)
-        cur_run = load_run(current)
-        refuse_mixed_evaluation([(base_run.label, base_run.results), (cur_run.label, cur_run.results)])
-        # the baseline's thresholds, never the run under test's: a change cannot loosen its own gate
-        section = dict(base_run.suite.get("regression") or {})
-        section.update(_threshold_options(threshold or []))
-        thresholds = thresholds_from(section, where=f"{base_run.run_dir}/suite.resolved.json: regression")
+        result = api.compare(
+            baseline,
+            current,
+            thresholds=threshold or [],
+            hardware_independent=hardware_independent,
+            allow_hardware_mismatch=allow_hardware_mismatch,
+            baselines_root=baselines_root,
+        )
     except InputError as exc:
         fail_input(exc)
-        return
-    mismatch = hardware_mismatch(base_run.env, cur_run.env)
-    if current_suite_differs(base_run.suite, cur_run.suite):
-        err_console.print(
-            "[yellow]note:[/] the current run's suite sets other thresholds; the baseline's are used "
-            "(a change cannot loosen its own gate: pass --threshold to change them)"
-        )
-    comp = compare_results(
-        base_run.results,
-        cur_run.results,
-        thresholds,
-        baseline_repeats=repeats,
-        hardware_independent_only=hardware_independent or (bool(mismatch) and not allow_hardware_mismatch),
-    )
-    if mismatch:
-        comp.warnings.append(
-            "different hardware/software ("
-            + "; ".join(mismatch)
-            + ")"
-            + (
-                ": timings compared anyway (--allow-hardware-mismatch)"
-                if allow_hardware_mismatch
-                else ": timings not compared; params and MACs compared exactly, accuracy and F1 coarsely (training "
-                "reproduces exactly only on the same machine: record a baseline on this hardware for a tight gate)"
-            )
-        )
-        if not allow_hardware_mismatch and not hardware_independent:
-            comp.inconclusive.append(
-                "timings not judged on other hardware (" + "; ".join(mismatch) + "): gate timings with `bench gate`"
-            )
+    comp = result.gate
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
     for w in comp.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}")
-    table = Table(title=f"{cur_run.label} against {base_run.label}")
+    table = Table(title=f"{result.current} against {result.baseline}")
     for col in ("cell", "metric", "baseline", "current", "change", "allowed", "verdict", "note"):
         table.add_column(
             col, justify="right" if col in ("baseline", "current", "change", "allowed") else "left", overflow="fold"
@@ -152,13 +120,12 @@ def compare(
     for what, cid, detail in comp.cell_notes():
         colour = "" if what == "new in current" else "[red]"
         console.print(f"{colour}{what}:{'[/]' if colour else ''} {cid}" + (f" {escape(detail)}" if detail else ""))
-    md = markdown_summary(comp, base_run.label, cur_run.label)
     if markdown:
         with open(markdown, "a", encoding="utf-8") as fh:  # append: $GITHUB_STEP_SUMMARY may hold more
-            fh.write(md)
+            fh.write(result.markdown())
     if json_out:
-        atomic_write_text(json_out, _json.dumps(comp.to_dict(), indent=2) + "\n")
-    if comp.regressed:
+        atomic_write_text(json_out, _json.dumps(result.to_dict(), indent=2) + "\n")
+    if result.verdict == "regression":
         names = sorted(
             {f"{f.cell_id}:{f.metric}" for f in comp.regressions}
             | {f"{c['id']}:failed" for c in comp.failed_cells}
@@ -166,7 +133,7 @@ def compare(
         )
         err_console.print(f"[bold red]regression:[/] {len(names)} finding(s): " + ", ".join(names))
         raise typer.Exit(code=1)
-    if comp.inconclusive:
+    if result.verdict == "inconclusive":
         for why in comp.inconclusive:
             err_console.print(f"[bold yellow]cannot judge:[/] {escape(why)}", highlight=False, soft_wrap=True)
         err_console.print(
@@ -180,14 +147,6 @@ def compare(
 
 
 INCONCLUSIVE_EXIT = 3
-
-
-def _threshold_options(items: list[str]) -> dict[str, str]:
-    return dict(threshold_option(item) for item in items)
-
-
-def current_suite_differs(base_suite: dict, cur_suite: dict) -> bool:
-    return canonical_json(base_suite.get("regression") or {}) != canonical_json(cur_suite.get("regression") or {})
 
 
 def gate(

@@ -147,14 +147,14 @@ def print_summary_tables(results: list) -> None:
         console.print(note)
 
 
-def print_seed_summary(results: list, store) -> None:
-    """summary.csv: cells differing only by seed -> mean, std, 95% CI; printed when seeds repeat."""
+def print_seed_summary(results: list) -> None:
+    """Cells differing only by seed -> mean, std, 95% CI, printed when seeds repeat (as the run's summary.csv,
+    which bench.api.execute writes under the run's lock)."""
     from bench.store.aggregate import aggregate_seeds  # deferred: imports scipy
 
     rows = aggregate_seeds(results)
     if not rows:
         return
-    store.write_rows_csv("summary.csv", rows)
     f1, acc = MACRO_F1.path, ACCURACY.path  # summary.csv's columns: <metric path>.<statistic>
     multi = [r for r in rows if len(r["seeds"].split(";")) > 1 and f"{f1}.mean" in r]
     if not multi:
