@@ -1,7 +1,8 @@
 """Baselines: a run's results copied into `results/baselines/NAME/`, small enough to commit.
 
 A baseline keeps what comparisons and reports read (cell JSONs with their raw timing samples,
-results.csv, env.json, the suite) and leaves out checkpoints; predictions are kept (they are small
+results.csv and the tidy curves.csv and per_class.csv with their Parquet copies, env.json, the suite) and leaves
+out checkpoints; predictions are kept (they are small
 and let a report recompute the noise of a macro-F1 difference).
 
 Saved from several runs of the same suite (`bench baseline save RUN1 RUN2 RUN3 --name nightly`), the first
@@ -19,9 +20,19 @@ from pathlib import Path
 from bench.core.errors import InputError
 from bench.core.files import atomic_write_json
 from bench.store.run_store import RunStore
+from bench.store.tidy import CURVES_FILE, PER_CLASS_FILE
 
 BASELINES_ROOT = Path("results") / "baselines"
-_KEEP = ("env.json", "suite.yaml", "suite.resolved.json", "plan.json", "results.csv", "summary.csv")
+_TIDY = ("results.csv", CURVES_FILE, PER_CLASS_FILE)  # and their Parquet copies (bench.store.tidy), where written
+_KEEP = (
+    "env.json",
+    "suite.yaml",
+    "suite.resolved.json",
+    "plan.json",
+    "summary.csv",
+    *_TIDY,
+    *(str(Path(name).with_suffix(".parquet")) for name in _TIDY),
+)
 
 
 def save_baseline(
