@@ -21,7 +21,7 @@ from bench.execution.sweep import run_cells
 from bench.platform.device import cpu_precision_is_native
 from bench.report import list_sections, render_report
 from bench.report.data import load_runs
-from bench.report.render import TEMPLATE_DIR, build_sections
+from bench.report.render import FIGURES_DIR, TEMPLATE_DIR, build_sections
 from bench.store.run_store import RunStore
 from bench.suite.expand import expand
 from bench.suite.load import load_suite
@@ -306,6 +306,79 @@ def test_report_in_headless_chromium(reports):
             " Array.from(document.querySelectorAll('nav a')).filter(a => a.getBoundingClientRect().right > window.innerWidth).length]"
         )
         assert overflow[0] <= overflow[1] and overflow[2] == 0, overflow
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+    finally:
+        driver.quit()
+
+
+# class names that are mathtext to matplotlib: `$\notacommand$` made it raise and lose the report's figures
+DOLLAR_CLASSES = ["$\\alpha$_test", "$\\notacommand$_x", "plain"]
+
+
+@pytest.fixture(scope="module")
+def dollar_report(tmp_path_factory):
+    """A small trained run on a CSV of three digits classes named DOLLAR_CLASSES, and its report: (html, md, out)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = tmp_path_factory.mktemp("dollar-data")
+    digits = load_digits()
+    rows = ["id,img_path,artist"]
+    for digit, name in enumerate(DOLLAR_CLASSES):
+        for k, i in enumerate([i for i, t in enumerate(digits.target) if t == digit][:40]):
+            pixels = (digits.images[i] / 16 * 255).round().astype("uint8")
+            Image.fromarray(pixels).convert("RGB").save(data / f"{digit}-{k}.png")
+            rows.append(f"{digit}-{k},{digit}-{k}.png,{name}")
+    (data / "data.csv").write_text("\n".join(rows) + "\n")
+    suite = textwrap.dedent(
+        f"""
+        name: report-dollar
+        models: [{{name: small_cnn, kwargs: {{filters: 8, dense: 32}}}}]
+        matrix: {{resolution: [12], batch_size: [16]}}
+        measure: [train]
+        settings:
+          train:
+            data: {{kind: csv, options: {{csv: {data / "data.csv"}}}, val_fraction: 0.25, test_fraction: 0.25, hflip: false}}
+            epochs: 2
+            lr: 0.01
+            early_stopping: null
+        """
+    )
+    run_dir = _run(tmp_path_factory, suite, "dollar")
+    out = tmp_path_factory.mktemp("report-dollar")
+    paths = render_report([run_dir], out)
+    return paths["html"].read_text(), paths["md"].read_text(), out
+
+
+def test_class_named_alpha_test_renders_in_the_figures_and_in_chromium(dollar_report):
+    """Issue 21: a class named `$\\alpha$_test` renders in the report's figures, as written, and the page works in
+    Chromium; the Markdown report's figures are written whole (the atomic writer: no temporary file left)."""
+    html, md, out = dollar_report
+    assert '<section id="long_tail">' in html
+    assert "$\\alpha$_test" in html and "$\\notacommand$_x" in html  # jinja's HTML escaping leaves $ and \ alone
+    figures = sorted(p.name for p in (out / FIGURES_DIR).iterdir())
+    assert {"long_tail.png", "confusion.png"} <= set(figures) and not [f for f in figures if "tmp" in f]
+    for name in ("long_tail.png", "confusion.png"):
+        assert (out / FIGURES_DIR / name).read_bytes().startswith(b"\x89PNG") and f"{FIGURES_DIR}/{name}" in md
+
+    from tests.browser import chromium_driver
+
+    driver, reason = chromium_driver()
+    if driver is None:
+        pytest.skip(reason)
+    try:
+        driver.get((out / "report.html").resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#long_tail img')).map(i => [i.complete, i.naturalWidth])"
+        )
+        assert len(images) == 2 and all(done and width > 100 for done, width in images), images  # scatter, confusion
+        driver.find_element("css selector", "#long_tail details summary").click()  # open the per-class table
+        shown = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#long_tail details tbody tr'))"
+            ".map(r => r.querySelector('td').innerText)"
+        )
+        assert sorted(name.split(" (")[0] for name in shown) == sorted(DOLLAR_CLASSES), shown  # as written, visible
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == []
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from bench.core.errors import InputError
-from bench.core.files import atomic_write_text
+from bench.core.files import atomic_write, atomic_write_text
 from bench.core.numbers import format_number
 from bench.core.resources import shipped_dir
 from bench.core.result import refuse_mixed_evaluation
@@ -143,11 +143,8 @@ def render_report(
         path = out / f"report.{fmt}"
         if fmt == "md":
             for fig in ctx.figures.values():
-                target = out / FIGURES_DIR / f"{fig.name}.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_suffix(".png.tmp")
-                tmp.write_bytes(fig.png)
-                tmp.replace(target)
+                png = fig.png
+                atomic_write(out / FIGURES_DIR / f"{fig.name}.png", lambda fh: fh.write(png), binary=True)
         atomic_write_text(path, text)
         written[fmt] = path
     return written
