@@ -239,7 +239,7 @@ def test_run_results_root_not_writable(write, tmp_path):
     path = write("name: t\nmodels: [resnet18]\nmeasure: [profile]\n")
     (tmp_path / "afile").write_text("")
     root = tmp_path / "afile" / "results"
-    _assert_input_error(_invoke("run", path, "--results-root", root), f"{root}/t/", "results directory is not writable")
+    _assert_input_error(_invoke("run", path, "--results-root", root), f"{root}/t", "results directory is not writable")
 
 
 def test_show_missing_directory(tmp_path):
