@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SPEED_SUITE = HERE / "trial_speed.yaml"
+MAX_ROUNDS = 10
 F1_SUITE = HERE / "trial_f1.yaml"
 
 BUILDERS = "bench/models/builders.py"
@@ -74,10 +75,10 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def make_revision(name: str, edit) -> str:
-    """A commit of HEAD with `edit(root)` applied, kept at refs/bench-trials/NAME; its sha."""
+def make_revision(name: str, edit, base: str) -> str:
+    """A commit of `base` with `edit(root)` applied, kept at refs/bench-trials/NAME; its sha."""
     work = Path(tempfile.mkdtemp(prefix=f"trial-{name}-"))
-    git("worktree", "add", "--detach", "--force", str(work), "HEAD")
+    git("worktree", "add", "--detach", "--force", str(work), base)
     try:
         edit(work)
         git("-c", "user.name=trial", "-c", "user.email=trial@localhost", "commit", "-q", "-am", f"trial: {name}", cwd=work)
@@ -172,12 +173,12 @@ def calibrate(target: float) -> tuple[int, float]:
     return passes, plain_slowdown(passes, 15 if target >= 1.15 else 8)
 
 
-def run_gate(kind: str, ref: str, out: Path, index: int) -> dict:
+def run_gate(kind: str, base: str, ref: str, out: Path, index: int) -> dict:
     suite = F1_SUITE if kind == "f1" else SPEED_SUITE
     target = out / "gates" / f"{index:02d}-{kind}"
-    cmd = [sys.executable, "-m", "bench", "gate", "HEAD", str(suite), "--head", ref, "--out", str(target)]
+    cmd = [sys.executable, "-m", "bench", "gate", base, str(suite), "--head", ref, "--out", str(target)]
     if kind != "f1":
-        cmd += ["--rounds", "6", "--max-rounds", "12"]
+        cmd += ["--rounds", "6", "--max-rounds", str(MAX_ROUNDS)]
     start, load_before = time.time(), os.getloadavg()[0]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start
@@ -218,6 +219,8 @@ def main() -> None:
     ap.add_argument("--plan", default="aa:10,slow15:10,slow10:5,f1:2")
     ap.add_argument("--summary", action="store_true", help="print the summary of OUT and stop")
     ap.add_argument("--no-load", action="store_true", help="do not start the busy process")
+    ap.add_argument("--passes", default="", help="slow15=21,slow10=10: skip the calibration, use these")
+    ap.add_argument("--plain-rounds", type=int, default=15, help="rounds of the plain-loop check (0: skip it)")
     args = ap.parse_args()
     if args.summary:
         print(summary(args.out))
@@ -227,15 +230,21 @@ def main() -> None:
     load = None if args.no_load else subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         meta: dict = {"head": git("rev-parse", "HEAD"), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        refs = {"aa": "HEAD"}
+        base = meta["head"]  # every gate's base, and both sides of the A/A gates: main may move meanwhile
+        refs = {"aa": base}
         for kind, target in (("slow15", 1.15), ("slow10", 1.10)):
+            given = dict(item.split("=") for item in args.passes.split(",") if item)
             if plan.get(kind):
-                passes, measured = calibrate(target)
-                refs[kind] = make_revision(kind, inject_passes(passes))
+                if kind in given:
+                    passes = int(given[kind])
+                    measured = plain_slowdown(passes, args.plain_rounds) if args.plain_rounds else float("nan")
+                else:
+                    passes, measured = calibrate(target)
+                refs[kind] = make_revision(kind, inject_passes(passes), base)
                 meta[kind] = {"passes": passes, "plain_loop_slowdown_15_rounds": round(measured, 4), "sha": refs[kind]}
                 print(f"{kind}: {passes} passes, plain loop {measured:.3f}x", flush=True)
         if plan.get("f1"):
-            refs["f1"] = make_revision("f1", inject_lr)
+            refs["f1"] = make_revision("f1", inject_lr, base)
             meta["f1"] = {"sha": refs["f1"]}
         (args.out / "meta.json").write_text(json.dumps(meta, indent=2))
         order: list[str] = []
@@ -246,7 +255,7 @@ def main() -> None:
                     order.append(kind)
                     left[kind] -= 1
         for i, kind in enumerate(order):
-            row = run_gate(kind, refs[kind], args.out, i)
+            row = run_gate(kind, base, refs[kind], args.out, i)
             with open(args.out / "trials.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(f"{i:02d} {kind}: exit {row['exit']} in {row['wall_s']} s ({row['gate'].get('regressions')})", flush=True)
