@@ -174,6 +174,12 @@ def gate(
     inconclusive_ok: bool = typer.Option(
         False, "--inconclusive-ok", help="Exit 0 instead of 3 when something could not be judged."
     ),
+    concurrent: bool = typer.Option(
+        False,
+        "--concurrent",
+        help="Run both sides of a round at the same time (cores >= 2x the suite's threads): the same moment's "
+        "load for both, on a shared machine.",
+    ),
 ) -> None:
     """Same-machine A/B: measure BASE_REF and the head on this machine, interleaved over rounds, and judge
     the head. Exit 0: no regression; 1: regression; 2: bad input; 3: inconclusive."""
@@ -197,6 +203,7 @@ def gate(
             threshold_overrides=threshold or [],
             overrides=overrides or [],
             progress=lambda message: err_console.print(f"[dim]{escape(message)}[/]", highlight=False),
+            concurrent=concurrent,
         )
     except InputError as exc:
         fail_input(exc)

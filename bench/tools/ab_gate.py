@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,7 @@ def run_gate(
     threshold_overrides: Sequence[str] = (),
     overrides: Sequence[str] = (),
     progress: Callable[[str], None] = lambda message: None,
+    concurrent: bool = False,
 ) -> GateResult:
     """Measure `base_ref` and the head (the working tree, or `head_ref`) on this machine and judge them."""
     if rounds < MIN_ROUNDS:
@@ -369,12 +371,29 @@ def run_gate(
             order = sides if r % 2 == 1 else sides[::-1]  # ABBA: AB, BA, AB, ...
             got: dict[str, dict[str, CellResult]] = {}
             failed = None
-            for side in order:
+            extra = sets if r == 1 else later_sets
+            if concurrent:  # both sides at once, one per core: the same moment's load for both
+                progress(f"round {r}: base and head together")
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    fails = list(
+                        pool.map(
+                            lambda side: run_side(
+                                side,
+                                suite,
+                                out / side.name / f"round-{r:02d}",
+                                extra,
+                                out / side.name / f"round-{r:02d}.log",
+                            ),
+                            sides,
+                        )
+                    )
+                failed = next((f for f in fails if f), None)
+                if not failed:
+                    got = {side.name: _results(out / side.name / f"round-{r:02d}") for side in sides}
+            for side in [] if concurrent else order:
                 progress(f"round {r}: {side.name} ({side.ref})")
                 run_dir = out / side.name / f"round-{r:02d}"
-                failed = run_side(
-                    side, suite, run_dir, sets if r == 1 else later_sets, out / side.name / f"round-{r:02d}.log"
-                )
+                failed = run_side(side, suite, run_dir, extra, out / side.name / f"round-{r:02d}.log")
                 if failed:
                     break
                 got[side.name] = _results(run_dir)

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SPEED_SUITE = HERE / "trial_speed.yaml"
 MAX_ROUNDS = 10
+CONCURRENT = True  # both sides of a round at once (one thread each on the 2 cores): the same moment's load
 F1_SUITE = HERE / "trial_f1.yaml"
 
 BUILDERS = "bench/models/builders.py"
@@ -178,7 +179,7 @@ def run_gate(kind: str, base: str, ref: str, out: Path, index: int) -> dict:
     target = out / "gates" / f"{index:02d}-{kind}"
     cmd = [sys.executable, "-m", "bench", "gate", base, str(suite), "--head", ref, "--out", str(target)]
     if kind != "f1":
-        cmd += ["--rounds", "6", "--max-rounds", str(MAX_ROUNDS)]
+        cmd += ["--rounds", "6", "--max-rounds", str(MAX_ROUNDS)] + (["--concurrent"] if CONCURRENT else [])
     start, load_before = time.time(), os.getloadavg()[0]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.time() - start
