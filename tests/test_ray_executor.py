@@ -65,7 +65,8 @@ DIE_SUITE = textwrap.dedent(
     """
 )
 
-TIMING = ("train_time_s", "train_img_s", "epoch_time_s", "achieved_tflop_s")  # achieved_tflop_s: FLOPs x train img/s
+TIMING = ("train_time_s", "train_img_s", "epoch_time_s", "achieved_tflop_s", "mfu", "peak_tflop_s", "peak_source")
+# achieved_tflop_s: FLOPs x train img/s; mfu and its peak: a CPU's peak is measured (bench.platform.peaks), per thread count
 
 
 # -- no Ray needed ---------------------------------------------------------------------------------------

@@ -498,6 +498,8 @@ def test_mfu_section_numbers_on_a_known_gpu(one_model_run, tmp_path):
                 achieved_tflop_s=d["achieved_tflop_s"],
                 peak_tflop_s=d["peak_tflop_s"],
                 peak_precision=d["peak_precision"],
+                peak_kind=d["peak_kind"],
+                peak_source=d["peak_source"],
                 mfu_device="NVIDIA A100-SXM4-80GB",
             )
         path.write_text(json.dumps(data))

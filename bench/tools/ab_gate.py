@@ -193,10 +193,15 @@ def prepare_side(name: str, repo: Path, ref: str | None, workdir: Path, python: 
 
 def run_side(side: Side, suite: Path, out: Path, extra: Sequence[str], log: Path) -> str | None:
     """One `bench run` of the suite by this side's code; None, or why it did not run."""
-    cmd = [side.python, "-m", "bench", "run", str(suite), "--out", str(out), "--no-report", *extra]
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as fh:
-        done = subprocess.run(cmd, cwd=side.root, env=side.env(), stdout=fh, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [side.python, "-m", "bench", "run", str(suite), "--out", str(out), "--no-report", *extra],
+            cwd=side.root,
+            env=side.env(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     if not (out / "cells").is_dir():
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         return f"{side.name} ({side.ref}) did not run the suite (exit {done.returncode}): " + " / ".join(tail)
