@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.core.cell import Cell, canonical_json
 from bench.core.errors import InputError, StorageError
+from bench.core.files import read_json_object
 from bench.core.resources import shipped_dir
 from bench.core.result import CellResult, refuse_mixed_evaluation
 from bench.measure.catalogue import threshold_option, thresholds_from
@@ -80,12 +81,12 @@ class Run:
     @property
     def suite(self) -> dict[str, Any]:
         """The suite as run (suite.resolved.json); empty when absent."""
-        return _json_or_empty(self.run_dir / "suite.resolved.json")
+        return read_json_object(self.run_dir / "suite.resolved.json")
 
     @property
     def env(self) -> dict[str, Any]:
         """The environment it ran in (env.json); empty when absent."""
-        return _json_or_empty(self.run_dir / "env.json")
+        return read_json_object(self.run_dir / "env.json")
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -134,16 +135,6 @@ def load(run_dir: str | Path) -> Run:
 
 def _run_dir(run: Any) -> Path:
     return run.run_dir if isinstance(run, Run) else Path(run)
-
-
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # -- progress -------------------------------------------------------------------------------------

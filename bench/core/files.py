@@ -94,3 +94,12 @@ def _sha256_file(path: str, size: int, mtime_ns: int) -> str:
 def file_sha256(path: Path) -> str:
     st = path.stat()
     return _sha256_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file's object, or {} when it is missing, unreadable or not an object (a run's optional metadata)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -7,7 +7,6 @@ missing is simply absent, so a partial or interrupted run still reports what it 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.core.errors import InputError
+from bench.core.files import read_json_object
 from bench.core.result import CellResult
 from bench.store.run_store import RunStore
 
@@ -75,14 +75,6 @@ def _read_predictions(run_dir: Path, result: CellResult) -> Predictions | None:
     )
 
 
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def load_run(run_dir: str | Path) -> RunData:
     """Read one run directory; an empty or foreign folder is an input error naming it."""
     run_dir = Path(run_dir)
@@ -95,8 +87,8 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(
         run_dir=run_dir,
         results=results,
-        env=_json_or_empty(run_dir / "env.json"),
-        suite=_json_or_empty(run_dir / "suite.resolved.json"),
+        env=read_json_object(run_dir / "env.json"),
+        suite=read_json_object(run_dir / "suite.resolved.json"),
         suite_yaml=yaml_path.read_text(encoding="utf-8") if yaml_path.is_file() else None,
     )
 
