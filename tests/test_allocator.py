@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench.platform import allocator
+from tests.cell_factory import make_cell
 
 # Eight passes of an allocation pattern, faults counted per pass. "big": one 40 MB block made and freed,
 # like efficientnet_b0's 38.5 MB activation; above glibc's 32 MiB cap on its mmap threshold, so by default
@@ -130,19 +131,12 @@ def test_a_bad_allocator_setting_names_the_field_and_the_fix(tmp_path):
 
 
 def _speed_cell():
-    from bench.core.cell import Cell
-
     quick = {"warmup_iters": 1, "warmup_max_iters": 2, "min_repeats": 2, "min_time_s": 0.0, "reference": False}
-    return Cell(
+    return make_cell(
         model="small_cnn",
         family="small_cnn",
         resolution=32,
         batch_size=2,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
         measure=("speed",),
         settings={"speed": quick},
     )

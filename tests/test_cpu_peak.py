@@ -16,6 +16,7 @@ from bench.measure.catalogue import (
     TRAINING_MFU,
 )
 from bench.platform import peaks
+from tests.cell_factory import make_cell
 
 
 def test_measured_peak_is_a_real_matmul_rate_cached_per_machine_torch_threads_and_precision(tmp_path, monkeypatch):
@@ -58,22 +59,9 @@ def test_mfu_uses_a_measured_peak_where_the_table_has_none():
 
 
 def test_every_cpu_cell_with_speed_or_training_gets_an_mfu_against_the_measured_peak(tmp_path, monkeypatch):
-    from bench.core.cell import Cell
-
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(peaks, "_MEASURED", {})
-    cell = Cell(
-        model="small_cnn",
-        family="small_cnn",
-        resolution=32,
-        batch_size=2,
-        precision="fp32",
-        channels_last=False,
-        compile=False,
-        seed=0,
-        num_classes=10,
-        measure=("profile", "speed", "train"),
-    )
+    cell = make_cell(model="small_cnn", family="small_cnn", resolution=32, batch_size=2)
     result = CellResult(
         cell=cell,
         status="ok",
