@@ -190,17 +190,6 @@ class _CallbackProgress:
         self.callback(CellProgress("notice", self.done, self.total, message=message))
 
 
-class _Silent:
-    def cell_started(self, cell: Cell, index: int, total: int) -> None:
-        pass
-
-    def cell_finished(self, result: CellResult, reused: bool) -> None:
-        pass
-
-    def notice(self, message: str) -> None:
-        pass
-
-
 class _MlflowLogging:
     """Logs each newly finished cell to MLflow (the suite's `mlflow:` setting), then tells `inner`. An MLflow
     error never fails the run: it is a notice, and `bench export mlflow RUN_DIR` can log the run afterwards."""
@@ -239,8 +228,10 @@ class _MlflowLogging:
 
 
 def _as_progress(progress: Any) -> Any:
+    from bench.execution.sweep import SilentProgress  # deferred: imports torch
+
     if progress is None:
-        return _Silent()
+        return SilentProgress()
     if all(hasattr(progress, m) for m in ("cell_started", "cell_finished", "notice")):
         return progress
     if callable(progress):

@@ -37,7 +37,7 @@ class Progress(Protocol):
     def notice(self, message: str) -> None: ...
 
 
-class _Silent:
+class SilentProgress:
     def cell_started(self, cell: Cell, index: int, total: int) -> None:
         pass
 
@@ -82,7 +82,7 @@ def run_cells(
     if executor is None:
         executor = LocalExecutor(isolation, memory_limit_mb)  # an unknown mode fails before anything runs
     with store.lock():
-        return _run_locked(cells, store, device, progress or _Silent(), base_dir, executor)
+        return _run_locked(cells, store, device, progress or SilentProgress(), base_dir, executor)
 
 
 def _run_locked(
