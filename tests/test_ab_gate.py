@@ -22,7 +22,7 @@ from bench.cli.app import app
 from bench.core.metric import Threshold
 from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, hodges_lehmann, judge_rounds, signed_rank_critical
-from bench.measure.catalogue import LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
+from bench.measure.catalogue import CPU_TIME_MEDIAN, LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
 from bench.tools.ab_gate import GateResult, judge_once, judge_round_values, pair_key, thresholds_for_ab
 from tests.cell_factory import make_cell
 
@@ -70,6 +70,54 @@ def test_an_interval_too_wide_to_decide_is_inconclusive_never_a_pass():
     assert wide.verdict == INCONCLUSIVE and "straddles" in wide.note
     few = judge_rounds(LATENCY_MEDIAN, t5, base[:5], base[:5])  # identical, but five rounds give no 95% interval
     assert few.verdict == INCONCLUSIVE and math.isinf(few.ratio_high)
+
+
+def _rounds(cell, walls, cpus):
+    """One (base, head) pair of sides per round: head's wall-clock and CPU time = base's x the given factors."""
+    out = []
+    for wall, cpu in zip(walls, cpus):
+        base, head = _speed(cell, 50.0), _speed(cell, 50.0 * wall)
+        base.measurements["speed"]["cpu_time_median_ms"] = 40.0
+        head.measurements["speed"]["cpu_time_median_ms"] = 40.0 * cpu
+        out.append((_side(base), _side(head)))
+    return out
+
+
+# a loaded machine's A/A rounds: the wall clock of a round moves 0.69-1.69 (measured), the CPU time within 0.95-1.09
+LOADED_WALL = (0.70, 1.45, 0.88, 1.13, 0.80, 1.49, 0.83, 1.69)
+LOADED_CPU = (0.98, 0.97, 1.00, 1.03, 0.96, 0.95, 1.02, 1.01)
+
+
+@pytest.mark.parametrize(
+    "cpus, strict, verdict",
+    [
+        (LOADED_CPU, False, PASS),  # the CPU time passes: it settles the undecided wall clock
+        (LOADED_CPU, True, INCONCLUSIVE),  # --strict-wall-clock: the wall clock must decide itself
+        ([c * 1.15 for c in LOADED_CPU], False, REGRESSION),  # 15% more CPU work: a regression whatever the wall
+        ([1.0, 1.2, 0.85, 1.1, 0.9, 1.25, 0.8, 1.05], False, INCONCLUSIVE),  # undecided CPU time settles nothing
+    ],
+)
+def test_a_loaded_cpu_is_judged_on_cpu_time_and_its_wall_clock_settled_only_by_a_pass(cpus, strict, verdict):
+    cell = make_cell()
+    rounds = _rounds(cell, LOADED_WALL, cpus)
+    head = rounds[0][1]
+    timings, _, problems = judge_round_values(rounds, head, thresholds_for_ab(), strict_wall_clock=strict)
+    result = GateResult(base={}, head={}, rounds_asked=8, rounds_run=8, timings=timings, inconclusive=problems)
+    wall = next(v for v in timings if v.metric == LATENCY_MEDIAN.path)
+    cpu = next(v for v in timings if v.metric == CPU_TIME_MEDIAN.path)
+    assert wall.verdict == INCONCLUSIVE  # the load leaves the wall clock undecided in every case
+    assert result.verdict == verdict, result.to_dict()
+    assert (wall.settled_by == CPU_TIME_MEDIAN.path) == (verdict == PASS)
+    if verdict == REGRESSION:
+        assert cpu.verdict == REGRESSION and result.regressions == [f"{cell.id}:{CPU_TIME_MEDIAN.path}"]
+
+
+def test_a_conclusive_wall_clock_regression_fails_the_gate_even_when_cpu_time_passes():
+    cell = make_cell()  # lost parallelism: the same CPU work, twice the wall time
+    rounds = _rounds(cell, [2.0, 2.1, 1.9, 2.0, 2.05, 1.95, 2.0, 2.0], LOADED_CPU)
+    timings, _, _ = judge_round_values(rounds, rounds[0][1], thresholds_for_ab())
+    result = GateResult(base={}, head={}, rounds_asked=8, rounds_run=8, timings=timings)
+    assert result.verdict == REGRESSION and f"{cell.id}:{LATENCY_MEDIAN.path}" in result.regressions
 
 
 def _speed(cell, latency_ms, *, status="ok", f1=0.8, with_latency=True):

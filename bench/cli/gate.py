@@ -180,6 +180,11 @@ def gate(
         help="Run both sides of a round at the same time (cores >= 2x the suite's threads): the same moment's "
         "load for both, on a shared machine.",
     ),
+    strict_wall_clock: bool = typer.Option(
+        False,
+        "--strict-wall-clock",
+        help="On a CPU, keep a cell inconclusive while its wall-clock timings are, even when its CPU time passed.",
+    ),
 ) -> None:
     """Same-machine A/B: measure BASE_REF and the head on this machine, interleaved over rounds, and judge
     the head. Exit 0: no regression; 1: regression; 2: bad input; 3: inconclusive."""
@@ -204,6 +209,7 @@ def gate(
             overrides=overrides or [],
             progress=lambda message: err_console.print(f"[dim]{escape(message)}[/]", highlight=False),
             concurrent=concurrent,
+            strict_wall_clock=strict_wall_clock,
         )
     except InputError as exc:
         fail_input(exc)

@@ -36,6 +36,9 @@ class Metric:
     same_machine_threshold: str | None = None
     hardware_dependent: bool = False
     timing: bool = False  # judged with its repeat distributions
+    # a CPU time (the process's, all threads): other processes' load does not inflate it as it does a wall-clock
+    # time, so on a loaded machine the A/B gate decides on it (bench.gate.paired.settle_wall_clock)
+    cpu_time: bool = False
 
     @property
     def path(self) -> str:

@@ -17,6 +17,16 @@ The verdict compares the whole interval with the threshold (a relative change in
 direction): past it entirely, "regression"; entirely short of it, "pass"; straddling it, "inconclusive"
 (more rounds would decide). A change that is not a regression is never called one because the machine was
 busy, and a gate that cannot decide never says "pass". Plain data in, plain data out.
+
+On a CPU the wall clock of a round stretches with whatever else runs: with three runnable processes on two
+cores, one side may hold a core alone for a whole round while the other shares one, and a round's
+wall-clock ratio moved 0.69-1.69 in an A/A pair while the CPU-time ratio stayed within 0.95-1.09
+(docs/measurements-log.md). The CPU time a batch costs (the process's, every thread) is what load does not
+inflate, so `settle_wall_clock` lets a cell's conclusive CPU-time verdict decide for its wall-clock timings
+that the load left undecided: they stay "inconclusive" with the reason, and do not hold the gate up. A
+wall-clock timing that *is* conclusive counts as it is (a regression fails the gate). What this cannot see on
+a loaded machine is a change in waiting alone (the same CPU work, more wall time: lost parallelism, a sleep,
+I/O) smaller than the load lets the wall clock resolve; `--strict-wall-clock` keeps such cells inconclusive.
 """
 
 from __future__ import annotations
@@ -92,9 +102,27 @@ class RoundsVerdict:
     verdict: str  # PASS, REGRESSION or INCONCLUSIVE
     improvement: bool = False
     note: str = ""
+    cpu_time: bool = False  # a CPU-time metric (Metric.cpu_time)
+    settled_by: str | None = None  # an undecided wall-clock timing the cell's CPU-time verdict decided for
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+    @property
+    def undecided(self) -> bool:
+        """Inconclusive and not settled: holds the gate at "inconclusive"."""
+        return self.verdict == INCONCLUSIVE and self.settled_by is None
+
+
+def settle_wall_clock(verdicts: Sequence[RoundsVerdict]) -> list[RoundsVerdict]:
+    """Mark each inconclusive wall-clock timing of a cell whose CPU-time timing passed as settled by it (see the
+    module's docstring); a CPU-time regression or an undecided CPU time settles nothing. Returns the verdicts."""
+    passed = {v.cell_id: v.metric for v in verdicts if v.cpu_time and v.verdict == PASS}
+    for v in verdicts:
+        if not v.cpu_time and v.verdict == INCONCLUSIVE and v.cell_id in passed:
+            v.settled_by = passed[v.cell_id]
+            v.note = _join(v.note, f"the wall clock was not resolved under this load; {passed[v.cell_id]} decided")
+    return list(verdicts)
 
 
 def judge_rounds(
@@ -126,6 +154,7 @@ def judge_rounds(
         ratio_high=math.nan,
         threshold=str(threshold),
         verdict=INCONCLUSIVE,
+        cpu_time=spec.cpu_time,
     )
     if len(pairs) < len(base):
         out.note = f"{len(base) - len(pairs)} round(s) without a positive value on both sides"

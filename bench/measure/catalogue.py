@@ -49,6 +49,22 @@ LATENCY_MEDIAN = Metric(
     hardware_dependent=True,
     timing=True,
 )
+# on a CPU, each timed batch's CPU time (the process's, every thread) beside its wall time: the work a batch
+# costs, which other processes' load does not inflate (time-sharing a core stretches the wall clock only), so
+# the A/B gate decides on it on a loaded machine (bench.gate.paired.settle_wall_clock)
+CPU_TIME_MEDIAN = Metric(
+    "speed",
+    "cpu_time_median_ms",
+    "ms",
+    LOWER,
+    "CPU ms",
+    threshold="10%",
+    same_machine_threshold="5%",
+    hardware_dependent=True,
+    timing=True,
+    cpu_time=True,
+)
+CPU_SAMPLES = Metric("speed", "cpu_samples_s", "s", LOWER, "batch CPU times (raw)", hardware_dependent=True)
 LATENCY_P90 = Metric(
     "speed", "latency_p90_ms", "ms", LOWER, "p90 ms", threshold="15%", hardware_dependent=True, timing=True
 )
@@ -147,6 +163,8 @@ _ALL = (
     THROUGHPUT,
     THROUGHPUT_MEAN,
     LATENCY_MEDIAN,
+    CPU_TIME_MEDIAN,
+    CPU_SAMPLES,
     LATENCY_P90,
     LATENCY_P99,
     LATENCY_STD,
@@ -185,6 +203,7 @@ CATALOGUE: dict[str, Metric] = {m.path: m for m in _ALL}
 GATED: tuple[Metric, ...] = (
     THROUGHPUT,
     LATENCY_MEDIAN,
+    CPU_TIME_MEDIAN,
     LATENCY_P90,
     LATENCY_VS_REFERENCE,
     PEAK_MEMORY,

@@ -14,6 +14,10 @@ Beside each timed batch a fixed reference matmul is timed (bench.measure.timing.
 `latency_vs_reference` = median over batches of batch time / reference time: a machine-independent-ish
 ratio in which a shared machine's load cancels, which is what the regression gate judges best.
 
+On a CPU each timed batch's CPU time (the process's, every thread) is kept beside its wall time:
+`cpu_time_median_ms` is the work a batch costs, which other processes' load does not inflate (sharing a
+core stretches the wall clock, not the CPU time), and is what the A/B gate decides on on a loaded machine.
+
 On a CPU, `page_faults_per_call` counts the minor page faults per model call: with glibc's default
 allocator a call may fault its activations in afresh each time, kernel time that is part of its latency
 and depends on the process's allocation history (bench.platform.allocator explains and measures it).
@@ -22,6 +26,7 @@ and depends on the process's allocation history (bench.platform.allocator explai
 from __future__ import annotations
 
 import gc
+import time
 from typing import Any
 
 import torch
@@ -30,6 +35,8 @@ from bench.core.stats import Stats
 from bench.measure.backends import EAGER, check_cell, onnxruntime_call
 from bench.measure.base import CellContext, Measurement
 from bench.measure.catalogue import (
+    CPU_SAMPLES,
+    CPU_TIME_MEDIAN,
     DEVICE_USED,
     ENERGY_PER_IMAGE,
     IMAGES_PER_JOULE,
@@ -137,6 +144,7 @@ class Speed(Measurement):
                     warmup_tolerance=s.warmup_tolerance,
                     warmup_max_time_s=s.warmup_max_time_s,
                     counter=minor_faults if device.type == "cpu" else None,
+                    cpu_clock=time.process_time if device.type == "cpu" else None,
                 )
                 gpu_memory = _gpu_memory(device)  # at the peak's end, before the energy window
             energy = self._energy(call, int(x.shape[0]), device) if s.energy else _NO_ENERGY
@@ -148,6 +156,8 @@ class Speed(Measurement):
             THROUGHPUT.key: batch_size / st.median,
             THROUGHPUT_MEAN.key: batch_size * st.n / st.total,
             LATENCY_MEDIAN.key: st.median * 1e3,
+            # on a CPU: the process's CPU time per batch (every thread), which load elsewhere does not stretch
+            CPU_TIME_MEDIAN.key: Stats.of(timing.cpu_samples).median * 1e3 if timing.cpu_samples else None,
             LATENCY_P90.key: st.pct(90) * 1e3,
             LATENCY_P99.key: st.pct(99) * 1e3,
             LATENCY_STD.key: st.stddev * 1e3,
@@ -181,6 +191,7 @@ class Speed(Measurement):
             **gpu_memory,
             LATENCY_SAMPLES.key: list(timing.samples),
             REFERENCE_SAMPLES.key: list(timing.reference_samples),
+            CPU_SAMPLES.key: list(timing.cpu_samples),
             "warmup_samples_s": list(timing.warmup_samples),
             **energy,
         }

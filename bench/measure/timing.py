@@ -36,6 +36,7 @@ class TimingResult:
     warmup_samples: tuple[float, ...] = ()  # the discarded warm-up calls' times
     warmup_settled: bool | None = None  # None: a fixed warm-up count was asked for
     counted: int | None = None  # with `counter`: its increase over the timed calls (e.g. page faults)
+    cpu_samples: tuple[float, ...] = ()  # with `cpu_clock`: each timed call's CPU time (seconds)
 
     @property
     def ratios(self) -> tuple[float, ...]:
@@ -125,6 +126,7 @@ def time_loop(
     warmup_max_time_s: float = float("inf"),
     clock: Callable[[], float] = time.perf_counter,
     counter: Callable[[], int] | None = None,
+    cpu_clock: Callable[[], float] | None = None,
 ) -> TimingResult:
     """Warm up (below), then time calls until both `min_repeats` calls and `min_time_s` seconds are
     reached (or `max_repeats` / `max_time_s`, whichever first).
@@ -137,7 +139,8 @@ def time_loop(
     call's real latency, not its launch time. With `reference`, that workload is timed the same way right
     after each call (warmed up too); its time does not count towards `min_time_s`. With `counter` (a
     cumulative count such as bench.platform.allocator.minor_faults), its increase over the timed calls is returned
-    as `counted`; it is read outside every timed interval.
+    as `counted`; it is read outside every timed interval. With `cpu_clock` (time.process_time: the process's
+    CPU time, every thread), each timed call's CPU time is kept beside its wall time, read just outside it.
     """
     if min_repeats < 1 or warmup_iters < 0:
         raise ValueError("min_repeats must be >= 1 and warmup_iters >= 0")
@@ -158,12 +161,18 @@ def time_loop(
     is_settled = settled(warm, warmup_window, warmup_tolerance) if until_stable else None
     samples: list[float] = []
     ref_samples: list[float] = []
+    cpu_samples: list[float] = []
     append = samples.append
     spent_on_reference = 0.0
     count_before = counter() if counter is not None else None
     began = clock()
     while True:
-        append(timer(fn))
+        if cpu_clock is None:
+            append(timer(fn))
+        else:
+            c0 = cpu_clock()
+            append(timer(fn))
+            cpu_samples.append(cpu_clock() - c0)
         if reference is not None:
             t1 = clock()
             ref_samples.append(timer(reference))
@@ -173,4 +182,13 @@ def time_loop(
         if n >= max_repeats or elapsed >= max_time_s or (n >= min_repeats and elapsed >= min_time_s):
             break
     counted = counter() - count_before if counter is not None and count_before is not None else None
-    return TimingResult(tuple(samples), len(warm), timer.method, tuple(ref_samples), tuple(warm), is_settled, counted)
+    return TimingResult(
+        tuple(samples),
+        len(warm),
+        timer.method,
+        tuple(ref_samples),
+        tuple(warm),
+        is_settled,
+        counted,
+        tuple(cpu_samples),
+    )

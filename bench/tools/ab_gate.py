@@ -40,7 +40,7 @@ from typing import Any
 from bench.core.errors import InputError
 from bench.core.metric import Metric, Threshold
 from bench.core.result import CellResult
-from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds
+from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds, settle_wall_clock
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
 from bench.measure.catalogue import CATALOGUE, gated, threshold_option
 from bench.store.run_store import RunStore
@@ -109,7 +109,7 @@ class GateResult:
     def verdict(self) -> str:
         if self.regressions:
             return REGRESSION
-        undecided = any(v.verdict == INCONCLUSIVE for v in self.timings)
+        undecided = any(v.undecided for v in self.timings)
         return INCONCLUSIVE if (self.inconclusive or undecided) else PASS
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +117,7 @@ class GateResult:
             "verdict": self.verdict,
             "regressions": self.regressions,
             "inconclusive": self.inconclusive
-            + [f"{v.cell_id}:{v.metric}: {v.note}" for v in self.timings if v.verdict == INCONCLUSIVE],
+            + [f"{v.cell_id}:{v.metric}: {v.note}" for v in self.timings if v.undecided],
             "base": self.base,
             "head": self.head,
             "rounds_asked": self.rounds_asked,
@@ -269,8 +269,11 @@ def judge_round_values(
     rounds: list[tuple[dict[str, CellResult], dict[str, CellResult]]],
     head_ids: dict[str, CellResult],
     thresholds: dict[str, Threshold],
+    *,
+    strict_wall_clock: bool = False,
 ) -> tuple[list[RoundsVerdict], list[OnceVerdict], list[str]]:
-    """Timings on per-round ratios, memory on medians; plus reasons it cannot judge (missing values)."""
+    """Timings on per-round ratios, memory on medians; plus reasons it cannot judge (missing values). Unless
+    `strict_wall_clock`, a cell's passed CPU time settles its wall-clock timings the load left undecided."""
     timings: list[RoundsVerdict] = []
     medians: list[OnceVerdict] = []
     problems: list[str] = []
@@ -316,7 +319,7 @@ def judge_round_values(
                         (note + "; " if note else "") + f"medians of {len(base_vals)} rounds",
                     )
                 )
-    return timings, medians, sorted(set(problems))
+    return (timings if strict_wall_clock else settle_wall_clock(timings)), medians, sorted(set(problems))
 
 
 def suite_measures(suite: Path, overrides: Sequence[str] = ()) -> set[str]:
@@ -338,6 +341,7 @@ def run_gate(
     overrides: Sequence[str] = (),
     progress: Callable[[str], None] = lambda message: None,
     concurrent: bool = False,
+    strict_wall_clock: bool = False,
 ) -> GateResult:
     """Measure `base_ref` and the head (the working tree, or `head_ref`) on this machine and judge them."""
     if rounds < MIN_ROUNDS:
@@ -412,13 +416,15 @@ def run_gate(
             done.append((got[BASE], got[HEAD]))
             result.rounds_run = r
             if r >= rounds:
-                timings, _, _ = judge_round_values(done, head_first, thresholds)
-                if all(v.verdict != INCONCLUSIVE for v in timings):
+                timings, _, _ = judge_round_values(done, head_first, thresholds, strict_wall_clock=strict_wall_clock)
+                if not any(v.undecided for v in timings):
                     break
         if result.rounds_run < rounds:
             result.inconclusive.append(f"{result.rounds_run} complete rounds of the {rounds} asked")
         if done:
-            timings, medians, problems = judge_round_values(done, head_first, thresholds)
+            timings, medians, problems = judge_round_values(
+                done, head_first, thresholds, strict_wall_clock=strict_wall_clock
+            )
             result.timings, result.inconclusive = timings, result.inconclusive + problems
             result.once += medians
         return result

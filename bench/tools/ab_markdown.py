@@ -26,7 +26,7 @@ def gate_rows(result: GateResult) -> list[tuple[str, ...]]:
             format_number(v.head_median),
             _ratio(v.ratio, v.ratio_low, v.ratio_high),
             v.threshold,
-            v.verdict + (" (better)" if v.improvement else ""),
+            v.verdict + (" (better)" if v.improvement else "") + (" (settled)" if v.settled_by else ""),
             v.note,
         )
         for v in result.timings
