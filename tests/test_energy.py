@@ -211,6 +211,47 @@ def test_idle_baseline_subtracted_and_joules_per_image(tmp_path):
     assert any("whole CPU package" in n for n in detail["notes"])
 
 
+def test_training_energy_adds_the_epochs_steps_across_a_wrap_net_of_idle(tmp_path):
+    """Idle 10 W for 1 s; two epochs of 0.5 s, each 10 W idle + 20 J of work over 64 images; the counter wraps in
+    the second. Validation between the epochs draws 100 J that must not count."""
+    from bench.measure.energy import TrainingEnergy
+
+    max_uj = 30_000_000
+    root = rapl_tree(tmp_path / "powercap", package_uj=1_000_000, max_uj=max_uj)
+    now, uj = [0.0], [1_000_000]
+
+    def advance(seconds: float, joules: float) -> None:
+        now[0] += seconds
+        uj[0] = (uj[0] + int(joules * 1e6)) % max_uj
+        set_uj(root, "intel-rapl:0", uj[0])
+
+    energy = TrainingEnergy(
+        EnergyMeter("cpu", rapl_root=root),
+        1.0,
+        sleep=lambda s: advance(s, 10 * s),
+        clock=lambda: now[0],
+        busy=lambda: (0, 1000),
+    )
+    wrapped = []
+    for _ in range(2):
+        energy.begin()
+        start = uj[0]
+        advance(0.5, 5 + 20)
+        wrapped.append(uj[0] < start)
+        energy.end(64)
+        advance(3.0, 100)  # the validation pass: outside the training steps
+    out = energy.record()
+    detail = out["energy"]
+    assert detail["gross_j"]["cpu_package0"] == pytest.approx(50.0)
+    assert detail["net_j"]["cpu_package0"] == pytest.approx(40.0)
+    assert detail["images"] == 128 and detail["window_s"] == pytest.approx(1.0)
+    assert out[ENERGY_PER_IMAGE.key] == pytest.approx(40.0 / 128)
+    assert wrapped == [True, True]  # each epoch's counter went past max_energy_range_uj
+    # nothing readable: the reason, no figure
+    none = TrainingEnergy(EnergyMeter("cpu", rapl_root=tmp_path / "absent"), 1.0).record()
+    assert none[ENERGY_PER_IMAGE.key] is None and "does not exist" in none["energy"]["unavailable"]
+
+
 def test_shared_machine_flagged_and_no_net_energy_is_a_reason(tmp_path):
     root = rapl_tree(tmp_path / "powercap")
     meter = EnergyMeter("cpu", rapl_root=root)

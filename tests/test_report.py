@@ -178,6 +178,7 @@ TRAINED_SECTIONS = [
     "pareto",
     "cost",
     "efficiency",
+    "data_path",
     "flop_coverage",
     "mfu",
     "strategies",

@@ -81,7 +81,8 @@ def decode_file(path: Path, size: int) -> tuple[np.ndarray, str | None]:
         raise BadImage(f"corrupt or truncated image ({exc})") from None
 
 
-def _decode_array(array: np.ndarray, size: int) -> np.ndarray:
+def decode_array(array: np.ndarray, size: int) -> np.ndarray:
+    """An in-memory HxWx3 uint8 image resized as a file would be (`resize_square`)."""
     img = Image.fromarray(array)
     return np.asarray(resize_square(img, size), dtype=np.uint8)
 
@@ -125,7 +126,7 @@ def decode_all(
             if path is None:  # then the image is in memory (SampleSet's invariant)
                 array = samples.arrays[i] if samples.arrays is not None else None
                 assert array is not None, f"sample {samples.keys[i]} has neither a path nor an array"
-                return _decode_array(array, size), None, None
+                return decode_array(array, size), None, None
             arr, converted = decode_file(path, size)
             return arr, converted, None
         except BadImage as exc:

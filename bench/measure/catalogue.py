@@ -143,6 +143,23 @@ TRAIN_THROUGHPUT = Metric(
 )
 EPOCHS_RUN = Metric("train", "epochs_run", "epochs", EXACT, "epochs")
 BEST_EPOCH = Metric("train", "best_epoch", "epoch", EXACT, "best epoch")
+# after training: inference through the real data path (decode, transform, batch) beside the model alone, on the
+# test images (bench.measure.train.datapath)
+END_TO_END_THROUGHPUT = Metric(
+    "train", "end_to_end_img_s", "img/s", HIGHER, "end-to-end img/s", hardware_dependent=True
+)
+MODEL_ONLY_THROUGHPUT = Metric(
+    "train", "model_only_img_s", "img/s", HIGHER, "model-only img/s", hardware_dependent=True
+)
+END_TO_END_RATIO = Metric(
+    "train", "end_to_end_ratio", "ratio", HIGHER, "end-to-end / model-only", hardware_dependent=True
+)
+DATA_PATH_SHARE = Metric("train", "data_path_share", "fraction", LOWER, "data-path share", hardware_dependent=True)
+# energy of the training steps where a counter is readable, net of an idle baseline (bench.measure.energy)
+TRAIN_ENERGY_PER_IMAGE = Metric("train", ENERGY_PER_IMAGE.key, "J", LOWER, "training J/image", hardware_dependent=True)
+TRAIN_IMAGES_PER_JOULE = Metric(
+    "train", IMAGES_PER_JOULE.key, "img/J", HIGHER, "training img/J", hardware_dependent=True
+)
 TRAINING_MFU = Metric("train", "mfu", "fraction", HIGHER, "training MFU", hardware_dependent=True)
 # per-epoch curve values (train.history) and the early-stopping metric
 VAL_MACRO_F1 = Metric("train", "val_macro_f1", "fraction", HIGHER, "val macro-F1")
@@ -193,6 +210,12 @@ _ALL = (
     EPOCHS_RUN,
     BEST_EPOCH,
     TRAINING_MFU,
+    END_TO_END_THROUGHPUT,
+    MODEL_ONLY_THROUGHPUT,
+    END_TO_END_RATIO,
+    DATA_PATH_SHARE,
+    TRAIN_ENERGY_PER_IMAGE,
+    TRAIN_IMAGES_PER_JOULE,
     VAL_MACRO_F1,
     VAL_ACCURACY,
     VAL_LOSS,

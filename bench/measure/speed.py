@@ -38,8 +38,6 @@ from bench.measure.catalogue import (
     CPU_SAMPLES,
     CPU_TIME_MEDIAN,
     DEVICE_USED,
-    ENERGY_PER_IMAGE,
-    IMAGES_PER_JOULE,
     LATENCY_MEDIAN,
     LATENCY_MIN,
     LATENCY_P90,
@@ -56,7 +54,7 @@ from bench.measure.catalogue import (
     THROUGHPUT_MEAN,
 )
 from bench.measure.compiled import CompileWatch, compile_first_call
-from bench.measure.energy import measure_energy
+from bench.measure.energy import NOT_ASKED, measure_energy, unavailable
 from bench.measure.registry import register_measurement
 from bench.measure.settings import SpeedSettings
 from bench.measure.timing import reference_workload, time_loop
@@ -147,7 +145,7 @@ class Speed(Measurement):
                     cpu_clock=time.process_time if device.type == "cpu" else None,
                 )
                 gpu_memory = _gpu_memory(device)  # at the peak's end, before the energy window
-            energy = self._energy(call, int(x.shape[0]), device) if s.energy else _NO_ENERGY
+            energy = self._energy(call, int(x.shape[0]), device) if s.energy else unavailable(NOT_ASKED)
         st = Stats.of(timing.samples)
         ratios = timing.ratios
         return {
@@ -214,13 +212,6 @@ class Speed(Measurement):
             )
         finally:
             meter.close()
-
-
-_NO_ENERGY = {
-    ENERGY_PER_IMAGE.key: None,
-    IMAGES_PER_JOULE.key: None,
-    "energy": {"unavailable": "not measured (energy: false)"},
-}
 
 
 def _gpu_memory(device: torch.device) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 One row per speed configuration (model, resolution, batch, precision, memory format, compile, backend; seeds and
 training strategies share one speed figure, the median over their cells): img/s, J/image and img/J
-(bench.measure.energy; or why energy is unavailable), machine-hours per million images from time alone,
+(bench.measure.energy; or why energy is unavailable), the training steps' J/image where measured, machine-hours per million images from time alone,
 the cost from the suite's `costs.price_per_hour`, CO2 from `costs.grid_gco2_per_kwh` x J/image, and the
 best macro-F1 among the configuration's cells that trained. The section registers in
 bench.report.sections, which adds the macro-F1 against J/image figure.
@@ -14,7 +14,7 @@ import statistics
 from typing import Any
 
 from bench.core.result import CellResult
-from bench.measure.catalogue import ENERGY_PER_IMAGE, IMAGES_PER_JOULE, MACRO_F1, THROUGHPUT
+from bench.measure.catalogue import ENERGY_PER_IMAGE, IMAGES_PER_JOULE, MACRO_F1, THROUGHPUT, TRAIN_ENERGY_PER_IMAGE
 from bench.measure.energy import co2_grams_per_million_images, cost_per_million_images
 from bench.report.data import RunData
 
@@ -49,10 +49,11 @@ def efficiency_data(run: RunData) -> dict[str, Any] | None:
         img_s = _median([_get(r, THROUGHPUT.measurement, THROUGHPUT.key) for r in members])
         jpi = _median([v for r in members if (v := _get(r, ENERGY_PER_IMAGE.measurement, ENERGY_PER_IMAGE.key))])
         ipj = _median([v for r in members if (v := _get(r, IMAGES_PER_JOULE.measurement, IMAGES_PER_JOULE.key))])
+        train_jpi = _median([v for r in members if (v := TRAIN_ENERGY_PER_IMAGE.number(r))])
         for r in members:
-            energy = _get(r, "speed", "energy") or {}
-            if energy.get("unavailable") and energy["unavailable"] not in reasons:
-                reasons.append(energy["unavailable"])
+            for energy in (_get(r, "speed", "energy") or {}, _get(r, "train", "energy") or {}):
+                if energy.get("unavailable") and energy["unavailable"] not in reasons:
+                    reasons.append(energy["unavailable"])
             for note in energy.get("notes") or []:
                 if note not in notes:
                     notes.append(note)
@@ -74,6 +75,7 @@ def efficiency_data(run: RunData) -> dict[str, Any] | None:
                 "img_s": img_s,
                 "j_per_image": jpi,
                 "img_per_j": ipj,
+                "train_j_per_image": train_jpi,
                 "hours_per_million": 1e6 / img_s / 3600 if img_s else None,
                 "cost_per_million": cost_per_million_images(img_s, price),
                 "co2_g_per_million": co2_grams_per_million_images(jpi, grid),
@@ -85,6 +87,7 @@ def efficiency_data(run: RunData) -> dict[str, Any] | None:
     return {
         "rows": rows,
         "has_energy": any(r["j_per_image"] is not None for r in rows),
+        "has_train_energy": any(r["train_j_per_image"] is not None for r in rows),
         "has_f1": any(r["best_f1"] is not None for r in rows),
         "price": price,
         "currency": currency,

@@ -45,6 +45,7 @@ from bench.measure.published import efficientnet_paper_rows, paper_figure
 from bench.platform.machine import warnings as machine_warnings
 from bench.report import plots
 from bench.report.data import RunData
+from bench.report.datapath import data_path_data
 from bench.report.efficiency import efficiency_data
 from bench.report.noise import (
     Difference,
@@ -516,6 +517,12 @@ def efficiency(ctx: ReportContext) -> dict | None:
         )
         data["figure"] = ctx.figure("efficiency_f1_energy", png, "macro-F1 against inference energy per image")
     return data
+
+
+@register_section("data_path", "Data path: end-to-end inference against the model alone", 28)
+def data_path(ctx: ReportContext) -> dict | None:
+    """bench.report.datapath's rows: where decoding and batching cost throughput."""
+    return data_path_data(ctx.current)
 
 
 # -- EfficientNet vs the paper ---------------------------------------------------------------------------

@@ -41,7 +41,9 @@ from bench.measure.catalogue import (
     VAL_LOSS,
     VAL_MACRO_F1,
 )
+from bench.measure.energy import NOT_ASKED, TrainingEnergy
 from bench.measure.registry import register_measurement
+from bench.measure.train.datapath import end_to_end_speed
 from bench.measure.train.metrics import classification_metrics, macro_f1
 from bench.measure.train.settings import DataSettings, Strategy, TrainSettings
 from bench.measure.train.strategies import make_loss, make_sampler
@@ -53,6 +55,7 @@ from bench.platform.device import (
     require_precision,
     synchronize,
 )
+from bench.platform.energy import EnergyMeter
 
 
 def _optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
@@ -223,6 +226,9 @@ def prepare_data(s: DataSettings, resolution: int, seed: int, base_dir: Path):
         "converted_to_rgb": decoded.converted,
         "val_keys": [samples.keys[int(kept[i])] for i in val_idx],
         "test_keys": [samples.keys[int(kept[i])] for i in test_idx],
+        # the test images as files (or arrays) again, for the end-to-end timing (bench.measure.train.datapath)
+        "test_samples": samples.subset(kept[test_idx]),
+        "test_labels": labels_kept[test_idx].tolist(),
     }
     return train_ds, val_ds, test_ds, info
 
@@ -309,6 +315,11 @@ class Train(Measurement):
         model.train()
         memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
         model.to(memory_format=memory_format)
+        energy = (
+            TrainingEnergy(EnergyMeter(device.type, device.index or 0), s.energy_idle_s)
+            if s.energy
+            else TrainingEnergy(None, s.energy_idle_s, reason=NOT_ASKED)
+        )
         opt = _optimizer(s, [p for p in model.parameters() if p.requires_grad])
         sched = _scheduler(s, opt)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
@@ -325,6 +336,7 @@ class Train(Measurement):
         stopped_early = False
         for epoch in range(1, s.epochs + 1):
             model.train()
+            energy.begin()
             t0 = time.perf_counter()
             seen, loss_sum = 0, 0.0
             for epoch_step, (x, y) in enumerate(train_loader, 1):
@@ -347,6 +359,7 @@ class Train(Measurement):
                 seen += len(y)
             synchronize(device)
             epoch_time = time.perf_counter() - t0
+            energy.end(seen)
             probs, y_val, val_loss = predict(model, val_loader, device, cell.precision, eval_loss)
             pred = probs.argmax(1)
             row = {
@@ -395,6 +408,25 @@ class Train(Measurement):
         result = self._result(
             cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, val_eval, test_eval, saved
         )
+        energy.close()
+        result.update(energy.record())
+        if s.end_to_end:
+            result.update(
+                end_to_end_speed(
+                    model,
+                    info["test_samples"],
+                    info["test_labels"],
+                    resolution=cell.resolution,
+                    mean=s.data.mean,
+                    std=s.data.std,
+                    batch_size=cell.batch_size,
+                    device=device,
+                    precision=cell.precision,
+                    memory_format=memory_format,
+                    workers=s.data.workers,
+                    min_time_s=s.end_to_end_min_time_s,
+                )
+            )
         if ctx.tap_results:
             result["serves_epochs"] = sorted(ctx.tap_results)
         return result

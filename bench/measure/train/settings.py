@@ -114,3 +114,15 @@ class TrainSettings(Settings):
         False,
         description="train in bf16/fp16 on a CPU that has no arithmetic units for it (emulated: tens of times slower than fp32)",
     )
+    energy: bool = Field(
+        True, description="energy of the training steps where a counter is readable (RAPL, NVML), net of idle"
+    )
+    energy_idle_s: float = Field(1.0, gt=0, description="energy: the idle baseline's length before training")
+    end_to_end: bool = Field(
+        True,
+        description="after training, time inference through the real data path (decode, transform, batch, model) "
+        "on the test images beside the model alone",
+    )
+    end_to_end_min_time_s: float = Field(1.0, gt=0, description="end_to_end: time at least this long")
+
+    ID_NEUTRAL_DEFAULTS = ("energy", "energy_idle_s", "end_to_end", "end_to_end_min_time_s")
