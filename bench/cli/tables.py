@@ -23,10 +23,12 @@ from bench.measure.catalogue import (
     LATENCY_P99,
     MACRO_F1,
     MACS,
+    MEMORY_ADDED,
     PARAMS,
     PEAK_MEMORY,
     THROUGHPUT,
     TRAIN_THROUGHPUT,
+    memory_headline,
 )
 from bench.measure.published import efficientnet_paper_rows, paper_figure
 
@@ -39,6 +41,19 @@ def _metric_column(metric: Metric, scale: float = 1.0, header: str | None = None
         return fmt(v / scale) if v is not None else "—"
 
     return (header or metric.label, value, metric.measurement)
+
+
+def _memory(r) -> str:
+    """The cell's headline memory (bench.measure.catalogue.memory_headline): on a CPU what the cell added, with
+    the process's RSS as context; on a GPU the peak allocated."""
+    headline = memory_headline(r)
+    value = headline.number(r)
+    if value is None:
+        return "—"
+    if headline is MEMORY_ADDED:
+        rss = PEAK_MEMORY.number(r)
+        return f"{fmt(value)} added" + (f" (RSS {fmt(rss)})" if rss is not None else "")
+    return f"{fmt(value)} peak"
 
 
 # (header, value getter, measurement it needs or None); a column shows only when some cell has it.
@@ -60,7 +75,8 @@ _COLUMNS: list[tuple[str, Callable, str | None]] = [
         None,
     ),
     _metric_column(PARAMS, 1e6, "params (M)"),
-    *(_metric_column(m) for m in (GMACS, GFLOPS, THROUGHPUT, LATENCY_MEDIAN, LATENCY_P99, PEAK_MEMORY)),
+    *(_metric_column(m) for m in (GMACS, GFLOPS, THROUGHPUT, LATENCY_MEDIAN, LATENCY_P99)),
+    ("memory MB", lambda r: _memory(r), PEAK_MEMORY.measurement),
     *(_metric_column(m) for m in (ACCURACY, MACRO_F1, EPOCHS_RUN, TRAIN_THROUGHPUT)),
     ("reason", lambda r: escape(r.reason or ""), None),
 ]

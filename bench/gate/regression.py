@@ -32,6 +32,7 @@ from bench.measure.catalogue import (
     REFERENCE_SAMPLES,
     SPEED_BATCH_SIZE,
     gated,
+    memory_headline,
 )
 
 # Across machines training drifts (docs/measurements-log.md has the figures): the accuracy metrics are then
@@ -185,11 +186,8 @@ def judge(
 def memory_judged(spec: Metric, result) -> bool:
     """On a CPU the peak is the process's RSS (mostly torch itself): the memory the cell added is judged
     and the RSS kept as context; on a GPU the peak allocated is judged."""
-    kind = (result.measurements.get("speed") or {}).get("memory_kind") or ""
-    if spec == PEAK_MEMORY:
-        return not kind.startswith("cpu")
-    if spec == MEMORY_ADDED:
-        return kind.startswith("cpu")
+    if spec in (PEAK_MEMORY, MEMORY_ADDED):
+        return spec == memory_headline(result)
     return True
 
 

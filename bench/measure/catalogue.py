@@ -82,7 +82,7 @@ LATENCY_VS_REFERENCE = Metric(
     timing=True,
 )
 # On a GPU the gate judges the peak allocated; on a CPU the peak is the process's RSS (mostly torch itself), so
-# it judges the memory the cell added instead and keeps the RSS as context (bench.gate.regression.memory_judged)
+# it judges the memory the cell added instead and keeps the RSS as context (memory_headline)
 PEAK_MEMORY = Metric(
     "speed",
     "peak_memory_mb",
@@ -242,6 +242,14 @@ GATED: tuple[Metric, ...] = (
 AGGREGATED: tuple[Metric, ...] = (MACRO_F1, ACCURACY, BALANCED_ACCURACY, WEIGHTED_F1, TRAIN_THROUGHPUT, THROUGHPUT)
 # what early stopping may watch, by its name in the settings
 SELECTION: dict[str, Metric] = {m.key: m for m in (VAL_MACRO_F1, VAL_LOSS, VAL_ACCURACY)}
+
+
+def memory_headline(result: Any) -> Metric:
+    """The memory figure that means something for a cell: on a CPU the memory the cell added (the process's RSS
+    is mostly torch itself: 627 MB where resnet18 added 24), on a GPU the peak allocated. The other stays as
+    context. What the console, the report and the gate show or judge first."""
+    kind = (result.measurements.get(PEAK_MEMORY.measurement) or {}).get("memory_kind") or ""
+    return MEMORY_ADDED if kind.startswith("cpu") else PEAK_MEMORY
 
 
 def register_metric(metric: Metric) -> Metric:

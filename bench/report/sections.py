@@ -40,6 +40,7 @@ from bench.measure.catalogue import (
     TRAIN_FLOPS_PER_IMAGE,
     TRAIN_THROUGHPUT,
     TRAINING_MFU,
+    memory_headline,
 )
 from bench.measure.published import efficientnet_paper_rows, paper_figure
 from bench.platform.machine import warnings as machine_warnings
@@ -366,12 +367,23 @@ def comparison(ctx: ReportContext) -> dict | None:
 
 # -- leaderboard -----------------------------------------------------------------------------------------
 
+MEMORY_COLUMN = "memory"  # not a metric path: each cell's headline memory metric
+
+
+def _column_values(members: list[CellResult], key: str) -> list[float]:
+    if key != MEMORY_COLUMN:
+        return metric_values(members, key)
+    return [v for r in members if (v := memory_headline(r).number(r)) is not None]
+
+
 LEADERBOARD_COLUMNS: tuple[tuple[str, str, float, str], ...] = (
     # header, metric (its path: the stats' key), scale, better
     ("params (M)", PARAMS.path, 1e-6, LOWER),
     ("GMACs", GMACS.path, 1.0, LOWER),
     ("img/s", THROUGHPUT.path, 1.0, HIGHER),
     ("latency p50 (ms)", LATENCY_MEDIAN.path, 1.0, LOWER),
+    # the headline memory (memory_headline): on a CPU what the cell added, on a GPU the peak allocated
+    ("memory (MB)", MEMORY_COLUMN, 1.0, LOWER),
     (ACCURACY.key, ACCURACY.path, 1.0, HIGHER),
     ("macro-F1", MACRO_F1.path, 1.0, HIGHER),
     ("train time (s)", "train.train_time_s", 1.0, LOWER),  # not in the catalogue: shown, never judged
@@ -393,7 +405,7 @@ def leaderboard(ctx: ReportContext) -> dict | None:
     for members in groups:
         c = members[0].cell
         stats = {
-            key: Stat.of([v * scale for v in metric_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS
+            key: Stat.of([v * scale for v in _column_values(members, key)]) for _, key, scale, _ in LEADERBOARD_COLUMNS
         }
         rows.append(
             {
@@ -431,6 +443,7 @@ def leaderboard(ctx: ReportContext) -> dict | None:
         "best": best,
         "sorted_by": next((h for h, k, _, _ in columns if k == sort_key), None),
         "multi_seed": any(r["seeds"] > 1 for r in rows),
+        "memory_kinds": sorted({memory_headline(r).label for g in groups for r in g if memory_headline(r).number(r)}),
     }
 
 
