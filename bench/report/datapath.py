@@ -55,9 +55,9 @@ def data_path_data(run: RunData) -> dict[str, Any] | None:
                 "model": first.model,
                 "config": f"{first.resolution}px bs={first.batch_size} {first.precision}"
                 + (" +channels_last" if first.channels_last else ""),
-                "tensor_img_s": _median(members, THROUGHPUT),
-                "model_only_img_s": _median(members, MODEL_ONLY_THROUGHPUT),
-                "end_to_end_img_s": _median(members, END_TO_END_THROUGHPUT),
+                "tensor_only": _median(members, THROUGHPUT),
+                "model_only": _median(members, MODEL_ONLY_THROUGHPUT),
+                "end_to_end": _median(members, END_TO_END_THROUGHPUT),
                 "ratio": _median(members, END_TO_END_RATIO),
                 "share": _median(members, DATA_PATH_SHARE),
                 "cells": len(members),

@@ -393,6 +393,7 @@ class Train(Measurement):
                     **self._result(
                         cell, s, strategy, scaler, info, curves[:], stopper.best_epoch, False, best_eval, tap_test, tap
                     ),
+                    **energy.record(),  # the training steps up to this epoch
                     "trained_in_cell": cell.id,
                     "shared_training": f"one training run of {s.epochs} epochs (cell {cell.id}) served this cell: "
                     f"evaluated after epoch {epoch}, at the best checkpoint up to then",
@@ -411,22 +412,23 @@ class Train(Measurement):
         energy.close()
         result.update(energy.record())
         if s.end_to_end:
-            result.update(
-                end_to_end_speed(
-                    model,
-                    info["test_samples"],
-                    info["test_labels"],
-                    resolution=cell.resolution,
-                    mean=s.data.mean,
-                    std=s.data.std,
-                    batch_size=cell.batch_size,
-                    device=device,
-                    precision=cell.precision,
-                    memory_format=memory_format,
-                    workers=s.data.workers,
-                    min_time_s=s.end_to_end_min_time_s,
-                )
+            data_path = end_to_end_speed(
+                model,
+                info["test_samples"],
+                info["test_labels"],
+                resolution=cell.resolution,
+                mean=s.data.mean,
+                std=s.data.std,
+                batch_size=cell.batch_size,
+                device=device,
+                precision=cell.precision,
+                memory_format=memory_format,
+                workers=s.data.workers,
+                min_time_s=s.end_to_end_min_time_s,
             )
+            result.update(data_path)
+            for tap in ctx.tap_results.values():  # the same model and data path: the same figures
+                tap.update(data_path)
         if ctx.tap_results:
             result["serves_epochs"] = sorted(ctx.tap_results)
         return result
