@@ -96,8 +96,9 @@ def test_end_to_end_beside_model_only_where_decoding_costs(jpeg_run):
     assert detail["batch_size"] == 8 and detail["batches_timed"] >= 3 and detail["loader_workers"] == 0
     # the three figures side by side; decoding 224 px JPEGs costs a visible share of each batch
     e2e, alone, tensor = train["end_to_end_img_s"], train["model_only_img_s"], speed["throughput_img_s"]
-    assert 0 < e2e < alone and train["end_to_end_ratio"] == pytest.approx(e2e / alone, rel=0.35)
-    assert train["data_path_share"] > 0.3, detail  # a light model at 224 px: decoding is a large share
+    assert 0 < e2e < alone and train["end_to_end_ratio"] == pytest.approx(e2e / alone)
+    assert train["data_path_share"] == pytest.approx(1 - train["end_to_end_ratio"])  # the parts add up
+    assert train["data_path_share"] > 0.1, detail  # a light model at 224 px: 0.44 quiet, 0.25 beside a test run
     # the model on real decoded batches and on speed's random tensor: the same model and shape, timed apart
     # (seconds apart, on a shared machine: 3.2x apart once under a load average of 4)
     assert 0.2 < alone / tensor < 5, (alone, tensor)
