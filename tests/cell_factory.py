@@ -27,3 +27,21 @@ def make_cell(**overrides: Any) -> Cell:
     """A resnet18 cell (family resnet) at 64 px, batch 8, fp32, NCHW, not compiled, seed 0, 10 classes, measuring
     profile, speed and train; any field of Cell given in `overrides` replaces its default (an unknown one raises)."""
     return Cell(**{**DEFAULTS, **overrides})
+
+
+def train_wall_clock_keys() -> tuple[str, ...]:
+    """The keys of a `train` record that depend on the wall clock or the machine: the catalogue's
+    hardware-dependent train metrics (throughputs, MFU, the data path's figures, energy) and the figures
+    recorded beside them. Two runs of the same training agree on everything else."""
+    from bench.measure.catalogue import CATALOGUE
+
+    metrics = tuple(m.key for m in CATALOGUE.values() if m.measurement == "train" and m.hardware_dependent)
+    return metrics + (
+        "train_time_s",
+        "epoch_time_s",
+        "achieved_tflop_s",
+        "peak_tflop_s",
+        "peak_source",
+        "data_path",
+        "energy",
+    )

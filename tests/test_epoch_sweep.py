@@ -8,10 +8,10 @@ import torch
 import bench.execution.executors as executors_module
 from bench.execution.epochs import shared_training_groups
 from bench.execution.sweep import run_cells
-from bench.measure.catalogue import DATA_PATH_SHARE, END_TO_END_RATIO, END_TO_END_THROUGHPUT, MODEL_ONLY_THROUGHPUT
 from bench.store.run_store import RunStore
 from bench.suite.expand import expand
 from bench.suite.load import load_suite
+from tests.cell_factory import train_wall_clock_keys
 
 SUITE = textwrap.dedent(
     """
@@ -33,17 +33,7 @@ SUITE = textwrap.dedent(
     """
 )
 
-TIMING = (
-    "train_time_s",
-    "train_img_s",
-    "achieved_tflop_s",
-    "mfu",
-    "peak_tflop_s",
-    "peak_source",
-    *(m.key for m in (END_TO_END_THROUGHPUT, MODEL_ONLY_THROUGHPUT, END_TO_END_RATIO, DATA_PATH_SHARE)),
-    "data_path",  # the end-to-end timing's stage times
-)
-# achieved_tflop_s: FLOPs x train img/s; mfu and its peak: a CPU's peak is measured (bench.platform.peaks), per thread count
+TIMING = train_wall_clock_keys()
 
 
 def _run(suite_file, tmp_path, name, epochs, early="null"):

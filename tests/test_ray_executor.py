@@ -25,6 +25,7 @@ from bench.execution.sweep import run_cells
 from bench.store.run_store import RunStore
 from bench.suite.expand import expand
 from bench.suite.load import load_suite
+from tests.cell_factory import train_wall_clock_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_ray = pytest.mark.skipif(
@@ -65,8 +66,7 @@ DIE_SUITE = textwrap.dedent(
     """
 )
 
-TIMING = ("train_time_s", "train_img_s", "epoch_time_s", "achieved_tflop_s", "mfu", "peak_tflop_s", "peak_source")
-# achieved_tflop_s: FLOPs x train img/s; mfu and its peak: a CPU's peak is measured (bench.platform.peaks), per thread count
+TIMING = train_wall_clock_keys()
 
 
 # -- no Ray needed ---------------------------------------------------------------------------------------
