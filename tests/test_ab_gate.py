@@ -23,7 +23,7 @@ from bench.core.metric import Threshold
 from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, hodges_lehmann, judge_rounds, signed_rank_critical
 from bench.measure.catalogue import CPU_TIME_MEDIAN, LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
-from bench.tools.ab_gate import GateResult, judge_once, judge_round_values, pair_key, thresholds_for_ab
+from bench.tools.ab_gate import GateResult, decided, judge_once, judge_round_values, pair_key, thresholds_for_ab
 from tests.cell_factory import make_cell
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,6 +110,20 @@ def test_a_loaded_cpu_is_judged_on_cpu_time_and_its_wall_clock_settled_only_by_a
     assert (wall.settled_by == CPU_TIME_MEDIAN.path) == (verdict == PASS)
     if verdict == REGRESSION:
         assert cpu.verdict == REGRESSION and result.regressions == [f"{cell.id}:{CPU_TIME_MEDIAN.path}"]
+
+
+@pytest.mark.parametrize(
+    "cpus, more_rounds",
+    [
+        (LOADED_CPU, False),  # the CPU time passed and settled the wall clock: done
+        ([c * 1.15 for c in LOADED_CPU], False),  # a CPU-time regression: done, the wall clock cannot undo it
+        ([1.0, 1.2, 0.85, 1.1, 0.9, 1.25, 0.8, 1.05], True),  # undecided: another round may decide
+    ],
+)
+def test_rounds_stop_once_the_verdict_cannot_change(cpus, more_rounds):
+    rounds = _rounds(make_cell(), LOADED_WALL, cpus)
+    timings, _, _ = judge_round_values(rounds, rounds[0][1], thresholds_for_ab())
+    assert decided(timings) is not more_rounds
 
 
 def test_a_conclusive_wall_clock_regression_fails_the_gate_even_when_cpu_time_passes():

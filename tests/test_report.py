@@ -444,7 +444,7 @@ def test_sweep_report_plots_numeric_axes_and_compares_optimizers(reports, sweep_
     ctx = ReportContext(load_runs([sweep_run]))
     data = sweeps(ctx)
     axes = [(b["axis"], b["metric"]) for b in data["blocks"]]
-    assert axes == [("batch_size", "macro-F1 (validation)"), ("train.epochs", "macro-F1 (validation)")]
+    assert axes == [("batch_size", "macro-F1 (test)"), ("train.epochs", "macro-F1 (test)")]  # where it was measured
     epochs = data["blocks"][1]
     assert len(epochs["rows"]) == 4 and all(r["shared"] for r in epochs["rows"])  # one training per line
     assert {r["label"] for r in epochs["rows"]} == {

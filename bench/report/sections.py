@@ -476,6 +476,11 @@ PARETO_AXES: tuple[tuple[str, Metric, float, str, bool], ...] = (
 )
 
 
+def _f1_label(run: RunData) -> str:
+    """macro-F1's axis label with where it was measured (the held-out test set, or validation in older runs)."""
+    return f"macro-F1 ({evaluated_on(run.results) or 'test'})"
+
+
 @register_section("pareto", "Pareto frontiers: macro-F1 against cost", 20)
 def pareto(ctx: ReportContext) -> dict | None:
     figures = []
@@ -484,7 +489,7 @@ def pareto(ctx: ReportContext) -> dict | None:
         if len(pts) < 2:
             continue
         png = plots.scatter(
-            pts, x_label=label, y_label="macro-F1 (validation)", title=f"macro-F1 vs {name}", higher_x_better=higher
+            pts, x_label=label, y_label=_f1_label(ctx.current), title=f"macro-F1 vs {name}", higher_x_better=higher
         )
         on_front = [p.label for p in plots.frontier(pts, higher)]
         figures.append(
@@ -524,7 +529,7 @@ def efficiency(ctx: ReportContext) -> dict | None:
         png = plots.scatter(
             pts,
             x_label="J/image (log)",
-            y_label="macro-F1 (validation)",
+            y_label=_f1_label(ctx.current),
             title="macro-F1 vs J/image",
             higher_x_better=False,
         )
@@ -659,7 +664,7 @@ def strategies(ctx: ReportContext) -> dict | None:
 # -- sweeps: a metric against a numeric axis; categorical axes (the optimizer) compared ---------------------
 
 NUMERIC_BUILTIN = ("batch_size", "resolution")
-SWEEP_METRICS = ((MACRO_F1, "macro-F1 (validation)"), (THROUGHPUT, "inference img/s"))
+SWEEP_METRICS = ((MACRO_F1, None), (THROUGHPUT, "inference img/s"))  # None: _f1_label
 LOG_AXES = ("train.lr", "train.weight_decay")
 
 
@@ -706,7 +711,8 @@ def sweeps(ctx: ReportContext) -> dict | None:
     ok = [r for r in run.results if r.status == "ok"]
     blocks = []
     for axis in _numeric_axes(ok):
-        for metric, metric_label in SWEEP_METRICS:
+        for metric, label in SWEEP_METRICS:
+            metric_label = label or _f1_label(run)
             measured = [r for r in ok if metric.number(r) is not None]
             groups = [
                 g

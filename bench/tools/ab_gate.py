@@ -15,7 +15,7 @@ committed baseline from another CPU is not needed and a busy machine is not a re
   measurement of the suite, later rounds only `speed` — params, MACs and the trained accuracy and macro-F1
   (deterministic at a fixed thread count) are measured once per side and compared at their thresholds;
 - timings are judged on per-round paired ratios (bench.gate.paired), memory on both sides' medians; rounds
-  are added, up to `max_rounds`, until every timing is conclusive.
+  are added, up to `max_rounds`, until every timing is conclusive or one is a regression.
 
 Every case it cannot judge — a side that did not build or run, a cell ok on the base side and skipped or
 missing on the head side, a metric the base has and the head lacks, fewer complete rounds than asked, an
@@ -322,6 +322,12 @@ def judge_round_values(
     return (timings if strict_wall_clock else settle_wall_clock(timings)), medians, sorted(set(problems))
 
 
+def decided(timings: Sequence[RoundsVerdict]) -> bool:
+    """Whether more rounds can change the gate's verdict: nothing is left undecided, or a timing is a regression
+    already past doubt (a regression outranks everything else)."""
+    return not any(v.undecided for v in timings) or any(v.verdict == REGRESSION for v in timings)
+
+
 def suite_measures(suite: Path, overrides: Sequence[str] = ()) -> set[str]:
     """What the suite measures (rounds after the first run `speed` only; without `speed`, one round)."""
     return set(load_suite(suite, None, list(overrides)).measure)
@@ -417,7 +423,7 @@ def run_gate(
             result.rounds_run = r
             if r >= rounds:
                 timings, _, _ = judge_round_values(done, head_first, thresholds, strict_wall_clock=strict_wall_clock)
-                if not any(v.undecided for v in timings):
+                if decided(timings):
                     break
         if result.rounds_run < rounds:
             result.inconclusive.append(f"{result.rounds_run} complete rounds of the {rounds} asked")
