@@ -505,7 +505,7 @@ def _run_estimates(cells: list, device, base_dir: Path, results_root: Path, *, s
 
 def _write_seed_summary(store: RunStore, results: list[CellResult]) -> None:
     """summary.csv: cells that differ only by seed, aggregated (mean, std, 95% CI; bench.store.aggregate)."""
-    from bench.store.aggregate import aggregate_seeds  # deferred: imports scipy
+    from bench.store.aggregate import aggregate_seeds  # deferred: pandas and the statistics, not needed before
 
     rows = aggregate_seeds(results)
     if rows:

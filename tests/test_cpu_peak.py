@@ -50,6 +50,20 @@ def test_the_cache_keeps_the_best_peak_so_far(tmp_path, monkeypatch):
         assert json.loads(cache.read_text())[key]["flop_s"] == expected
 
 
+def test_a_process_that_only_repeats_timings_reuses_the_cached_peak(tmp_path, monkeypatch):
+    """`bench gate`'s sides set REUSE_ENV: a cached peak is used without timing matmuls; without one it is timed."""
+    cache = tmp_path / "cpu-peaks.json"
+    key = peaks._peak_key("fp32", 1)
+    monkeypatch.setenv(peaks.REUSE_ENV, "1")
+    monkeypatch.setattr(peaks, "_MEASURED", {})
+    monkeypatch.setattr(peaks, "time_cpu_peak", lambda *a, **k: {"flop_s": 7e9, "precision": "fp32", "method": "m"})
+    assert peaks.measured_cpu_peak("fp32", 1, cache=cache)["flop_s"] == 7e9  # nothing cached: timed
+    cache.write_text(json.dumps({key: {"flop_s": 5e10, "precision": "fp32", "method": "measured: earlier"}}))
+    monkeypatch.setattr(peaks, "_MEASURED", {})
+    monkeypatch.setattr(peaks, "time_cpu_peak", lambda *a, **k: pytest.fail("timed although a peak is cached"))
+    assert peaks.measured_cpu_peak("fp32", 1, cache=cache)["flop_s"] == 5e10
+
+
 def test_mfu_uses_a_measured_peak_where_the_table_has_none():
     measured = {"flop_s": 1e11, "precision": "fp32", "method": "measured: test"}
     m = peaks.mfu(2.5e10, "CPU Some Processor", "fp32", measured=measured)

@@ -10,8 +10,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from scipy import stats as _stats
-
 from bench.core import axes as axis_paths
 from bench.core.cell import cell_id
 from bench.measure.catalogue import AGGREGATED
@@ -26,7 +24,9 @@ def mean_std_ci(values: list[float], confidence: float = 0.95) -> dict[str, floa
     if n < 2:
         return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    from scipy import stats  # deferred: a second of every run's start, needed only with two seeds or more
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 

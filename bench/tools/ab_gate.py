@@ -43,6 +43,7 @@ from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds, settle_wall_clock
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
 from bench.measure.catalogue import CATALOGUE, gated, threshold_option
+from bench.platform.peaks import REUSE_ENV as REUSE_CPU_PEAK
 from bench.store.run_store import RunStore
 from bench.suite import load_suite
 
@@ -64,6 +65,7 @@ class Side:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env[REUSE_CPU_PEAK] = "1"  # MFU is not gated: no side and round re-times the CPU's peak
         return env
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SPEED_SUITE = HERE / "trial_speed.yaml"
-MAX_ROUNDS = 20  # per-round CPU-time noise here: sd(log ratio) 0.03-0.09, so a 5% threshold needs up to ~20 rounds
+MAX_ROUNDS = 24  # per-round CPU-time noise here: sd(log ratio) 0.03-0.09, so a 5% threshold needs up to ~20 rounds (~11 s each)
 CONCURRENT = True  # both sides of a round at once (one thread each on the 2 cores): the same moment's load
 F1_SUITE = HERE / "trial_f1.yaml"
 
