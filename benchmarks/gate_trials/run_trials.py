@@ -7,7 +7,7 @@ What it does, from the checkout it is run in (its HEAD is the base of every tria
   `slow10`, where resnet18 makes extra elementwise passes over every ReLU's output (MACs unchanged: the
   FLOP counter counts no elementwise op); `f1`, where Adam's learning rate is cut (the digits cells learn
   less); the number of passes is calibrated with a plain loop for the asked slowdown, and the slowdown
-  then measured independently with a plain loop (interleaved, 15 rounds, fresh process per side and round);
+  then measured independently with a plain loop (interleaved, --plain-rounds rounds, fresh process per side and round);
 - keeps one other process busy on one core for the whole time (a plain Python loop), as the issue asks,
   unless --no-load (when the machine is loaded anyway: each gate's load average is recorded);
 - runs the gates in an interleaved order (aa, slow15, aa, slow15, ..., then slow10, f1) so that a partial
@@ -164,14 +164,14 @@ print(plain, (extra - plain) / 20)
 """
 
 
-def calibrate(target: float) -> tuple[int, float]:
+def calibrate(target: float, rounds: int) -> tuple[int, float]:
     """Passes whose slowdown is about `target` (1.15), from one in-process estimate of a forward pass's time and
-    of one extra pass's; then the slowdown measured independently with plain loops (15 rounds, fresh processes)."""
+    of one extra pass's; then the slowdown measured independently with plain loops (`rounds`, fresh processes)."""
     out = subprocess.run([sys.executable, "-c", CALIBRATE, str(REPO)], check=True, capture_output=True, text=True)
     forward, per_pass = (float(v) for v in out.stdout.split())
     passes = max(1, round((target - 1) * forward / per_pass))
     print(f"calibrate {target}: forward {forward * 1e3:.2f} ms, one pass {per_pass * 1e3:.3f} ms -> {passes}", flush=True)
-    return passes, plain_slowdown(passes, 15 if target >= 1.15 else 8)
+    return passes, plain_slowdown(passes, rounds) if rounds else float("nan")
 
 
 def run_gate(kind: str, base: str, ref: str, out: Path, index: int) -> dict:
@@ -240,9 +240,14 @@ def main() -> None:
                     passes = int(given[kind])
                     measured = plain_slowdown(passes, args.plain_rounds) if args.plain_rounds else float("nan")
                 else:
-                    passes, measured = calibrate(target)
+                    passes, measured = calibrate(target, args.plain_rounds)
                 refs[kind] = make_revision(kind, inject_passes(passes), base)
-                meta[kind] = {"passes": passes, "plain_loop_slowdown_15_rounds": round(measured, 4), "sha": refs[kind]}
+                meta[kind] = {
+                    "passes": passes,
+                    "plain_loop_slowdown": round(measured, 4),
+                    "plain_loop_rounds": args.plain_rounds,
+                    "sha": refs[kind],
+                }
                 print(f"{kind}: {passes} passes, plain loop {measured:.3f}x", flush=True)
         if plan.get("f1"):
             refs["f1"] = make_revision("f1", inject_lr, base)
