@@ -218,6 +218,18 @@ def test_num_classes_mismatch_is_a_clear_cell_failure(suite_file, tmp_path):
     assert "the data has 10 classes but the suite's num_classes is 3" in summary.results[0].reason
 
 
+def test_a_failing_training_closes_its_energy_meter(suite_file, tmp_path, monkeypatch):
+    """The meter (an NVML handle on a GPU) is closed whether the training ends or fails."""
+    from bench.measure.energy import TrainingEnergy
+
+    closed = []
+    monkeypatch.setattr(TrainingEnergy, "close", lambda self: closed.append(self))
+    text = _digits(epochs=1, lr=0.001).replace("num_classes: 10", "num_classes: 3")
+    summary, _ = _run_text(suite_file, tmp_path, text)
+    assert summary.results[0].status == "failed"
+    assert len(closed) == 1
+
+
 def test_digits_suite_learns_and_f1_recomputes_from_predictions(tmp_path):
     """`bench run suites/digits.yaml` as shipped: every strategy well above chance (0.1 macro-F1 on 10
     classes; 0.6 asserted), and each cell's macro-F1 equals scikit-learn's recomputed from its

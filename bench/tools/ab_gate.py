@@ -401,7 +401,7 @@ def run_gate(
                                 extra,
                                 out / side.name / f"round-{r:02d}.log",
                             ),
-                            sides,
+                            order,  # who is launched first alternates too (ABBA), as one after the other
                         )
                     )
                 failed = next((f for f in fails if f), None)

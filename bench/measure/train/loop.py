@@ -270,13 +270,19 @@ class Train(Measurement):
         seed_training(cell.seed)
         if s.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        energy = (
+            TrainingEnergy(EnergyMeter(device.type, device.index or 0), s.energy_idle_s)
+            if s.energy
+            else TrainingEnergy(None, s.energy_idle_s, reason=NOT_ASKED)
+        )
         try:
-            return self._train(ctx, s, strategy)
+            return self._train(ctx, s, strategy, energy)
         finally:
+            energy.close()  # also when the training fails: an NVML handle must not outlive the cell
             if s.deterministic:
                 torch.use_deterministic_algorithms(False)
 
-    def _train(self, ctx: CellContext, s: TrainSettings, strategy: Strategy) -> dict[str, Any]:
+    def _train(self, ctx: CellContext, s: TrainSettings, strategy: Strategy, energy: TrainingEnergy) -> dict[str, Any]:
         cell, device, model = ctx.cell, ctx.device, ctx.model
         train_ds, val_ds, test_ds, info = prepare_data(s.data, cell.resolution, cell.seed, ctx.base_dir)
         n_classes = len(info["classes"])
@@ -315,11 +321,6 @@ class Train(Measurement):
         model.train()
         memory_format = torch.channels_last if cell.channels_last else torch.contiguous_format
         model.to(memory_format=memory_format)
-        energy = (
-            TrainingEnergy(EnergyMeter(device.type, device.index or 0), s.energy_idle_s)
-            if s.energy
-            else TrainingEnergy(None, s.energy_idle_s, reason=NOT_ASKED)
-        )
         opt = _optimizer(s, [p for p in model.parameters() if p.requires_grad])
         sched = _scheduler(s, opt)
         scaler = torch.amp.GradScaler(device.type, enabled=cell.precision == "fp16")
@@ -409,7 +410,6 @@ class Train(Measurement):
         result = self._result(
             cell, s, strategy, scaler, info, curves, stopper.best_epoch, stopped_early, val_eval, test_eval, saved
         )
-        energy.close()
         result.update(energy.record())
         if s.end_to_end:
             data_path = end_to_end_speed(
