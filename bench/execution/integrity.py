@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import InputError
 from bench.measure.train.datacheck import CheckedSource
+from bench.platform.env import installed_version
 from bench.store.run_store import RunStore
 
 FINGERPRINT_FILE = "fingerprint.json"
@@ -33,13 +33,7 @@ VERSIONED = ("bench", "torch", "torchvision", "timm", "numpy")
 
 def versions() -> dict[str, str | None]:
     """Python's version and the installed versions of bench and the libraries its numbers come from."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return {"python": platform.python_version(), **{name: installed_version(name) for name in VERSIONED}}
 
 
 def fingerprint(

@@ -52,7 +52,7 @@ def _git_commit(cwd: Path) -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def _version(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
     """The installed version, from the package's metadata: importing timm to read `__version__` took a second
     of every run's start (and of every side and round of `bench gate`)."""
     try:
@@ -106,8 +106,8 @@ def capture_env(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "torchvision": _version("torchvision"),
-        "timm": _version("timm"),
+        "torchvision": installed_version("torchvision"),
+        "timm": installed_version("timm"),
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": cores_usable,
