@@ -23,7 +23,15 @@ from bench.core.metric import Threshold
 from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, hodges_lehmann, judge_rounds, signed_rank_critical
 from bench.measure.catalogue import CPU_TIME_MEDIAN, LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
-from bench.tools.ab_gate import GateResult, decided, judge_once, judge_round_values, pair_key, thresholds_for_ab
+from bench.tools.ab_gate import (
+    GateResult,
+    decided,
+    judge_once,
+    judge_round_values,
+    oversubscribed,
+    pair_key,
+    thresholds_for_ab,
+)
 from tests.cell_factory import make_cell
 
 REPO = Path(__file__).resolve().parent.parent
@@ -293,3 +301,20 @@ def test_compare_cli_exit_code_for_a_metric_gone_and_a_cell_skipped(tmp_path):
 
     skipped = runner.invoke(app, ["compare", str(base), str(copy("skipped", skip))])
     assert skipped.exit_code == 3 and "is skipped now" in skipped.output, skipped.output
+
+
+@pytest.mark.parametrize(
+    ("sets", "cores", "crowded"),
+    [
+        ([], 2, None),  # nightly: threads 1, one per side on 2 cores
+        (["threads=2"], 2, "set threads: 1"),  # 4 threads on 2 cores
+        (["threads=2"], 4, None),
+        (["threads=1"], 1, "drop --concurrent"),  # no room for two sides at all
+    ],
+)
+def test_concurrent_sides_that_would_share_a_core_are_named_with_the_fix(sets, cores, crowded):
+    why = oversubscribed(REPO / "suites" / "nightly.yaml", sets, cores=cores)
+    if crowded is None:
+        assert why is None
+    else:
+        assert why is not None and crowded in why and f"on {cores} usable core" in why, why

@@ -19,7 +19,7 @@ import torch
 import bench
 from bench.platform.allocator import describe as describe_allocator
 from bench.platform.allocator import setting_label as allocator_label
-from bench.platform.machine import capture_machine_state
+from bench.platform.machine import capture_machine_state, usable_cores
 
 
 def _cpu_model() -> str:
@@ -93,11 +93,7 @@ def capture_env(
 ) -> dict[str, Any]:
     """Everything needed to judge whether two runs' numbers are comparable. `allocator`: the run's setting
     (bench.platform.allocator), recorded with what the processes that time cells start with."""
-    cores_usable: int | None
-    try:
-        cores_usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores_usable = os.cpu_count()
+    cores_usable = usable_cores()
     env: dict[str, Any] = {
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hostname": socket.gethostname(),

@@ -32,6 +32,14 @@ THROTTLE_REASONS = {
 _HARMLESS = {"gpu_idle", "applications_clocks_setting", "display_clock_setting"}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask; a container or `taskset` narrows it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this OS
+        return os.cpu_count() or 1
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -67,11 +75,7 @@ def cpu_state(root: Path = CPUFREQ) -> dict[str, Any]:
         load = list(os.getloadavg())
     except OSError:
         load = None
-    usable: int | None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    usable = usable_cores()
     return {
         "cpu_governor": next(iter(governors)) if len(governors) == 1 else (governors or None),
         "cpu_freq_mhz": sum(cur) / len(cur) if cur else None,

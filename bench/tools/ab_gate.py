@@ -43,6 +43,7 @@ from bench.core.result import CellResult
 from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds, settle_wall_clock
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
 from bench.measure.catalogue import CATALOGUE, gated, threshold_option
+from bench.platform.machine import usable_cores
 from bench.platform.peaks import REUSE_ENV as REUSE_CPU_PEAK
 from bench.store.run_store import RunStore
 from bench.suite import load_suite
@@ -335,6 +336,23 @@ def suite_measures(suite: Path, overrides: Sequence[str] = ()) -> set[str]:
     return set(load_suite(suite, None, list(overrides)).measure)
 
 
+def oversubscribed(suite: Path, overrides: Sequence[str] = (), cores: int | None = None) -> str | None:
+    """Why two sides run at once would contend for cores, or None. Each side runs the suite's `threads`
+    (unset: torch's default, one per usable core); past one thread per core, a thread waits for a core
+    inside the timed calls, which spreads the CPU time the gate decides on (spin-waits count as CPU time)."""
+    cores = cores or usable_cores()
+    threads = load_suite(suite, None, list(overrides)).threads or cores
+    if 2 * threads <= cores:
+        return None
+    fix = (
+        f"set threads: {cores // 2} in the suite (or --set threads={cores // 2})" if cores >= 2 else "drop --concurrent"
+    )
+    return (
+        f"--concurrent: the two sides run {threads} torch thread{'s' if threads > 1 else ''} each, "
+        f"{2 * threads} on {cores} usable core{'s' if cores > 1 else ''}; they contend for cores: {fix}"
+    )
+
+
 def run_gate(
     base_ref: str,
     suite: str | Path,
@@ -359,6 +377,9 @@ def run_gate(
     max_rounds = max(max_rounds or rounds, rounds)
     suite = Path(suite).resolve()
     measures = suite_measures(suite, overrides)
+    crowded = oversubscribed(suite, overrides) if concurrent else None
+    if crowded:
+        progress(f"note: {crowded}")
     if "speed" not in measures:  # nothing to time: params, MACs and trained metrics are measured once per side
         rounds = max_rounds = 1
     repo = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
@@ -377,6 +398,7 @@ def run_gate(
             head={"ref": sides[1].ref, "commit": sides[1].commit, "python": sides[1].python},
             rounds_asked=rounds,
             rounds_run=0,
+            notes=[crowded] if crowded else [],
         )
         broken = [s.problem for s in sides if s.problem]
         if broken:
