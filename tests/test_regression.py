@@ -352,3 +352,31 @@ def test_a_run_from_before_the_held_out_test_set_is_not_compared_with_one_after(
     assert report.exit_code == 2 and "different image sets" in report.output
     # runs of one kind compare as before
     assert runner.invoke(app, ["compare", str(new), str(new)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "changed"),
+    [("torch_threads", 1), ("allocator", {"setting": "default"}), ("timm", "1.0.99")],
+)
+def test_a_thread_count_allocator_or_timm_change_is_other_hardware_and_inconclusive(tmp_path, key, changed):
+    """One thread instead of two doubled resnet18's latency and passed as 'machine busy': the thread count,
+    the allocator setting and timm's version are in the hardware key, so timings are not compared and the
+    gate ends at 3 (inconclusive), naming what differs."""
+    a = _cell()
+    env = {
+        "cpu_model": "X",
+        "cpu_cores_usable": 2,
+        "device": "cpu",
+        "gpu_name": None,
+        "torch": "2",
+        "timm": "1.0.20",
+        "torch_threads": 2,
+        "allocator": {"setting": "pinned"},
+    }
+    base = _write_run(tmp_path / "base", [_result(a)], env=env)
+    slow = tuple(s * 2 for s in (0.010, 0.011, 0.010, 0.012, 0.010))
+    cur = _write_run(tmp_path / "cur", [_result(a, samples=slow)], env={**env, key: changed})
+    res = CliRunner().invoke(app, ["compare", str(base), str(cur)])
+    assert res.exit_code == 3 and key in res.output and "inconclusive" in res.output, res.output
+    same = _write_run(tmp_path / "same", [_result(a)], env=env)
+    assert CliRunner().invoke(app, ["compare", str(base), str(same)]).exit_code == 0
