@@ -21,7 +21,15 @@ from typer.testing import CliRunner
 from bench.cli.app import app
 from bench.core.metric import Threshold
 from bench.core.result import CellResult
-from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, hodges_lehmann, judge_rounds, signed_rank_critical
+from bench.gate.paired import (
+    INCONCLUSIVE,
+    PASS,
+    REGRESSION,
+    hodges_lehmann,
+    judge_rounds,
+    look_schedule,
+    signed_rank_critical,
+)
 from bench.measure.catalogue import CPU_TIME_MEDIAN, LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
 from bench.tools.ab_gate import (
     GateResult,
@@ -318,3 +326,45 @@ def test_concurrent_sides_that_would_share_a_core_are_named_with_the_fix(sets, c
         assert why is None
     else:
         assert why is not None and crowded in why and f"on {cores} usable core" in why, why
+
+
+def test_the_looks_are_few_and_their_intervals_wider_the_more_there_are():
+    assert look_schedule(6, 6) == ([6], 0.95)  # rounds fixed: one look, the plain 95% interval
+    assert look_schedule(6, 24) == ([8, 12, 18, 24], pytest.approx(1 - 0.05 / 4))
+    assert look_schedule(6, 12) == ([7, 12], pytest.approx(1 - 0.05 / 2))
+    for rounds, top in [(6, 7), (6, 24), (6, 100), (10, 40)]:
+        looks, confidence = look_schedule(rounds, top)
+        assert looks[-1] == top and looks == sorted(set(looks)) and looks[0] >= rounds
+        assert confidence >= 1 - 0.05 / len(looks) - 1e-12  # Bonferroni over the looks
+        assert signed_rank_critical(looks[0], confidence) is not None  # the first look can decide
+
+
+def _sequential_gate(true_ratio, sd, looks, confidence, rng):
+    """One simulated gate of a latency: per-round log-ratios drawn independently (the round is the unit),
+    judged at `looks` and stopped at the first conclusive verdict, as run_gate does."""
+    spec = LATENCY_MEDIAN
+    head = list(np.exp(np.log(true_ratio) + sd * rng.standard_normal(looks[-1])))
+    for n in looks:
+        v = judge_rounds(spec, Threshold(relative=0.05), [1.0] * n, head[:n], confidence=confidence)
+        if v.verdict != INCONCLUSIVE:
+            return v.verdict
+    return INCONCLUSIVE
+
+
+def test_looking_again_and_again_keeps_the_wrong_verdicts_within_the_confidence():
+    """A change exactly at the 5% threshold: a gate that judged every round from 6 to 24 at 95% called it a
+    regression far more often than the 2.5% one side of a 95% interval allows; the look schedule keeps it
+    there. A 15% slowdown is still caught and an unchanged revision passes (2000 simulated gates each)."""
+    rng = np.random.default_rng(20)
+    every_round = (list(range(6, 25)), 0.95)
+    few = look_schedule(6, 24)
+    n = 2000
+
+    def rate(true_ratio, schedule, verdict, sd=0.05):
+        return sum(_sequential_gate(true_ratio, sd, *schedule, rng) == verdict for _ in range(n)) / n
+
+    assert rate(1.05, every_round, REGRESSION) > 0.05  # the inflation the schedule exists for
+    assert rate(1.05, few, REGRESSION) <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / n)
+    assert rate(1.05, few, PASS) <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / n)
+    assert rate(1.15, few, REGRESSION) >= 0.99
+    assert rate(1.0, few, REGRESSION) == 0 and rate(1.0, few, PASS) >= 0.95  # the rest: inconclusive at 24

@@ -157,7 +157,10 @@ def gate(
     head_ref: str | None = typer.Option(None, "--head", help="The head revision (default: the working tree as it is)."),
     rounds: int = typer.Option(6, "--rounds", "-r", help="Rounds (ABBA) at least; 6 is the fewest for a 95% interval."),
     max_rounds: int | None = typer.Option(
-        None, "--max-rounds", help="Add rounds up to this many while a timing is inconclusive (default: --rounds)."
+        None,
+        "--max-rounds",
+        help="Add rounds up to this many while a timing is inconclusive (default: --rounds); the timings are then "
+        "judged at a few rounds only, each interval wider so that all the looks together keep 95%.",
     ),
     base_python: str | None = typer.Option(
         None, "--base-python", help="Run the base side with this Python (another environment: gate a torch upgrade)."
@@ -214,8 +217,8 @@ def gate(
     except InputError as exc:
         fail_input(exc)
         return
-    table = Table(title=f"bench gate: {result.head['ref']} against {result.base['ref']} ({result.rounds_run} rounds)")
-    for col in ("cell", "metric", "base", "head", "ratio (95% interval)", "threshold", "verdict", "note"):
+    table = Table(title=f"bench gate: {result.head['ref']} against {result.base['ref']} ({result.looks_said})")
+    for col in ("cell", "metric", "base", "head", f"ratio ({result.interval})", "threshold", "verdict", "note"):
         table.add_column(col, justify="right" if col in ("base", "head") else "left", overflow="fold")
     for row in gate_rows(result):
         table.add_row(*[escape(str(v)) for v in row])

@@ -40,7 +40,17 @@ from typing import Any
 from bench.core.errors import InputError
 from bench.core.metric import Metric, Threshold
 from bench.core.result import CellResult
-from bench.gate.paired import INCONCLUSIVE, PASS, REGRESSION, RoundsVerdict, judge_rounds, settle_wall_clock
+from bench.gate.paired import (
+    CONFIDENCE,
+    INCONCLUSIVE,
+    PASS,
+    REGRESSION,
+    RoundsVerdict,
+    judge_rounds,
+    look_schedule,
+    min_rounds,
+    settle_wall_clock,
+)
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
 from bench.measure.catalogue import CATALOGUE, gated, threshold_option
 from bench.platform.machine import usable_cores
@@ -49,7 +59,7 @@ from bench.store.run_store import RunStore
 from bench.suite import load_suite
 
 BASE, HEAD = "base", "head"
-MIN_ROUNDS = 6  # the fewest that can give a 95% signed-rank interval
+MIN_ROUNDS = min_rounds(CONFIDENCE)  # 6: the fewest that can give a 95% signed-rank interval
 
 
 @dataclass
@@ -101,6 +111,20 @@ class GateResult:
     failed_cells: list[dict[str, str]] = field(default_factory=list)  # ok on base, failed on head
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    looks: list[int] = field(default_factory=list)  # the rounds at which the timings were judged
+    confidence: float = CONFIDENCE  # of each look's interval (paired.look_schedule)
+
+    @property
+    def interval(self) -> str:
+        """The intervals' name in tables: "95% interval", "98.75% interval"."""
+        return f"{self.confidence * 100:.4g}% interval"
+
+    @property
+    def looks_said(self) -> str:
+        """How the rounds were judged, for a table's title."""
+        if len(self.looks) <= 1:
+            return f"{self.rounds_run} rounds"
+        return f"{self.rounds_run} rounds; looks at rounds {', '.join(map(str, self.looks))}, each at {self.interval}"
 
     @property
     def regressions(self) -> list[str]:
@@ -125,6 +149,8 @@ class GateResult:
             "head": self.head,
             "rounds_asked": self.rounds_asked,
             "rounds_run": self.rounds_run,
+            "looks": self.looks,
+            "confidence": self.confidence,
             "timings": [v.to_dict() for v in self.timings],
             "once": [v.to_dict() for v in self.once],
             "failed_cells": self.failed_cells,
@@ -274,9 +300,11 @@ def judge_round_values(
     thresholds: dict[str, Threshold],
     *,
     strict_wall_clock: bool = False,
+    confidence: float = CONFIDENCE,
 ) -> tuple[list[RoundsVerdict], list[OnceVerdict], list[str]]:
-    """Timings on per-round ratios, memory on medians; plus reasons it cannot judge (missing values). Unless
-    `strict_wall_clock`, a cell's passed CPU time settles its wall-clock timings the load left undecided."""
+    """Timings on per-round ratios (intervals at `confidence`), memory on medians; plus reasons it cannot judge
+    (missing values). Unless `strict_wall_clock`, a cell's passed CPU time settles its wall-clock timings the
+    load left undecided."""
     timings: list[RoundsVerdict] = []
     medians: list[OnceVerdict] = []
     problems: list[str] = []
@@ -303,7 +331,13 @@ def judge_round_values(
             if spec.timing:
                 timings.append(
                     judge_rounds(
-                        spec, thresholds[spec.path], base_vals, head_vals, cell_id=h1.id, label=h1.cell.label()
+                        spec,
+                        thresholds[spec.path],
+                        base_vals,
+                        head_vals,
+                        cell_id=h1.id,
+                        label=h1.cell.label(),
+                        confidence=confidence,
                     )
                 )
             else:
@@ -375,6 +409,7 @@ def run_gate(
             f"{rounds} rounds cannot give a 95% interval", field="--rounds", hint=f"ask for {MIN_ROUNDS} or more"
         )
     max_rounds = max(max_rounds or rounds, rounds)
+    looks, confidence = look_schedule(rounds, max_rounds)
     suite = Path(suite).resolve()
     measures = suite_measures(suite, overrides)
     crowded = oversubscribed(suite, overrides) if concurrent else None
@@ -399,6 +434,8 @@ def run_gate(
             rounds_asked=rounds,
             rounds_run=0,
             notes=[crowded] if crowded else [],
+            looks=looks,
+            confidence=confidence,
         )
         broken = [s.problem for s in sides if s.problem]
         if broken:
@@ -445,15 +482,17 @@ def run_gate(
                 _check_same_machine(out, result)
             done.append((got[BASE], got[HEAD]))
             result.rounds_run = r
-            if r >= rounds:
-                timings, _, _ = judge_round_values(done, head_first, thresholds, strict_wall_clock=strict_wall_clock)
+            if r in looks:  # judged at these rounds only: each look is another chance of a wrong verdict
+                timings, _, _ = judge_round_values(
+                    done, head_first, thresholds, strict_wall_clock=strict_wall_clock, confidence=confidence
+                )
                 if decided(timings):
                     break
         if result.rounds_run < rounds:
             result.inconclusive.append(f"{result.rounds_run} complete rounds of the {rounds} asked")
         if done:
             timings, medians, problems = judge_round_values(
-                done, head_first, thresholds, strict_wall_clock=strict_wall_clock
+                done, head_first, thresholds, strict_wall_clock=strict_wall_clock, confidence=confidence
             )
             result.timings, result.inconclusive = timings, result.inconclusive + problems
             result.once += medians

@@ -58,14 +58,14 @@ def gate_markdown(result: GateResult) -> str:
         f"### bench gate: {result.head['ref']} ({(result.head['commit'] or '')[:10]}) against "
         f"{result.base['ref']} ({(result.base['commit'] or '')[:10]})",
         "",
-        f"{title}: {result.rounds_run} rounds (ABBA, each side's cells in fresh processes on this machine), "
+        f"{title}: {result.looks_said} (ABBA, each side's cells in fresh processes on this machine), "
         f"{len(result.timings)} timings judged on per-round ratios, {len(result.once)} other metrics.",
         "",
     ]
     lines += [f"> cannot judge: {why}" for why in result.to_dict()["inconclusive"]]
     lines += [""] if verdict == INCONCLUSIVE else []
     lines += [
-        "| cell | metric | base | head | ratio [95% interval] | threshold | verdict | note |",
+        f"| cell | metric | base | head | ratio [{result.interval}] | threshold | verdict | note |",
         "|---|---|---:|---:|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(str(x).replace("|", "\\|") for x in row) + " |" for row in gate_rows(result)]
