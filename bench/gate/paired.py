@@ -15,7 +15,8 @@ cannot give a 95% interval at all.
 
 A gate that adds rounds while a timing is undecided looks at its intervals more than once, and each look
 is another chance of a wrong verdict: at 95% per look over every round from 6 to 24, a change exactly at the
-threshold was called a regression in about 10% of simulated gates instead of 2.5%. So the gate looks only
+threshold was called a regression several times as often as the 2.5% a 95% interval allows (docs/
+measurements-log.md, "The gate's looks, simulated"). So the gate looks only
 at a few rounds, each about half as many again as the one before (`look_schedule`: 8, 12, 18 and 24 for 6 to
 24 rounds), and each look's interval has confidence 1 - 0.05/K over its K looks (Bonferroni: whatever the
 dependence between looks, the chance of any wrong verdict stays within 5%). One look, when the rounds are
