@@ -368,3 +368,52 @@ def test_looking_again_and_again_keeps_the_wrong_verdicts_within_the_confidence(
     assert rate(1.05, few, PASS) <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / n)
     assert rate(1.15, few, REGRESSION) >= 0.99
     assert rate(1.0, few, REGRESSION) == 0 and rate(1.0, few, PASS) >= 0.95  # the rest: inconclusive at 24
+
+
+@pytest.mark.parametrize(
+    ("cpus", "fail_at", "rounds_run", "judged_at", "verdict"),
+    [
+        ([1.0] * 24, None, 8, 8, PASS),  # decided at the first look, 8, not at 6
+        ([1.0, 1.12, 0.97, 1.10, 1.02, 1.09] * 4, None, 24, 24, INCONCLUSIVE),  # undecided: every look, to 24
+        ([1.0, 1.12, 0.97, 1.10, 1.02, 1.09] * 4, 10, 9, 8, INCONCLUSIVE),  # round 10 fails: judged at look 8, not 9
+        ([1.3] * 24, 8, 7, 0, INCONCLUSIVE),  # fails before any look: a clear 30% is withheld, not judged at 7
+    ],
+)
+def test_the_gate_judges_only_at_its_planned_looks(
+    monkeypatch, tmp_path, cpus, fail_at, rounds_run, judged_at, verdict
+):
+    """run_gate's own loop, its processes replaced by made-up rounds: the timings are judged at the rounds
+    look_schedule(6, 24) plans (8, 12, 18, 24) and at its confidence, never at a round in between."""
+    import bench.tools.ab_gate as ab
+
+    cell = make_cell()
+    made = _rounds(cell, [1.0] * 24, cpus)
+    judged: list[tuple[int, float]] = []
+    real_judge = ab.judge_round_values
+
+    def spy(rounds, *args, **kwargs):
+        judged.append((len(rounds), kwargs["confidence"]))
+        return real_judge(rounds, *args, **kwargs)
+
+    def run_side(side, suite, out, extra, log):
+        return "the side crashed" if int(out.name.split("-")[1]) == fail_at else None
+
+    def results(run_dir):
+        base, head = made[int(run_dir.name.split("-")[1]) - 1]
+        return base if run_dir.parent.name == ab.BASE else head
+
+    monkeypatch.setattr(ab, "_git", lambda repo, *args: str(tmp_path))
+    monkeypatch.setattr(
+        ab, "prepare_side", lambda name, repo, ref, workdir, py: ab.Side(name, tmp_path, py, name, "c0")
+    )
+    monkeypatch.setattr(ab, "run_side", run_side)
+    monkeypatch.setattr(ab, "_results", results)
+    monkeypatch.setattr(ab, "judge_round_values", spy)
+    result = ab.run_gate("HEAD", REPO / "suites" / "nightly.yaml", out=tmp_path / "g", rounds=6, max_rounds=24)
+    looks, confidence = look_schedule(6, 24)
+    assert result.looks == looks and result.confidence == confidence
+    withheld = {rounds_run} if judged_at == 0 else set()  # judged only to be withheld (memory, missing values)
+    assert {n for n, _ in judged} <= set(looks) | withheld and {c for _, c in judged} == {confidence}
+    assert (result.rounds_run, result.judged_at, result.verdict) == (rounds_run, judged_at, verdict), result.to_dict()
+    if judged_at == 0:
+        assert all(v.verdict == INCONCLUSIVE and "no planned look reached" in v.note for v in result.timings)

@@ -155,7 +155,13 @@ def gate(
         ..., help="Suite file (the head's; both sides run it), or a suite name (e.g. nightly)."
     ),
     head_ref: str | None = typer.Option(None, "--head", help="The head revision (default: the working tree as it is)."),
-    rounds: int = typer.Option(6, "--rounds", "-r", help="Rounds (ABBA) at least; 6 is the fewest for a 95% interval."),
+    rounds: int = typer.Option(
+        6,
+        "--rounds",
+        "-r",
+        help="Rounds (ABBA) at least; 6 is the fewest for a 95% interval (with --max-rounds above it, the first "
+        "look may come later: see --max-rounds).",
+    ),
     max_rounds: int | None = typer.Option(
         None,
         "--max-rounds",

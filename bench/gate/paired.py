@@ -158,6 +158,15 @@ class RoundsVerdict:
         return self.verdict == INCONCLUSIVE and self.settled_by is None
 
 
+def withhold(verdicts: Sequence[RoundsVerdict], why: str) -> list[RoundsVerdict]:
+    """The verdicts made inconclusive, with the reason: rounds judged at no planned look (a look the schedule did
+    not count would be one more chance of a wrong verdict)."""
+    for v in verdicts:
+        v.verdict, v.improvement, v.settled_by = INCONCLUSIVE, False, None
+        v.note = _join(v.note, why)
+    return list(verdicts)
+
+
 def settle_wall_clock(verdicts: Sequence[RoundsVerdict]) -> list[RoundsVerdict]:
     """Mark each inconclusive wall-clock timing of a cell whose CPU-time timing passed as settled by it (see the
     module's docstring); a CPU-time regression or an undecided CPU time settles nothing. Returns the verdicts."""
@@ -213,7 +222,10 @@ def judge_rounds(
     # the log-ratio in the bad direction: positive is worse
     worse_low, worse_high = (-high, -low) if spec.direction == HIGHER else (low, high)
     if not math.isfinite(worse_low) or not math.isfinite(worse_high):
-        out.note = _join(out.note, f"{len(pairs)} rounds cannot give a {confidence:.0%} interval (6 at least)")
+        out.note = _join(
+            out.note,
+            f"{len(pairs)} rounds cannot give a {confidence * 100:.4g}% interval ({min_rounds(confidence)} at least)",
+        )
     elif worse_low > bound:
         out.verdict = REGRESSION
     elif worse_high < bound:

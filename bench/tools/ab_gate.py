@@ -50,6 +50,7 @@ from bench.gate.paired import (
     look_schedule,
     min_rounds,
     settle_wall_clock,
+    withhold,
 )
 from bench.gate.regression import hardware_mismatch, judge, memory_judged
 from bench.measure.catalogue import CATALOGUE, gated, threshold_option
@@ -111,8 +112,9 @@ class GateResult:
     failed_cells: list[dict[str, str]] = field(default_factory=list)  # ok on base, failed on head
     inconclusive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    looks: list[int] = field(default_factory=list)  # the rounds at which the timings were judged
+    looks: list[int] = field(default_factory=list)  # the planned looks: rounds at which timings may be judged
     confidence: float = CONFIDENCE  # of each look's interval (paired.look_schedule)
+    judged_at: int = 0  # the look the timings were judged at (0: none reached)
 
     @property
     def interval(self) -> str:
@@ -124,7 +126,9 @@ class GateResult:
         """How the rounds were judged, for a table's title."""
         if len(self.looks) <= 1:
             return f"{self.rounds_run} rounds"
-        return f"{self.rounds_run} rounds; looks at rounds {', '.join(map(str, self.looks))}, each at {self.interval}"
+        at = f"judged at round {self.judged_at}" if self.judged_at else "no planned look reached"
+        planned = ", ".join(map(str, self.looks))
+        return f"{self.rounds_run} rounds, {at} (looks planned at {planned}, each at {self.interval})"
 
     @property
     def regressions(self) -> list[str]:
@@ -151,6 +155,7 @@ class GateResult:
             "rounds_run": self.rounds_run,
             "looks": self.looks,
             "confidence": self.confidence,
+            "judged_at": self.judged_at,
             "timings": [v.to_dict() for v in self.timings],
             "once": [v.to_dict() for v in self.once],
             "failed_cells": self.failed_cells,
@@ -409,7 +414,6 @@ def run_gate(
             f"{rounds} rounds cannot give a 95% interval", field="--rounds", hint=f"ask for {MIN_ROUNDS} or more"
         )
     max_rounds = max(max_rounds or rounds, rounds)
-    looks, confidence = look_schedule(rounds, max_rounds)
     suite = Path(suite).resolve()
     measures = suite_measures(suite, overrides)
     crowded = oversubscribed(suite, overrides) if concurrent else None
@@ -417,6 +421,7 @@ def run_gate(
         progress(f"note: {crowded}")
     if "speed" not in measures:  # nothing to time: params, MACs and trained metrics are measured once per side
         rounds = max_rounds = 1
+    looks, confidence = look_schedule(rounds, max_rounds)
     repo = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=False)
@@ -491,9 +496,19 @@ def run_gate(
         if result.rounds_run < rounds:
             result.inconclusive.append(f"{result.rounds_run} complete rounds of the {rounds} asked")
         if done:
+            # judged at the last planned look reached: a round that failed after it adds no look of its own
+            result.judged_at = max((n for n in looks if n <= len(done)), default=0)
             timings, medians, problems = judge_round_values(
-                done, head_first, thresholds, strict_wall_clock=strict_wall_clock, confidence=confidence
+                done[: result.judged_at or len(done)],
+                head_first,
+                thresholds,
+                strict_wall_clock=strict_wall_clock,
+                confidence=confidence,
             )
+            if not result.judged_at:
+                timings = withhold(timings, f"no planned look reached: {len(done)} rounds, the first at {looks[0]}")
+            elif result.judged_at < len(done):
+                result.notes.append(f"timings judged at round {result.judged_at}, the last planned look reached")
             result.timings, result.inconclusive = timings, result.inconclusive + problems
             result.once += medians
         return result
