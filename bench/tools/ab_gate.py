@@ -126,9 +126,9 @@ class GateResult:
         """How the rounds were judged, for a table's title."""
         if len(self.looks) <= 1:
             return f"{self.rounds_run} rounds"
-        at = f"judged at round {self.judged_at}" if self.judged_at else "no planned look reached"
         planned = ", ".join(map(str, self.looks))
-        return f"{self.rounds_run} rounds, {at} (looks planned at {planned}, each at {self.interval})"
+        at = f"judged at round {self.judged_at} of" if self.judged_at else "none of"
+        return f"{self.rounds_run} rounds; {at} the looks planned at {planned}; {self.interval}s"
 
     @property
     def regressions(self) -> list[str]:
