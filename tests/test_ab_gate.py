@@ -31,6 +31,7 @@ from bench.gate.paired import (
     signed_rank_critical,
 )
 from bench.measure.catalogue import CPU_TIME_MEDIAN, LATENCY_MEDIAN, MACRO_F1, PARAMS, THROUGHPUT
+from bench.suite import load_suite
 from bench.tools.ab_gate import (
     GateResult,
     decided,
@@ -321,7 +322,7 @@ def test_compare_cli_exit_code_for_a_metric_gone_and_a_cell_skipped(tmp_path):
     ],
 )
 def test_concurrent_sides_that_would_share_a_core_are_named_with_the_fix(sets, cores, crowded):
-    why = oversubscribed(REPO / "suites" / "nightly.yaml", sets, cores=cores)
+    why = oversubscribed(load_suite(REPO / "suites" / "nightly.yaml", None, sets).threads, cores=cores)
     if crowded is None:
         assert why is None
     else:

@@ -370,17 +370,12 @@ def decided(timings: Sequence[RoundsVerdict]) -> bool:
     return not any(v.undecided for v in timings) or any(v.verdict == REGRESSION for v in timings)
 
 
-def suite_measures(suite: Path, overrides: Sequence[str] = ()) -> set[str]:
-    """What the suite measures (rounds after the first run `speed` only; without `speed`, one round)."""
-    return set(load_suite(suite, None, list(overrides)).measure)
-
-
-def oversubscribed(suite: Path, overrides: Sequence[str] = (), cores: int | None = None) -> str | None:
+def oversubscribed(threads: int | None, cores: int | None = None) -> str | None:
     """Why two sides run at once would contend for cores, or None. Each side runs the suite's `threads`
-    (unset: torch's default, one per usable core); past one thread per core, a thread waits for a core
+    (None: torch's default, one per usable core); past one thread per core, a thread waits for a core
     inside the timed calls, which spreads the CPU time the gate decides on (spin-waits count as CPU time)."""
     cores = cores or usable_cores()
-    threads = load_suite(suite, None, list(overrides)).threads or cores
+    threads = threads or cores
     if 2 * threads <= cores:
         return None
     fix = (
@@ -415,8 +410,9 @@ def run_gate(
         )
     max_rounds = max(max_rounds or rounds, rounds)
     suite = Path(suite).resolve()
-    measures = suite_measures(suite, overrides)
-    crowded = oversubscribed(suite, overrides) if concurrent else None
+    resolved = load_suite(suite, None, list(overrides))  # the head's suite, as both sides will run it
+    measures = set(resolved.measure)  # rounds after the first run `speed` only; without `speed`, one round
+    crowded = oversubscribed(resolved.threads) if concurrent else None
     if crowded:
         progress(f"note: {crowded}")
     if "speed" not in measures:  # nothing to time: params, MACs and trained metrics are measured once per side
