@@ -15,12 +15,12 @@ cannot give a 95% interval at all.
 
 A gate that adds rounds while a timing is undecided looks at its intervals more than once, and each look
 is another chance of a wrong verdict: at 95% per look over every round from 6 to 24, a change exactly at the
-threshold was called a regression several times as often as the 2.5% a 95% interval allows (docs/
-measurements-log.md, "The gate's looks, simulated"). So the gate looks only
-at a few rounds, each about half as many again as the one before (`look_schedule`: 8, 12, 18 and 24 for 6 to
-24 rounds), and each look's interval has confidence 1 - 0.05/K over its K looks (Bonferroni: whatever the
-dependence between looks, the chance of any wrong verdict stays within 5%). One look, when the rounds are
-fixed, is the plain 95% interval.
+threshold was called a regression several times as often as the 2.5% a 95% interval allows
+(docs/measurements-log.md, "The gate's looks, simulated"). So the gate looks only at a few rounds, each about
+half as many again as the one before (`look_schedule`: 8, 12, 18 and 24 for 6 to 24 rounds), and each
+look's interval has confidence 1 - 0.05/K over its K looks (Bonferroni: whatever the dependence between
+looks, the chance of any wrong verdict stays within 5%). One look, when the rounds are fixed, is the plain
+95% interval.
 
 The verdict compares the whole interval with the threshold (a relative change in the metric's bad
 direction): past it entirely, "regression"; entirely short of it, "pass"; straddling it, "inconclusive"
@@ -84,8 +84,8 @@ def look_schedule(
     """(the rounds at which a gate judges its timings, the confidence of each look's interval).
 
     The first look at `rounds` (or the fewest rounds the per-look confidence allows), then each about `growth`
-    times the last, the last at `max_rounds` (a look only a little before it is dropped); with K looks, each at 1 - (1 - confidence) / K. Rounds fixed
-    (`rounds == max_rounds`): one look at the confidence asked."""
+    times the last, the last at `max_rounds` (a look only a little before it is dropped); with K looks, each at
+    1 - (1 - confidence) / K. Rounds fixed (`rounds == max_rounds`): one look at the confidence asked."""
     if max_rounds <= rounds:
         return [max_rounds], confidence
     k = 1
